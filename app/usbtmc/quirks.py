@@ -1,0 +1,282 @@
+"""Device quirks as data.
+
+Many instruments break the USBTMC spec in small ways. Which workaround applies to
+which device lives in ``quirks.toml`` (shipped with the package) and an optional
+user file merged over it; code reads named flags of a :class:`Quirks` record and
+never tests vendor IDs itself.
+
+File format::
+
+    [[quirk]]
+    name = "Rigol DS1000Z"            # shown to users
+    vid = 0x1AB1
+    pid = [0x04CE]                     # or pid_range = [lo, hi]; omit for every PID
+    product = "DS1[0-9]{3}Z"           # optional regex on the USB product string
+    idn = "RIGOL.*,00\\.04\\.0[0-3]"   # optional regex on the *IDN? reply
+    reason = "why this entry exists"
+    source = "where it was reported"
+    [quirk.flags]
+    single_request_per_reply = true
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import QuirksFileError
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class AppliedQuirk:
+    """One flag set by a database entry, with the entry's explanation."""
+
+    flag: str
+    value: Any
+    reason: str
+    source: str
+    entry: str
+
+
+@dataclass(frozen=True)
+class Quirks:
+    """The workarounds in force for one device. Defaults describe a compliant device."""
+
+    # Payload bytes per Bulk-OUT transfer: a long write becomes large transfers, EOM on the last.
+    max_out_transfer_bytes: int = MIB
+    # TransferSize asked for in each REQUEST_DEV_DEP_MSG_IN.
+    max_in_transfer_bytes: int = MIB
+    # Size of the first Bulk-IN read of a reply (rounded to wMaxPacketSize); the rest is
+    # read with a buffer sized from the header's TransferSize.
+    read_buffer_bytes: int = 4096
+    # Send INITIATE_CLEAR when a session opens (resynchronises a device left mid-message).
+    clear_on_open: bool = True
+    # Assert REN when a session opens (locks the front panel: off unless a device needs it).
+    remote_on_open: bool = False
+    # A repeated REQUEST_DEV_DEP_MSG_IN restarts the reply: send one request per reply.
+    single_request_per_reply: bool = False
+    # Only the first Bulk-IN transfer of a reply carries a USBTMC header.
+    header_in_first_transfer_only: bool = False
+    # The EOM bit cannot be trusted: the reply ends when TransferSize bytes have arrived.
+    eom_unreliable: bool = False
+    # For an IEEE 488.2 block reply the header's TransferSize is wrong: use the block's length.
+    block_length_from_block_header: bool = False
+    # The device never sets EOM: a reply is complete after one transfer.
+    no_eom: bool = False
+    # The device answers only while locked by a vendor request (bRequest 0xA0) around each query.
+    vendor_lock_around_query: bool = False
+    # The device does not end a transfer that fills whole packets with a zero-length packet.
+    no_zlp: bool = False
+
+    applied: tuple[AppliedQuirk, ...] = ()
+
+    def reasons(self) -> list[str]:
+        """One line per applied flag: ``flag = value: reason``."""
+        return [f"{a.flag} = {a.value!r}: {a.reason}" for a in self.applied]
+
+
+FLAG_TYPES: dict[str, type] = {
+    f.name: (int if f.type in ("int", int) else bool) for f in fields(Quirks) if f.name != "applied"
+}
+DEFAULTS = Quirks()
+_ENTRY_KEYS = {"name", "vid", "pid", "pid_range", "product", "idn", "reason", "source", "flags"}
+
+
+@dataclass(frozen=True)
+class QuirkEntry:
+    """One database entry: which devices it matches and which flags it sets."""
+
+    name: str
+    vid: int
+    pids: tuple[int, ...] | None
+    pid_range: tuple[int, int] | None
+    product: re.Pattern[str] | None
+    idn: re.Pattern[str] | None
+    flags: dict[str, Any]
+    reason: str
+    source: str
+    origin: str  # file:line, for messages
+
+    def matches_ids(self, vid: int, pid: int) -> bool:
+        """Whether VID and PID fit, ignoring the text patterns."""
+        if vid != self.vid:
+            return False
+        if self.pids is not None and pid not in self.pids:
+            return False
+        return self.pid_range is None or self.pid_range[0] <= pid <= self.pid_range[1]
+
+    def matches(self, vid: int, pid: int, product: str | None, idn: str | None) -> bool:
+        if not self.matches_ids(vid, pid):
+            return False
+        if self.product is not None and not (product and self.product.search(product)):
+            return False
+        if self.idn is not None and not (idn and self.idn.search(idn)):
+            return False
+        return True
+
+
+@dataclass
+class QuirkDatabase:
+    """Entries in precedence order (later entries override earlier ones)."""
+
+    entries: list[QuirkEntry] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # e.g. a broken user file that was skipped
+
+    def lookup(self, vid: int, pid: int, product: str | None = None, idn: str | None = None) -> Quirks:
+        """The quirks in force for a device; entries with an ``idn`` pattern need ``idn``."""
+        values: dict[str, Any] = {}
+        applied: dict[str, AppliedQuirk] = {}
+        for entry in self.entries:
+            if entry.matches(vid, pid, product, idn):
+                for flag, value in entry.flags.items():
+                    values[flag] = value
+                    applied[flag] = AppliedQuirk(flag, value, entry.reason, entry.source, entry.name)
+        return dataclasses.replace(DEFAULTS, **values, applied=tuple(applied.values()))
+
+    def needs_idn(self, vid: int, pid: int) -> bool:
+        """Whether some entry for this device depends on its *IDN? reply."""
+        return any(e.idn is not None and e.matches_ids(vid, pid) for e in self.entries)
+
+
+def _line_index(text: str) -> tuple[list[int], list[str]]:
+    lines = text.splitlines()
+    starts = [i + 1 for i, line in enumerate(lines) if line.strip().startswith("[[quirk]]")]
+    return starts, lines
+
+
+def _flag_line(lines: list[str], start: int, end: int, key: str) -> int:
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    for number in range(start, min(end, len(lines) + 1)):
+        if pattern.match(lines[number - 1]):
+            return number
+    return start
+
+
+def parse_database(text: str, origin: str = "quirks.toml") -> list[QuirkEntry]:
+    """Parse and validate quirks TOML; errors raise :class:`QuirksFileError` with ``origin:line``."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise QuirksFileError(f"{origin}: not valid TOML: {exc}") from None
+    unknown_top = set(doc) - {"quirk"}
+    if unknown_top:
+        raise QuirksFileError(f"{origin}: unknown top-level keys {sorted(unknown_top)}; entries are [[quirk]] tables")
+    raw_entries = doc.get("quirk", [])
+    if not isinstance(raw_entries, list):
+        raise QuirksFileError(f"{origin}: 'quirk' must be an array of tables ([[quirk]])")
+    starts, lines = _line_index(text)
+    entries = []
+    for index, raw in enumerate(raw_entries):
+        line = starts[index] if index < len(starts) else 1
+        end = starts[index + 1] if index + 1 < len(starts) else len(lines) + 1
+        where = f"{origin}:{line}"
+
+        def fail(message: str, key: str | None = None) -> QuirksFileError:
+            at = f"{origin}:{_flag_line(lines, line, end, key)}" if key else where
+            return QuirksFileError(f"{at}: {message}")
+
+        name = raw.get("name")
+        if not isinstance(name, str) or not name:
+            raise fail("entry needs a 'name' (text)")
+        for key in raw:
+            if key not in _ENTRY_KEYS:
+                raise fail(f"entry {name!r}: unknown key {key!r} (known: {', '.join(sorted(_ENTRY_KEYS))})", key)
+        vid = raw.get("vid")
+        if not isinstance(vid, int) or not 0 <= vid <= 0xFFFF:
+            raise fail(f"entry {name!r}: 'vid' must be a 16-bit number", "vid")
+        pids = raw.get("pid")
+        if pids is not None:
+            if isinstance(pids, int):
+                pids = [pids]
+            if not isinstance(pids, list) or not all(isinstance(p, int) and 0 <= p <= 0xFFFF for p in pids):
+                raise fail(f"entry {name!r}: 'pid' must be a 16-bit number or a list of them", "pid")
+            pids = tuple(pids)
+        pid_range = raw.get("pid_range")
+        if pid_range is not None:
+            if (
+                not isinstance(pid_range, list)
+                or len(pid_range) != 2
+                or not all(isinstance(p, int) and 0 <= p <= 0xFFFF for p in pid_range)
+                or pid_range[0] > pid_range[1]
+            ):
+                raise fail(f"entry {name!r}: 'pid_range' must be [low, high] 16-bit numbers", "pid_range")
+            pid_range = (pid_range[0], pid_range[1])
+        patterns = {}
+        for key in ("product", "idn"):
+            value = raw.get(key)
+            if value is None:
+                patterns[key] = None
+                continue
+            if not isinstance(value, str):
+                raise fail(f"entry {name!r}: {key!r} must be a regular expression (text)", key)
+            try:
+                patterns[key] = re.compile(value)
+            except re.error as exc:
+                raise fail(f"entry {name!r}: {key!r} is not a valid regular expression: {exc}", key) from None
+        for key in ("reason", "source"):
+            if not isinstance(raw.get(key), str) or not raw[key].strip():
+                raise fail(f"entry {name!r}: needs a {key!r} (text)", key if key in raw else None)
+        flags = raw.get("flags", {})
+        if not isinstance(flags, dict) or not flags:
+            raise fail(f"entry {name!r}: needs a [quirk.flags] table with at least one flag", "flags")
+        for flag, value in flags.items():
+            expected = FLAG_TYPES.get(flag)
+            if expected is None:
+                raise fail(f"entry {name!r}: unknown flag {flag!r} (known: {', '.join(sorted(FLAG_TYPES))})", flag)
+            if expected is bool and not isinstance(value, bool):
+                raise fail(f"entry {name!r}: flag {flag!r} must be true or false", flag)
+            if expected is int and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise fail(f"entry {name!r}: flag {flag!r} must be a positive whole number", flag)
+        entries.append(
+            QuirkEntry(
+                name=name,
+                vid=vid,
+                pids=pids,
+                pid_range=pid_range,
+                product=patterns["product"],
+                idn=patterns["idn"],
+                flags=dict(flags),
+                reason=raw["reason"].strip(),
+                source=raw["source"].strip(),
+                origin=where,
+            )
+        )
+    return entries
+
+
+def shipped_entries() -> list[QuirkEntry]:
+    """The entries of the ``quirks.toml`` shipped in this package."""
+    text = resources.files(__package__).joinpath("quirks.toml").read_text(encoding="utf-8")
+    return parse_database(text, "quirks.toml (shipped)")
+
+
+def user_quirks_path() -> Path:
+    """Where the user's own quirks file lives (merged over the shipped one)."""
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("tmc-console", appauthor=False)) / "quirks.toml"
+
+
+def load_database(user_file: Path | None = None) -> QuirkDatabase:
+    """Shipped entries, then the user file's. A broken user file is skipped and reported in ``problems``."""
+    db = QuirkDatabase(entries=shipped_entries())
+    if user_file is not None and user_file.exists():
+        try:
+            db.entries.extend(parse_database(user_file.read_text(encoding="utf-8"), str(user_file)))
+        except (QuirksFileError, OSError, UnicodeDecodeError) as exc:
+            db.problems.append(f"user quirks file ignored: {exc}")
+    return db
+
+
+@lru_cache(maxsize=1)
+def default_database() -> QuirkDatabase:
+    """The database used when a session is opened without an explicit one."""
+    return load_database(user_quirks_path())
