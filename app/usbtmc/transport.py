@@ -1,0 +1,210 @@
+"""The one module of the core that talks to pyusb.
+
+It opens one USBTMC interface of one device and offers bulk, interrupt and
+control transfers with timeouts in milliseconds, translating pyusb's errors into
+the core's typed errors. Everything above it works on bytes.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+import usb.core
+import usb.util
+
+from .constants import FEATURE_ENDPOINT_HALT, REQ_OUT_STANDARD_ENDPOINT, STD_CLEAR_FEATURE
+from .errors import (
+    AccessError,
+    BackendUnavailableError,
+    DeviceGoneError,
+    NotSupportedError,
+    TmcError,
+    TmcTimeoutError,
+)
+
+# libusb error codes as pyusb reports them in USBError.backend_error_code (libusb.h).
+_LIBUSB_IO = -1
+_LIBUSB_ACCESS = -3
+_LIBUSB_NO_DEVICE = -4
+_LIBUSB_BUSY = -6
+_LIBUSB_TIMEOUT = -7
+_LIBUSB_OVERFLOW = -8
+_LIBUSB_PIPE = -9
+
+
+class TransferError(TmcError):
+    """A USB transfer failed for a reason other than timeout or unplug."""
+
+
+class StallError(TransferError):
+    """The endpoint answered STALL (halted)."""
+
+
+class OverflowError_(TransferError):
+    """The device sent more than the read buffer could hold (babble)."""
+
+
+def default_backend():
+    """pyusb's libusb 1.0 backend using the libusb shipped by libusb-package.
+
+    Raises :class:`BackendUnavailableError` when no libusb can be loaded.
+    """
+    try:
+        import libusb_package
+
+        backend = libusb_package.get_libusb1_backend()
+    except (ImportError, OSError):
+        backend = None
+    if backend is None:
+        import usb.backend.libusb1
+
+        backend = usb.backend.libusb1.get_backend()
+    if backend is None:
+        raise BackendUnavailableError(
+            "libusb could not be loaded, so USB instruments cannot be reached; "
+            "install libusb-1.0 (Linux: the libusb-1.0-0 package) or use the virtual instruments"
+        )
+    return backend
+
+
+def translate(exc: usb.core.USBError, what: str) -> TmcError:
+    """The typed error for a pyusb error raised while doing ``what``."""
+    code = getattr(exc, "backend_error_code", None)
+    err = getattr(exc, "errno", None)
+    if isinstance(exc, usb.core.USBTimeoutError) or code == _LIBUSB_TIMEOUT or err == errno.ETIMEDOUT:
+        return TmcTimeoutError(f"{what} timed out")
+    if code == _LIBUSB_NO_DEVICE or err == errno.ENODEV:
+        return DeviceGoneError(f"the device is gone ({what} failed: {exc.strerror or exc})")
+    if code == _LIBUSB_PIPE or err == errno.EPIPE:
+        return StallError(f"{what}: the device answered STALL")
+    if code == _LIBUSB_OVERFLOW or err == errno.EOVERFLOW:
+        return OverflowError_(f"{what}: the device sent more data than requested")
+    if code == _LIBUSB_ACCESS or err == errno.EACCES:
+        return AccessError(f"{what}: access denied by the operating system ({exc.strerror or exc})")
+    if code == _LIBUSB_BUSY or err == errno.EBUSY:
+        return AccessError(f"{what}: the interface is held by another driver or program")
+    return TransferError(f"{what} failed: {exc.strerror or exc}")
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Endpoint addresses and packet sizes of a USBTMC interface (USBTMC 1.0 section 5.4)."""
+
+    bulk_out: int
+    bulk_in: int
+    bulk_out_packet_bytes: int
+    bulk_in_packet_bytes: int
+    interrupt_in: int | None = None
+    interrupt_in_packet_bytes: int = 0
+
+
+def find_endpoints(interface) -> Endpoints | None:
+    """The USBTMC endpoints of a pyusb interface, or None when bulk IN/OUT are missing."""
+    found: dict[str, tuple[int, int]] = {}
+    for ep in interface:
+        direction = usb.util.endpoint_direction(ep.bEndpointAddress)
+        kind = usb.util.endpoint_type(ep.bmAttributes)
+        key = None
+        if kind == usb.util.ENDPOINT_TYPE_BULK:
+            key = "bulk_in" if direction == usb.util.ENDPOINT_IN else "bulk_out"
+        elif kind == usb.util.ENDPOINT_TYPE_INTR and direction == usb.util.ENDPOINT_IN:
+            key = "interrupt_in"
+        if key and key not in found:
+            found[key] = (ep.bEndpointAddress, ep.wMaxPacketSize & 0x7FF)
+    if "bulk_in" not in found or "bulk_out" not in found:
+        return None
+    intr = found.get("interrupt_in")
+    return Endpoints(
+        bulk_out=found["bulk_out"][0],
+        bulk_in=found["bulk_in"][0],
+        bulk_out_packet_bytes=found["bulk_out"][1] or 64,
+        bulk_in_packet_bytes=found["bulk_in"][1] or 64,
+        interrupt_in=intr[0] if intr else None,
+        interrupt_in_packet_bytes=intr[1] if intr else 0,
+    )
+
+
+class UsbTransport:
+    """One claimed USBTMC interface. Not thread-safe: one session thread owns it."""
+
+    def __init__(self, device, interface_number: int, endpoints: Endpoints) -> None:
+        self.device = device
+        self.interface_number = interface_number
+        self.endpoints = endpoints
+        self._claimed = False
+        self._detached_kernel_driver = False
+
+    @classmethod
+    def open(cls, device, configuration_value: int, interface_number: int, endpoints: Endpoints) -> UsbTransport:
+        """Configure the device, detach a kernel driver if one holds the interface, and claim it."""
+        transport = cls(device, interface_number, endpoints)
+        try:
+            try:
+                if device.is_kernel_driver_active(interface_number):
+                    device.detach_kernel_driver(interface_number)
+                    transport._detached_kernel_driver = True
+            except (NotImplementedError, usb.core.USBError):
+                pass  # not on this platform, or nothing to detach
+            try:
+                active = device.get_active_configuration().bConfigurationValue
+            except usb.core.USBError:
+                active = None
+            if active != configuration_value:
+                device.set_configuration(configuration_value)
+            usb.util.claim_interface(device, interface_number)
+            transport._claimed = True
+        except usb.core.USBError as exc:
+            raise translate(exc, "opening the device") from exc
+        return transport
+
+    # --- transfers; timeouts in ms (pyusb treats 0 as "forever", so callers never pass 0) ---
+
+    def bulk_out(self, data, timeout_ms: int) -> int:
+        try:
+            return self.device.write(self.endpoints.bulk_out, data, timeout=max(1, timeout_ms))
+        except usb.core.USBError as exc:
+            raise translate(exc, "Bulk-OUT transfer") from exc
+
+    def bulk_in(self, length: int, timeout_ms: int) -> bytes:
+        try:
+            return self.device.read(self.endpoints.bulk_in, length, timeout=max(1, timeout_ms)).tobytes()
+        except usb.core.USBError as exc:
+            raise translate(exc, "Bulk-IN transfer") from exc
+
+    def interrupt_in(self, length: int, timeout_ms: int) -> bytes:
+        if self.endpoints.interrupt_in is None:
+            raise NotSupportedError("the interface has no interrupt-IN endpoint")
+        try:
+            return self.device.read(self.endpoints.interrupt_in, length, timeout=max(1, timeout_ms)).tobytes()
+        except usb.core.USBError as exc:
+            raise translate(exc, "Interrupt-IN transfer") from exc
+
+    def control_in(self, request_type: int, request: int, value: int, index: int, length: int, timeout_ms: int) -> bytes:
+        try:
+            return bytes(self.device.ctrl_transfer(request_type, request, value, index, length, timeout=max(1, timeout_ms)))
+        except usb.core.USBError as exc:
+            raise translate(exc, f"control request {request}") from exc
+
+    def clear_halt(self, endpoint: int, timeout_ms: int = 1000) -> None:
+        """CLEAR_FEATURE(ENDPOINT_HALT) on ``endpoint`` (USB 2.0 section 9.4.1)."""
+        try:
+            self.device.ctrl_transfer(
+                REQ_OUT_STANDARD_ENDPOINT, STD_CLEAR_FEATURE, FEATURE_ENDPOINT_HALT, endpoint, None,
+                timeout=max(1, timeout_ms),
+            )
+        except usb.core.USBError as exc:
+            raise translate(exc, f"clearing the halt of endpoint 0x{endpoint:02X}") from exc
+
+    def close(self) -> None:
+        """Release the interface and hand the device back to its kernel driver if we took it."""
+        try:
+            if self._claimed:
+                usb.util.release_interface(self.device, self.interface_number)
+            if self._detached_kernel_driver:
+                self.device.attach_kernel_driver(self.interface_number)
+        except (usb.core.USBError, NotImplementedError):
+            pass  # the device may be gone already; nothing is left to release
+        finally:
+            self._claimed = False
+            usb.util.dispose_resources(self.device)
