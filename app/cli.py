@@ -1,0 +1,154 @@
+"""``tmc``: the command-line side of TMC Console.
+
+Every failure is one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from app.usbtmc import Instrument, TmcError, list_resources
+from app.usbtmc.ieee488 import ESR_BITS, STB_BITS, set_bit_names
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _backend(args):
+    if args.sim:
+        from app.sim import backend
+
+        return backend()
+    return None
+
+
+def _open(args) -> Instrument:
+    return Instrument(args.resource, backend=_backend(args), timeout_ms=args.timeout_ms)
+
+
+def _escape(data: bytes) -> str:
+    return "".join(chr(b) if 32 <= b < 127 and b != 92 else {10: "\\n", 13: "\\r", 9: "\\t", 92: "\\\\"}.get(b, f"\\x{b:02x}") for b in data)
+
+
+def cmd_list(args) -> int:
+    infos = list_resources(_backend(args), probe=not args.no_probe)
+    if args.json:
+        for info in infos:
+            print(json.dumps({
+                "resource": info.resource, "vid": info.vid, "pid": info.pid, "serial": info.serial,
+                "manufacturer": info.manufacturer, "product": info.product, "protocol": info.protocol,
+                "speed": info.speed, "problem": info.problem,
+                "quirks": [a.flag for a in info.quirks],
+            }))
+        return 0
+    if not infos:
+        print("no USBTMC instruments found" + ("" if args.sim else " (try --sim for the virtual instruments)"))
+        return 0
+    for info in infos:
+        line = f"{info.resource}  {info.manufacturer} {info.product}  [{info.protocol}, {info.speed}]"
+        print(line)
+        if info.problem:
+            print(f"    cannot open: {info.problem}")
+        for quirk in info.quirks:
+            print(f"    quirk {quirk.flag} = {quirk.value!r}: {quirk.reason}")
+    return 0
+
+
+def cmd_query(args) -> int:
+    with _open(args) as inst:
+        inst.write(args.command)
+        data = inst.read_raw()
+    _print_reply(data, args.raw)
+    return 0
+
+
+def _print_reply(data: bytes, raw: bool) -> None:
+    if raw:
+        print(_escape(data))
+    else:
+        sys.stdout.write(data.decode("utf-8", errors="backslashreplace"))
+        if not data.endswith(b"\n"):
+            sys.stdout.write("\n")
+
+
+def cmd_write(args) -> int:
+    with _open(args) as inst:
+        inst.write(args.command)
+    return 0
+
+
+def cmd_read(args) -> int:
+    with _open(args) as inst:
+        data = inst.read_raw()
+    _print_reply(data, args.raw)
+    return 0
+
+
+def cmd_stb(args) -> int:
+    with _open(args) as inst:
+        stb = inst.read_stb()
+    names = ", ".join(set_bit_names(stb, STB_BITS)) or "no bits set"
+    print(f"STB 0x{stb:02X} ({stb}): {names}")
+    return 0
+
+
+def _simple(action: Callable[[Instrument], None], done: str):
+    def run(args) -> int:
+        with _open(args) as inst:
+            action(inst)
+        print(done)
+        return 0
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tmc", description="Talk to USBTMC/USB488 instruments.")
+    sub = parser.add_subparsers(dest="command_name", required=True, metavar="COMMAND")
+
+    def add(name: str, func, help_text: str, resource: bool = True):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--sim", action="store_true", help="use the virtual instruments instead of USB")
+        p.add_argument("--timeout-ms", type=int, default=5000, metavar="MS", help="transfer timeout (default 5000)")
+        if resource:
+            p.add_argument("resource", help="VISA resource string, e.g. USB0::0x1209::0x0001::SERIAL::INSTR")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("list", cmd_list, "list USBTMC instruments", resource=False)
+    p.add_argument("--json", action="store_true", help="one JSON record per instrument")
+    p.add_argument("--no-probe", action="store_true", help="do not ask instruments for their capabilities")
+    p = add("query", cmd_query, "send a command and print the reply")
+    p.add_argument("command", help="program message, e.g. '*IDN?'")
+    p.add_argument("--raw", action="store_true", help="print the reply with escapes (binary-safe)")
+    p = add("write", cmd_write, "send a command")
+    p.add_argument("command")
+    p = add("read", cmd_read, "read one reply")
+    p.add_argument("--raw", action="store_true", help="print the reply with escapes (binary-safe)")
+    add("stb", cmd_stb, "read the status byte (USB488 READ_STATUS_BYTE)")
+    add("clear", _simple(lambda i: i.clear(), "device cleared"), "device clear (USBTMC INITIATE_CLEAR)")
+    add("trigger", _simple(lambda i: i.trigger(), "triggered"), "send the USB488 TRIGGER message")
+    add("pulse", _simple(lambda i: i.indicator_pulse(), "indicator pulsed"), "blink the indicator (INDICATOR_PULSE)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except TmcError as exc:
+        print(f"tmc: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("tmc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
