@@ -80,13 +80,25 @@ def _string(device, index: int) -> str:
     return (text or "").rstrip("\x00").strip()
 
 
-def _usbtmc_interfaces(device):
-    """(configuration, interface) pairs that carry the USBTMC class triple (USBTMC 1.0 Table 43)."""
+def _usbtmc_interfaces(device, db: QuirkDatabase):
+    """(configuration, interface) pairs that carry the USBTMC class triple (USBTMC 1.0 Table 43).
+
+    A device whose quirks set ``force_usbtmc`` offers its first interface with a
+    bulk pair instead, even without the class triple.
+    """
+    found = False
     for cfg in device:
         for intf in cfg:
             if intf.bInterfaceClass == USBTMC_CLASS and intf.bInterfaceSubClass == USBTMC_SUBCLASS:
                 if intf.bAlternateSetting == 0:
+                    found = True
                     yield cfg, intf
+    if not found and db.lookup(device.idVendor, device.idProduct).force_usbtmc:
+        for cfg in device:
+            for intf in cfg:
+                if intf.bAlternateSetting == 0 and find_endpoints(intf) is not None:
+                    yield cfg, intf
+                    return
 
 
 def _probe_capabilities(device, intf, usb488: bool) -> Capabilities:
@@ -132,7 +144,7 @@ def describe_interface(device, cfg, intf, *, probe: bool, db: QuirkDatabase, str
         except TmcError:
             caps = None  # a device with a broken GET_CAPABILITIES still opens
     quirks = db.lookup(device.idVendor, device.idProduct, strings["product"] or None)
-    n_usbtmc = sum(1 for _ in _usbtmc_interfaces(device))
+    n_usbtmc = sum(1 for _ in _usbtmc_interfaces(device, db))
     return DeviceInfo(
         resource=format_resource(
             device.idVendor, device.idProduct, strings["serial"], intf.bInterfaceNumber if n_usbtmc > 1 else None
@@ -171,7 +183,7 @@ def list_resources(backend=None, *, probe: bool = True, db: QuirkDatabase | None
         raise translate(exc, "enumerating USB devices") from exc
     for device in devices:
         try:
-            for cfg, intf in _usbtmc_interfaces(device):
+            for cfg, intf in _usbtmc_interfaces(device, db):
                 infos.append(describe_interface(device, cfg, intf, probe=probe, db=db))
         except usb.core.USBError:
             continue  # unplugged while we looked at it
@@ -180,11 +192,12 @@ def list_resources(backend=None, *, probe: bool = True, db: QuirkDatabase | None
     return infos
 
 
-def find_device(resource: Resource, backend):
+def find_device(resource: Resource, backend, db: QuirkDatabase | None = None):
     """The pyusb device, configuration and interface for ``resource``.
 
     Raises :class:`DeviceNotFoundError` naming what was searched for.
     """
+    db = db if db is not None else default_database()
     try:
         candidates = list(usb.core.find(find_all=True, backend=backend, idVendor=resource.vid, idProduct=resource.pid))
     except usb.core.USBError as exc:
@@ -198,7 +211,7 @@ def find_device(resource: Resource, backend):
             continue
         if serial != resource.serial:
             continue
-        for cfg, intf in _usbtmc_interfaces(device):
+        for cfg, intf in _usbtmc_interfaces(device, db):
             if resource.interface is None or intf.bInterfaceNumber == resource.interface:
                 return device, cfg, intf
     if unreadable is not None:

@@ -100,9 +100,11 @@ class InHeader:
 
 
 def parse_in_header(
-    data: bytes, *, expected_btag: int | None = None, expected_msg_id: int = MsgId.DEV_DEP_MSG_IN
+    data: bytes, *, expected_btag: int | None = None, expected_msg_id: int | None = MsgId.DEV_DEP_MSG_IN
 ) -> InHeader:
     """Decode the first 12 bytes of a Bulk-IN transfer, checking MsgID, bTag and bTagInverse.
+
+    ``None`` for an expectation skips that check (for devices with known quirks).
 
     Raises :class:`ProtocolError` naming what was wrong; never anything else.
     """
@@ -113,7 +115,7 @@ def parse_in_header(
     msg_id, btag, btag_inv, reserved, size, attrs, _byte9, _res = _HEADER.unpack_from(data)
     if btag ^ 0xFF != btag_inv:
         raise ProtocolError(f"Bulk-IN header bTagInverse 0x{btag_inv:02X} does not invert bTag 0x{btag:02X}")
-    if msg_id != expected_msg_id:
+    if expected_msg_id is not None and msg_id != expected_msg_id:
         raise ProtocolError(f"Bulk-IN header has MsgID {msg_id}, expected {int(expected_msg_id)}")
     if expected_btag is not None and btag != expected_btag:
         raise ProtocolError(f"Bulk-IN header echoes bTag {btag}, the request used {expected_btag}")

@@ -87,8 +87,8 @@ class Instrument:
         self._closed = False
 
         backend = backend if backend is not None else default_backend()
-        device, cfg, intf = find_device(self.resource, backend)
         db = quirk_db if quirk_db is not None else default_database()
+        device, cfg, intf = find_device(self.resource, backend, db)
         self.info: DeviceInfo = describe_interface(device, cfg, intf, probe=False, db=db, strings=None)
         endpoints = find_endpoints(intf)
         if endpoints is None:
@@ -129,6 +129,12 @@ class Instrument:
         """Release the interface. Safe to call twice and after the device is gone."""
         if not self._closed:
             self._closed = True
+            if self.quirks.clear_halt_on_close:
+                for endpoint in (self._ep.bulk_out, self._ep.bulk_in):
+                    try:
+                        self._transport.clear_halt(endpoint)
+                    except TmcError:
+                        break  # gone or refusing: closing goes on regardless
             self._transport.close()
 
     @property
@@ -186,6 +192,8 @@ class Instrument:
         self._simple_request(Request.INDICATOR_PULSE)
 
     def _require_ren(self, what: str) -> None:
+        if self.quirks.ren_control_broken:
+            raise NotSupportedError(f"the device advertises {what} but does not implement it (quirk ren_control_broken)")
         if not self.capabilities.ren_control:
             raise NotSupportedError(f"the device does not accept {what} (per its USB488 capabilities)")
 
@@ -307,7 +315,7 @@ class Instrument:
         for _ in range(_MAX_STATUS_POLLS):
             reply = self._control(Request.CHECK_CLEAR_STATUS, 0, 2)
             if reply[0] == Status.PENDING:
-                if len(reply) > 1 and reply[1] & 0x01:
+                if len(reply) > 1 and reply[1] & 0x01 and not self.quirks.no_drain_on_clear:
                     self._drain_bulk_in()  # bmClear.D0: the device wants its Bulk-IN FIFO read
                 else:
                     time.sleep(_POLL_INTERVAL_S)
@@ -318,6 +326,8 @@ class Instrument:
         else:
             raise TmcTimeoutError("the device clear did not finish", "the device kept answering PENDING")
         self._transport.clear_halt(self._ep.bulk_out)
+        if self.quirks.clear_halts_bulk_in:
+            self._transport.clear_halt(self._ep.bulk_in)
 
     def _drain_bulk_in(self, timeout_ms: int = 300) -> int:
         """Read Bulk-IN until a short packet ends the transfer (USBTMC 1.0 section 4.2.1.4)."""
@@ -470,7 +480,9 @@ class Instrument:
             raise ProtocolError(f"the device halted its Bulk-OUT endpoint ({recovery})") from None
 
     def _timeout_for(self, size: int) -> int:
-        return self.timeout_ms
+        """The timeout for a transfer of ``size`` bytes, scaled when the quirks give a minimum rate."""
+        rate = self.quirks.min_bytes_per_s
+        return self.timeout_ms + (size * 1000 // rate if rate else 0)
 
     def _discard_partial(self, last: bool) -> str:
         if last:
@@ -578,23 +590,39 @@ class Instrument:
                 break
             if max_bytes is not None and len(out) >= max_bytes:
                 break
+        if q.strip_trailing_nuls:
+            return bytes(out).rstrip(b"\x00")
         return bytes(out)
 
     def _read_transfer(self, btag: int, ask: int, msg_id: int, already: int | None):
-        """One Bulk-IN transfer: header, payload (padding removed). Recovers from timeouts by aborting."""
+        """One Bulk-IN transfer: header and payload (padding removed).
+
+        The first read uses a small buffer; the rest of the transfer is read with a
+        buffer sized from the header's TransferSize (plus room for the ZLP a
+        compliant device sends when the transfer fills whole packets). Timeouts
+        run the ABORT_BULK_IN sequence before the error is raised.
+        """
         q = self.quirks
         packet = self._ep.bulk_in_packet_bytes
         first_buffer = min(_round_up(HEADER_BYTES + ask + 3, packet), max(packet, _round_up(q.read_buffer_bytes, packet)))
+        first_of_reply = not already
         try:
             data = self._transport.bulk_in(first_buffer, self.timeout_ms)
             try:
-                header = framing.parse_in_header(data, expected_btag=btag, expected_msg_id=msg_id)
-            except ProtocolError:
+                header = framing.parse_in_header(
+                    data,
+                    expected_btag=None if q.tolerate_stale_btag else btag,
+                    expected_msg_id=None if (q.tolerate_bad_first_msgid and first_of_reply) else msg_id,
+                )
+            except ProtocolError as exc:
                 recovery = self._recover(lambda: self._abort_bulk_in(btag))
-                raise ProtocolError(f"{self._describe_bad_header(data)} ({recovery})") from None
-            size = header.transfer_size
+                raise ProtocolError(f"{exc} ({recovery})") from None
             body = bytearray(data[HEADER_BYTES:])
-            if q.block_length_from_block_header and body[:1] == b"#" and not already:
+            if q.transfer_size_unreliable:
+                body = self._read_until_short_packet(body, len(data), first_buffer)
+                return header, self._strip_padding(bytes(body))
+            size = header.transfer_size
+            if q.block_length_from_block_header and body[:1] == b"#" and first_of_reply:
                 try:
                     block = ieee488.parse_block_header(bytes(body[:12]))
                 except ProtocolError:
@@ -603,20 +631,22 @@ class Instrument:
                     size = block.header_bytes + block.payload_bytes
             if size > ask and not q.header_in_first_transfer_only:
                 raise ProtocolError(f"the device announced {size} bytes after {ask} were requested")
-            total = size + framing.padding_bytes(size)
+            # With a header only in the first transfer, later transfers carry bare data (no padding).
+            total = size if q.header_in_first_transfer_only else size + framing.padding_bytes(size)
             last_read, last_buffer = len(data), first_buffer
             while len(body) < size:
-                remaining = total - len(body) if not q.header_in_first_transfer_only else size - len(body)
+                remaining = total - len(body)
                 buffer = _round_up(remaining, packet)
                 if remaining % packet == 0 and not q.no_zlp:
                     buffer += packet  # room for the zero-length packet that ends the transfer
-                more = self._transport.bulk_in(buffer, self.timeout_ms)
+                more = self._transport.bulk_in(buffer, self._timeout_for(buffer))
                 body += more
                 last_read, last_buffer = len(more), buffer
                 if not more and len(body) < size:
                     raise ProtocolError(f"the transfer ended after {len(body)} of {size} announced bytes")
-            if last_read == last_buffer and last_read and not q.no_zlp and (HEADER_BYTES + len(body)) % packet == 0:
-                # The transfer filled our buffer exactly; a compliant device ends it with a ZLP.
+            if last_read == last_buffer and not q.no_zlp and not q.header_in_first_transfer_only:
+                # The transfer filled our buffer exactly, so it ended on a packet boundary and
+                # a compliant device follows it with a zero-length packet: consume it.
                 self._transport.bulk_in(packet, self.timeout_ms)
         except TmcTimeoutError:
             recovery = self._recover(lambda: self._abort_bulk_in(btag))
@@ -624,7 +654,24 @@ class Instrument:
         except StallError:
             recovery = self._recover(lambda: self._transport.clear_halt(self._ep.bulk_in) or "Bulk-IN halt cleared")
             raise ProtocolError(f"the device halted its Bulk-IN endpoint ({recovery})") from None
-        return header, bytes(body[:size])
+        payload = bytes(body[:size])
+        return header, self._strip_padding(payload) if q.transfer_size_includes_padding else payload
+
+    def _read_until_short_packet(self, body: bytearray, last_read: int, last_buffer: int) -> bytearray:
+        """Keep reading until a short packet ends the transfer (for devices whose TransferSize lies)."""
+        packet = self._ep.bulk_in_packet_bytes
+        while last_read == last_buffer:
+            buffer = max(packet, _round_up(self.quirks.read_buffer_bytes, packet))
+            more = self._transport.bulk_in(buffer, self.timeout_ms)
+            body += more
+            last_read, last_buffer = len(more), buffer
+        return body
+
+    @staticmethod
+    def _strip_padding(payload: bytes) -> bytes:
+        """Drop up to three NUL alignment bytes that a device counted as data."""
+        trimmed = payload.rstrip(b"\x00")
+        return trimmed if len(payload) - len(trimmed) <= 3 else payload[: len(payload) - 3]
 
     @staticmethod
     def _describe_bad_header(data: bytes) -> str:

@@ -73,8 +73,32 @@ class Quirks:
     no_eom: bool = False
     # The device answers only while locked by a vendor request (bRequest 0xA0) around each query.
     vendor_lock_around_query: bool = False
-    # The device does not end a transfer that fills whole packets with a zero-length packet.
+    # The device does not end a transfer that fills whole packets with a zero-length packet,
+    # so reads are sized from TransferSize and never wait for a short packet.
     no_zlp: bool = False
+    # The device advertises RL1/REN_CONTROL but does not implement REN, GTL or LLO.
+    ren_control_broken: bool = False
+    # Clear the halt of both bulk endpoints when a session closes.
+    clear_halt_on_close: bool = False
+    # Accept a Bulk-IN header that echoes an older bTag.
+    tolerate_stale_btag: bool = False
+    # Accept a wrong MsgID in the first Bulk-IN transfer of a reply.
+    tolerate_bad_first_msgid: bool = False
+    # TransferSize counts the alignment bytes too: strip the NUL padding from the data.
+    transfer_size_includes_padding: bool = False
+    # TransferSize does not match the bytes sent: take what arrives until the short packet.
+    transfer_size_unreliable: bool = False
+    # Remove trailing NUL bytes from replies.
+    strip_trailing_nuls: bool = False
+    # A device clear also halts Bulk-IN: clear its halt after INITIATE_CLEAR.
+    clear_halts_bulk_in: bool = False
+    # Never read Bulk-IN while a device clear is pending (some devices hang on it).
+    no_drain_on_clear: bool = False
+    # List the device as USBTMC although its interface does not carry class FE/03.
+    force_usbtmc: bool = False
+    # Slowest rate the device is expected to sustain: a transfer of n bytes gets
+    # timeout_ms + n / min_bytes_per_s. 0 means a fixed timeout per transfer.
+    min_bytes_per_s: int = 0
 
     applied: tuple[AppliedQuirk, ...] = ()
 
@@ -87,6 +111,7 @@ FLAG_TYPES: dict[str, type] = {
     f.name: (int if f.type in ("int", int) else bool) for f in fields(Quirks) if f.name != "applied"
 }
 DEFAULTS = Quirks()
+_POSITIVE_FLAGS = {"max_out_transfer_bytes", "max_in_transfer_bytes", "read_buffer_bytes"}
 _ENTRY_KEYS = {"name", "vid", "pid", "pid_range", "product", "idn", "reason", "source", "flags"}
 
 
@@ -233,8 +258,10 @@ def parse_database(text: str, origin: str = "quirks.toml") -> list[QuirkEntry]:
                 raise fail(f"entry {name!r}: unknown flag {flag!r} (known: {', '.join(sorted(FLAG_TYPES))})", flag)
             if expected is bool and not isinstance(value, bool):
                 raise fail(f"entry {name!r}: flag {flag!r} must be true or false", flag)
-            if expected is int and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-                raise fail(f"entry {name!r}: flag {flag!r} must be a positive whole number", flag)
+            if expected is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise fail(f"entry {name!r}: flag {flag!r} must be a whole number >= 0", flag)
+            if flag in _POSITIVE_FLAGS and value == 0:
+                raise fail(f"entry {name!r}: flag {flag!r} must be at least 1", flag)
         entries.append(
             QuirkEntry(
                 name=name,

@@ -60,7 +60,7 @@ max_out_transfer_bytes = 512
     "change, message",
     [
         (("max_out_transfer_bytes = 4096", "max_out_transfer_bytes = 4096\nfly = true"), r"x.toml:11: .*unknown flag 'fly'"),
-        (("max_out_transfer_bytes = 4096", "max_out_transfer_bytes = true"), r"x.toml:10: .*positive whole number"),
+        (("max_out_transfer_bytes = 4096", "max_out_transfer_bytes = true"), r"x.toml:10: .*whole number >= 0"),
         (("vid = 0x1234", "vid = 0x123456"), r"x.toml:4: .*'vid'"),
         (('product = "Model X"', 'product = "("'), r"x.toml:6: .*regular expression"),
         (('reason = "r"\n', ""), r"x.toml:2: .*needs a 'reason'"),
