@@ -1,0 +1,283 @@
+"""usbdevfs semantics over one virtual device: URB queues, reaping, discards, claims, disconnect.
+
+This is the part of the umockdev adapter that knows USB and the kernel's usbdevfs
+rules but nothing of umockdev's memory handling: the ioctl handler in
+:mod:`.testbed` turns client memory into :class:`Urb` records and back.
+
+Rules taken from the kernel's usbdevfs (drivers/usb/core/devio.c) as libusb relies on them:
+- URBs on one endpoint complete in submission order; endpoints are independent.
+- A URB is reaped only through the file descriptor that submitted it.
+- DISCARDURB completes a URB with -ENOENT; discarding one that already completed is EINVAL.
+- After a disconnect the URBs still queued complete with -ESHUTDOWN and can be reaped
+  (USBDEVFS_CAP_REAP_AFTER_DISCONNECT); then every request fails with ENODEV.
+- Closing the descriptor cancels its URBs and releases its interfaces.
+
+Standard library only: this module runs under the system Python.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+
+from app.sim.device import Gone, NoData, Overflow, Stall
+
+from .usbdevfs import SETUP, UrbFlag, UrbType
+
+# USB 2.0 Table 9-4 / 9-3: the standard SET_CONFIGURATION request the kernel keeps track of.
+_STD_OUT_DEVICE = 0x00
+_SET_CONFIGURATION = 9
+
+
+class UsbdevfsError(Exception):
+    """An ioctl fails with ``errno``."""
+
+    def __init__(self, err: int, why: str = "") -> None:
+        super().__init__(why or errno.errorcode.get(err, str(err)))
+        self.errno = err
+
+
+@dataclass(eq=False)
+class Urb:
+    """One submitted URB as the device sees it.
+
+    ``token`` is the handler's handle on the client's memory; ``owner`` the file
+    descriptor (client) that submitted it. For control URBs ``length`` counts the
+    data stage only (the kernel's actual_length never includes the 8 SETUP bytes).
+    """
+
+    owner: Hashable
+    token: object
+    type: UrbType
+    endpoint: int
+    flags: int
+    length: int
+    out_data: bytes = b""
+    setup: bytes | None = None
+    # results
+    status: int = 0
+    in_data: bytes = b""
+    actual_length: int = 0
+    _sent: int = field(default=0, repr=False)
+
+    @property
+    def is_in(self) -> bool:
+        if self.type == UrbType.CONTROL:
+            return bool(self.setup and self.setup[0] & 0x80)
+        return bool(self.endpoint & 0x80)
+
+    @property
+    def queue_key(self) -> int:
+        # Control transfers in both directions share endpoint 0.
+        return 0 if self.type == UrbType.CONTROL else self.endpoint
+
+
+class UrbEngine:
+    """usbdevfs requests against one :class:`~app.sim.device.VirtualDevice`.
+
+    Thread-safe: umockdev's worker thread submits and reaps while the server's
+    control thread may disconnect the device.
+    """
+
+    def __init__(self, device, on_configuration: Callable[[int], None] | None = None) -> None:
+        self.device = device
+        self._on_configuration = on_configuration
+        self._lock = threading.RLock()
+        self._queues: dict[int, deque[Urb]] = {}
+        self._completed: dict[Hashable, deque[Urb]] = {}
+        self._claims: dict[int, Hashable] = {}
+        self._gone = False
+
+    @property
+    def gone(self) -> bool:
+        return self._gone
+
+    # --- URBs ---
+
+    def submit(self, urb: Urb) -> None:
+        """Queue ``urb`` and run it as far as the device allows now."""
+        if urb.type == UrbType.ISO:
+            raise UsbdevfsError(errno.EINVAL, "isochronous URBs are not emulated")
+        if urb.type == UrbType.CONTROL and (urb.setup is None or len(urb.setup) != SETUP.size):
+            raise UsbdevfsError(errno.EINVAL, "a control URB needs an 8-byte SETUP packet")
+        with self._lock:
+            self._check_present()
+            queue = self._queues.setdefault(urb.queue_key, deque())
+            queue.append(urb)
+            if len(queue) == 1:
+                self._advance(queue)
+
+    def reap(self, owner: Hashable) -> Urb | None:
+        """The oldest finished URB of ``owner``, or None when none has finished yet."""
+        with self._lock:
+            if not self._gone:
+                for queue in list(self._queues.values()):
+                    self._advance(queue)
+            done = self._completed.get(owner)
+            if done:
+                return done.popleft()
+            self._check_present()
+            return None
+
+    def in_flight(self, owner: Hashable) -> bool:
+        """Whether ``owner`` has URBs the device has not finished yet."""
+        with self._lock:
+            return any(urb.owner == owner for queue in self._queues.values() for urb in queue)
+
+    def discard(self, owner: Hashable, token_matches: Callable[[object], bool]) -> None:
+        """Cancel the queued URB of ``owner`` whose token matches (it completes with -ENOENT)."""
+        with self._lock:
+            for queue in self._queues.values():
+                for urb in queue:
+                    if urb.owner == owner and token_matches(urb.token):
+                        queue.remove(urb)
+                        self._finish(urb, -errno.ENOENT)
+                        self._advance(queue)
+                        return
+            raise UsbdevfsError(errno.EINVAL, "no such URB in flight (already completed?)")
+
+    def forget(self, owner: Hashable) -> None:
+        """The client closed its descriptor: drop its URBs and release its interfaces."""
+        with self._lock:
+            for queue in self._queues.values():
+                mine = [urb for urb in queue if urb.owner == owner]
+                for urb in mine:
+                    queue.remove(urb)
+                if mine:
+                    self._advance(queue)
+            self._completed.pop(owner, None)
+            for interface in [i for i, o in self._claims.items() if o == owner]:
+                del self._claims[interface]
+
+    def disconnect(self) -> None:
+        """The device left the bus: queued URBs complete with -ESHUTDOWN, later requests get ENODEV."""
+        with self._lock:
+            self._gone = True
+            for queue in self._queues.values():
+                while queue:
+                    self._finish(queue.popleft(), -errno.ESHUTDOWN)
+
+    # --- the other requests ---
+
+    def claim(self, owner: Hashable, interface: int) -> None:
+        with self._lock:
+            self._check_present()
+            holder = self._claims.get(interface)
+            if holder is not None and holder != owner:
+                raise UsbdevfsError(errno.EBUSY, f"interface {interface} is claimed by another descriptor")
+            self._claims[interface] = owner
+
+    def release(self, owner: Hashable, interface: int) -> None:
+        with self._lock:
+            self._check_present()
+            if self._claims.get(interface) != owner:
+                raise UsbdevfsError(errno.EINVAL, f"interface {interface} is not claimed here")
+            del self._claims[interface]
+
+    def set_configuration(self, value: int) -> None:
+        self._call(lambda: self.device.set_configuration(value))
+        if self._on_configuration is not None:
+            self._on_configuration(value)
+
+    def set_interface(self, interface: int, alternate: int) -> None:
+        self._call(lambda: self.device.set_interface(interface, alternate))
+
+    def clear_halt(self, endpoint: int) -> None:
+        self._call(lambda: self.device.clear_halt(endpoint))
+
+    def reset(self) -> None:
+        self._call(self.device.reset)
+
+    def control(self, setup: bytes, out_data: bytes = b"") -> bytes:
+        """A synchronous control transfer (USBDEVFS_CONTROL); returns the IN data stage."""
+        urb = Urb(owner=None, token=None, type=UrbType.CONTROL, endpoint=0, flags=0,
+                  length=SETUP.unpack(setup)[4], out_data=out_data, setup=setup)
+        with self._lock:
+            self._check_present()
+            if not self._attempt(urb):
+                raise UsbdevfsError(errno.ETIMEDOUT, "the device did not answer the control request")
+        if urb.status:
+            raise UsbdevfsError(-urb.status)
+        return urb.in_data
+
+    # --- internals (called with the lock held) ---
+
+    def _check_present(self) -> None:
+        if self._gone:
+            raise UsbdevfsError(errno.ENODEV, "the device is gone")
+
+    def _call(self, action: Callable[[], object]) -> None:
+        with self._lock:
+            self._check_present()
+            try:
+                action()
+            except Stall:
+                raise UsbdevfsError(errno.EPIPE) from None
+            except Gone:
+                self.disconnect()
+                raise UsbdevfsError(errno.ENODEV) from None
+
+    def _advance(self, queue: deque[Urb]) -> None:
+        while queue and self._attempt(queue[0]):
+            self._finish(queue.popleft())
+            if self._gone:
+                self.disconnect()
+                return
+
+    def _finish(self, urb: Urb, status: int | None = None) -> None:
+        if status is not None:
+            urb.status = status
+        self._completed.setdefault(urb.owner, deque()).append(urb)
+
+    def _attempt(self, urb: Urb) -> bool:
+        """Run ``urb`` against the device; True when it finished (status set), False on NAK."""
+        try:
+            if urb.type == UrbType.CONTROL:
+                self._control(urb)
+            elif urb.is_in:
+                self._in(urb)
+            else:
+                self._out(urb)
+        except NoData:
+            return False
+        except Stall:
+            urb.status = -errno.EPIPE
+        except Overflow:
+            urb.status = -errno.EOVERFLOW
+        except Gone:
+            urb.status = -errno.ESHUTDOWN
+            self._gone = True
+        return True
+
+    def _control(self, urb: Urb) -> None:
+        request_type, request, value, index, length = SETUP.unpack(urb.setup)
+        length = min(length, urb.length)
+        if request_type & 0x80:
+            reply = bytes(self.device.control(request_type, request, value, index, length))[:length]
+            urb.in_data, urb.actual_length = reply, len(reply)
+        else:
+            self.device.control(request_type, request, value, index, urb.out_data[:length])
+            urb.actual_length = length
+            if request_type == _STD_OUT_DEVICE and request == _SET_CONFIGURATION and self._on_configuration:
+                self._on_configuration(value & 0xFF)
+
+    def _in(self, urb: Urb) -> None:
+        read = self.device.interrupt_in if urb.type == UrbType.INTERRUPT else self.device.bulk_in
+        data = bytes(read(urb.endpoint, urb.length))[: urb.length]
+        urb.in_data, urb.actual_length = data, len(data)
+        if len(data) < urb.length and urb.flags & UrbFlag.SHORT_NOT_OK:
+            urb.status = -errno.EREMOTEIO
+
+    def _out(self, urb: Urb) -> None:
+        if not urb.out_data:
+            self.device.bulk_out(urb.endpoint, b"")  # a zero-length packet
+        # A device may take part of a long transfer and NAK the rest until it has room.
+        while urb._sent < len(urb.out_data):
+            taken = self.device.bulk_out(urb.endpoint, urb.out_data[urb._sent:])
+            if taken <= 0:
+                raise NoData
+            urb._sent += taken
+        urb.actual_length = len(urb.out_data)
