@@ -1,0 +1,154 @@
+"""The device side of a umockdev bus, as a process: ``python3 -m app.sim.umockdev.server``.
+
+Runs under a Python that has PyGObject and the UMockdev typelib (on Debian, the
+system ``/usr/bin/python3``); :mod:`.launcher` starts it and talks to it. It plugs the
+requested virtual instruments into a fresh umockdev testbed, prints one JSON line::
+
+    {"event": "ready", "umockdev_dir": "/tmp/umockdev.XXXX", "devices": [{...}, ...]}
+
+and then answers one JSON request per stdin line with one JSON reply line::
+
+    {"op": "plug", "kind": "sam7"}                     -> {"ok": true, "device": {...}}
+    {"op": "unplug", "key": "1-2"}                     -> {"ok": true, "device": {...}}
+    {"op": "list"}                                     -> {"ok": true, "devices": [...]}
+    {"op": "call", "key": "1-2", "method": "press_sw1", "args": []}
+                                                       -> {"ok": true, "result": ...}
+
+End of stdin (or SIGTERM) unplugs everything, removes the testbed and exits.
+Standard library and gi only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import re
+import signal
+import sys
+import traceback
+
+# What --device accepts by name: the device models of app.sim ("module:callable").
+KINDS = {
+    "sam7": "app.sim.sam7:Sam7Counter",
+    "loopback": "app.sim.scpi_device:VirtualLoopback",
+}
+DEFAULT_KINDS = ("sam7",)
+_METHOD = re.compile(r"^[a-z][a-z0-9_]*$")
+EXIT_UNAVAILABLE = 3
+
+
+def make_device(kind: str, options: dict | None = None):
+    """A new device model for ``kind``: a name from :data:`KINDS` or ``package.module:callable``."""
+    spec = KINDS.get(kind, kind)
+    module_name, _, attribute = spec.partition(":")
+    if not attribute:
+        raise ValueError(f"unknown device kind {kind!r}; known: {', '.join(sorted(KINDS))} (or module:callable)")
+    factory = getattr(importlib.import_module(module_name), attribute)
+    return factory(**(options or {}))
+
+
+def _jsonable(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    return repr(value)
+
+
+class Server:
+    def __init__(self, bus) -> None:
+        self.bus = bus
+
+    def plug(self, kind: str, options: dict | None = None) -> dict:
+        return self.bus.plug(make_device(kind, options), kind=kind).as_dict()
+
+    def handle(self, request: dict) -> dict:
+        op = request.get("op")
+        if op == "plug":
+            return {"device": self.plug(request["kind"], request.get("options"))}
+        if op == "unplug":
+            return {"device": self.bus.unplug(request["key"]).as_dict()}
+        if op == "list":
+            return {"devices": [d.as_dict() for d in self.bus.devices()]}
+        if op == "call":
+            # A test or script drives the model (press a switch, feed pulses) through a public method.
+            method = request["method"]
+            if not _METHOD.match(method):
+                raise ValueError(f"{method!r} is not a public method name")
+            target = getattr(self.bus.device(request["key"]), method)
+            result = target(*request.get("args", []), **request.get("kwargs", {})) if callable(target) else target
+            return {"result": _jsonable(result)}
+        raise ValueError(f"unknown op {op!r}")
+
+    def serve(self, lines, out) -> None:
+        for line in lines:
+            if not line.strip():
+                continue
+            request = None
+            try:
+                request = json.loads(line)
+                reply = {"ok": True, **self.handle(request)}
+            except Exception as exc:  # every failure becomes a reply; the bus keeps running
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+                if not isinstance(exc, (KeyError, ValueError, TypeError, AttributeError)):
+                    print(traceback.format_exc(), file=sys.stderr, flush=True)
+            if isinstance(request, dict) and "id" in request:
+                reply["id"] = request["id"]
+            out.write(json.dumps(reply) + "\n")
+            out.flush()
+
+
+def _emit(out, message: dict) -> None:
+    out.write(json.dumps(message) + "\n")
+    out.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m app.sim.umockdev.server", description=__doc__.split("\n")[0])
+    parser.add_argument("--device", action="append", metavar="KIND",
+                        help=f"plug this device at start (repeatable; default {', '.join(DEFAULT_KINDS)}; 'none' for an empty bus)")
+    parser.add_argument("--check", action="store_true", help="only check that umockdev can be used here")
+    parser.add_argument("--park-ms", type=int, default=None, help="how long an empty non-blocking reap waits")
+    parser.add_argument("--trace", action="store_true", help="log every ioctl on stderr")
+    args = parser.parse_args(argv)
+    out = sys.stdout
+    # Where device models outside app.sim live ("module:callable" kinds); -E hides PYTHONPATH.
+    extra = os.environ.get("TMC_UMOCKDEV_EXTRA_PATH")
+    if extra:
+        sys.path[:0] = [p for p in extra.split(os.pathsep) if p]
+    try:
+        from . import testbed
+    except Exception as exc:  # UmockdevUnavailable, or a broken gi install
+        _emit(out, {"event": "error", "error": str(exc)})
+        return EXIT_UNAVAILABLE
+    if args.check:
+        _emit(out, {"event": "ok", "python": sys.executable})
+        return 0
+    # Ctrl-C in a terminal reaches the whole process group; the launcher decides when we stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    park_ms = testbed.PARK_MS if args.park_ms is None else args.park_ms
+    bus = testbed.VirtualUsbBus(park_ms=park_ms, trace=args.trace or bool(os.environ.get("TMC_UMOCKDEV_TRACE")))
+    server = Server(bus)
+    try:
+        kinds = args.device if args.device is not None else list(DEFAULT_KINDS)
+        try:
+            devices = [server.plug(kind) for kind in kinds if kind != "none"]
+        except Exception as exc:
+            _emit(out, {"event": "error", "error": f"{type(exc).__name__}: {exc}"})
+            return 1
+        _emit(out, {"event": "ready", "umockdev_dir": bus.root_dir, "devices": devices, "pid": os.getpid()})
+        server.serve(sys.stdin, out)
+    finally:
+        bus.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
