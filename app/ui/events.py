@@ -65,6 +65,17 @@ class Close(Command):
 
 
 @dataclass(frozen=True)
+class Disconnect(Command):
+    """Close the instrument but keep the worker thread, so ``Open`` can reconnect later."""
+
+    reason: str = "disconnected"
+    gone: bool = False
+
+    def describe(self) -> str:
+        return "disconnect"
+
+
+@dataclass(frozen=True)
 class Write(Command):
     """Send ``data`` as one program message (termination already included)."""
 

@@ -44,6 +44,7 @@ from .events import (
     Configure,
     Configured,
     Control,
+    Disconnect,
     Done,
     ErrorEntry,
     ErrorReport,
@@ -378,6 +379,18 @@ def _close(ctx: CommandContext) -> None:
     ctx.emit(Closed(ctx.command.id, ctx.command.reason))
 
 
+def _disconnect(ctx: CommandContext) -> None:
+    worker, cmd = ctx.worker, ctx.command
+    worker._stop_timers()
+    if worker.instrument is not None:
+        try:
+            worker.instrument.close()
+        except tmc_errors.TmcError:
+            pass  # a gone device has nothing left to release
+        worker.instrument = None
+    ctx.emit(Closed(cmd.id, cmd.reason, gone=cmd.gone))
+
+
 def _write(ctx: CommandContext) -> None:
     ctx.instrument.write_raw(ctx.command.data, abort=ctx.abort)
     ctx.emit(Sent(ctx.command.id, len(ctx.command.data), ctx.elapsed_ms()))
@@ -489,6 +502,7 @@ def _set_idle_polling(ctx: CommandContext) -> None:
 for _type, _handler, _needs in (
     (Open, _open, False),
     (Close, _close, False),
+    (Disconnect, _disconnect, False),
     (Write, _write, True),
     (Query, _query, True),
     (Read, _read, True),
