@@ -1,0 +1,413 @@
+"""The device browser: every USBTMC interface found, grouped by bus, with what it can do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+
+from PySide6.QtCore import QPoint, Qt, Signal, Slot
+from PySide6.QtGui import QAction, QFont, QGuiApplication, QIcon
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QHeaderView,
+    QInputDialog,
+    QLabel,
+    QMenu,
+    QStyle,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.usbtmc.framing import Capabilities
+
+from .discovery import Snapshot
+from .settings import Settings
+from .theme import colors
+
+REF_ROLE = Qt.ItemDataRole.UserRole
+KIND_ROLE = Qt.ItemDataRole.UserRole + 1
+
+SOURCE_TITLES = {"usb": "USB instruments", "virtual": "Virtual instruments"}
+
+
+@dataclass(frozen=True)
+class DeviceRef:
+    """Which device: its source ("usb" or "virtual") and VISA resource string."""
+
+    source: str
+    resource: str
+
+
+def device_title(info, alias: str = "") -> str:
+    """What to call a device: its alias, else its product, else VID:PID."""
+    return alias or info.product or f"USB device {info.vid:04X}:{info.pid:04X}"
+
+
+def capability_summary(caps: Capabilities | None) -> str:
+    if caps is None:
+        return "not read"
+    on = [label for label, value in caps.describe() if value]
+    return ", ".join(on) if on else "none optional"
+
+
+class DeviceBrowser(QWidget):
+    """A tree of devices per source. Double-click or Enter asks to open one."""
+
+    open_requested = Signal(object)  # DeviceRef
+    identify_requested = Signal(object)  # DeviceRef
+    alias_changed = Signal(object, str)  # DeviceRef, alias
+    rescan_requested = Signal()
+    selection_changed = Signal(object)  # DeviceRef | None
+
+    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self._devices: dict[DeviceRef, object] = {}  # DeviceInfo
+        self._device_items: dict[DeviceRef, QTreeWidgetItem] = {}
+        self._groups: dict[str, QTreeWidgetItem] = {}
+        self._errors: dict[str, str | None] = {}
+        self._open_state: dict[DeviceRef, str] = {}
+        self._badges: dict[DeviceRef, str] = {}
+        self._scanned: set[str] = set()
+
+        self.tree = QTreeWidget(self)
+        self.tree.setObjectName("deviceTree")
+        self.tree.setColumnCount(2)
+        self.tree.setHeaderLabels(["Instrument", "Details"])
+        self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.tree.header().setStretchLastSection(True)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.setAlternatingRowColors(False)
+        self.tree.setUniformRowHeights(True)
+        self.tree.itemActivated.connect(self._on_activated)
+        self.tree.customContextMenuRequested.connect(self._context_menu)
+        self.tree.currentItemChanged.connect(self._on_current_changed)
+
+        self.details = QLabel(self)
+        self.details.setObjectName("deviceDetails")
+        self.details.setWordWrap(True)
+        self.details.setTextFormat(Qt.TextFormat.RichText)
+        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.details.setFrameShape(QFrame.Shape.StyledPanel)
+        self.details.setMargin(6)
+        self.details.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.tree, 1)
+        layout.addWidget(self.details)
+
+        for source in ("usb", "virtual"):
+            self._group(source)
+        self._update_details()
+
+    # --- groups ---------------------------------------------------------------
+
+    def _group(self, source: str) -> QTreeWidgetItem:
+        group = self._groups.get(source)
+        if group is None:
+            group = QTreeWidgetItem([SOURCE_TITLES.get(source, source), ""])
+            font = group.font(0)
+            font.setBold(True)
+            group.setFont(0, font)
+            group.setData(0, KIND_ROLE, ("group", source))
+            group.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+            self.tree.addTopLevelItem(group)
+            group.setExpanded(True)
+            self._groups[source] = group
+            self._set_group_note(source, "looking…")
+        return group
+
+    def set_source_visible(self, source: str, visible: bool) -> None:
+        group = self._group(source)
+        group.setHidden(not visible)
+        if not visible:
+            for ref in [r for r in self._device_items if r.source == source]:
+                if self.tree.currentItem() is not None and self._ref_of(self.tree.currentItem()) == ref:
+                    self.tree.setCurrentItem(None)
+        self._update_details()
+
+    def is_source_visible(self, source: str) -> bool:
+        return not self._group(source).isHidden()
+
+    def _set_group_note(self, source: str, note: str, *, problem: bool = False) -> None:
+        group = self._groups[source]
+        # A note child says why a group is empty; it goes when devices arrive.
+        for i in reversed(range(group.childCount())):
+            child = group.child(i)
+            if child.data(0, KIND_ROLE) == ("note", source):
+                group.removeChild(child)
+        if note:
+            item = QTreeWidgetItem([note, ""])
+            item.setData(0, KIND_ROLE, ("note", source))
+            item.setToolTip(0, note)
+            item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+            font = item.font(0)
+            font.setItalic(True)
+            item.setFont(0, font)
+            if problem:
+                item.setIcon(0, self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxInformation))
+            group.insertChild(0, item)
+            # Long notes (the "no USB access" advice) span both columns so they are not cut short.
+            item.setFirstColumnSpanned(True)
+
+    # --- snapshots ------------------------------------------------------------
+
+    @Slot(object)
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        """Bring one source's group up to date, keeping selection and expansion."""
+        self._scanned.add(snap.source)
+        self._errors[snap.source] = snap.error
+        group = self._group(snap.source)
+        present = {DeviceRef(snap.source, info.resource): info for info in snap.devices}
+        for ref in [r for r in self._device_items if r.source == snap.source and r not in present]:
+            item = self._device_items.pop(ref)
+            group.removeChild(item)
+            self._devices.pop(ref, None)
+        for ref, info in present.items():
+            if self._devices.get(ref) != info or ref not in self._device_items:
+                self._devices[ref] = info
+                self._fill_device(ref, info)
+        count = len(present)
+        if snap.error:
+            group.setText(1, "no access" if snap.source == "usb" else "unavailable")
+            self._set_group_note(snap.source, snap.error, problem=True)
+        elif not count:
+            group.setText(1, "none found")
+            self._set_group_note(snap.source, "No USBTMC instruments found. Plug one in; the list updates by itself.")
+        else:
+            group.setText(1, f"{count} found")
+            self._set_group_note(snap.source, "")
+        self._update_details()
+
+    def device(self, ref: DeviceRef):
+        """The latest DeviceInfo for ``ref``, or None when it is not on the bus."""
+        return self._devices.get(ref)
+
+    def devices(self, source: str | None = None) -> list[DeviceRef]:
+        return [ref for ref in self._devices if source is None or ref.source == source]
+
+    def has_scanned(self, source: str) -> bool:
+        return source in self._scanned
+
+    def source_error(self, source: str) -> str | None:
+        return self._errors.get(source)
+
+    # --- device rows ----------------------------------------------------------
+
+    def _fill_device(self, ref: DeviceRef, info) -> None:
+        item = self._device_items.get(ref)
+        expanded: dict[str, bool] = {}
+        if item is None:
+            item = QTreeWidgetItem()
+            item.setData(0, REF_ROLE, ref)
+            item.setData(0, KIND_ROLE, ("device", ref.source))
+            self._group(ref.source).addChild(item)
+            self._device_items[ref] = item
+        else:
+            for i in range(item.childCount()):
+                child = item.child(i)
+                expanded[child.text(0)] = child.isExpanded()
+            item.takeChildren()
+        self._decorate(ref)
+
+        def row(parent: QTreeWidgetItem, label: str, value: str, tip: str = "") -> QTreeWidgetItem:
+            child = QTreeWidgetItem([label, value])
+            child.setData(0, REF_ROLE, ref)
+            child.setToolTip(1, tip or value)
+            parent.addChild(child)
+            return child
+
+        if info.problem:
+            problem = row(item, "Cannot open", info.problem)
+            problem.setIcon(0, self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning))
+        row(item, "Resource", info.resource)
+        alias = self.settings.alias(ref.resource)
+        if alias:
+            row(item, "Alias", alias)
+        row(item, "Manufacturer", info.manufacturer or "(not given)")
+        row(item, "Product", info.product or "(not given)")
+        row(item, "Serial", info.serial or "(not given)")
+        row(item, "VID:PID", f"{info.vid:04X}:{info.pid:04X}")
+        row(item, "Speed", info.speed)
+        caps = info.capabilities
+        protocol = info.protocol
+        if caps is not None:
+            protocol += f" (USBTMC {Capabilities.version(caps.bcd_usbtmc)}"
+            protocol += f", USB488 {Capabilities.version(caps.bcd_usb488)})" if caps.is_usb488 else ")"
+        row(item, "Protocol", protocol)
+        where = f"bus {info.bus}, address {info.address}" if info.bus is not None else "unknown"
+        row(item, "Interface", f"{info.interface_number} ({where})")
+        cap_row = row(item, "Capabilities", capability_summary(caps))
+        if caps is not None:
+            for label, value in caps.describe():
+                row(cap_row, label, "yes" if value else "no")
+        ep_row = row(item, "Endpoints", f"{len(info.endpoints)}")
+        for ep in info.endpoints:
+            row(ep_row, f"0x{ep.address:02X}", f"{ep.kind} {ep.direction}, {ep.max_packet_bytes} bytes per packet")
+        quirk_row = row(item, "Quirks", f"{len(info.quirks)} applied" if info.quirks else "none (a compliant device)")
+        for quirk in info.quirks:
+            tip = f"{quirk.reason}\nSource: {quirk.source}" if quirk.source else quirk.reason
+            row(quirk_row, quirk.flag, f"{quirk.value!r}: {quirk.reason}", tip)
+        for i in range(item.childCount()):
+            child = item.child(i)
+            child.setExpanded(expanded.get(child.text(0), False))
+
+    def _decorate(self, ref: DeviceRef) -> None:
+        item = self._device_items.get(ref)
+        info = self._devices.get(ref)
+        if item is None or info is None:
+            return
+        alias = self.settings.alias(ref.resource)
+        item.setText(0, device_title(info, alias))
+        state = self._open_state.get(ref, "")
+        badge = self._badges.get(ref, "")
+        if state:
+            note = {"idle": "open", "busy": "open, busy", "opening": "opening…"}.get(state, state)
+        elif info.problem:
+            note = "cannot open"
+        else:
+            note = info.manufacturer or info.vid_pid
+        item.setText(1, f"{note}  {badge}".strip())
+        font = item.font(0)
+        font.setBold(bool(state))
+        item.setFont(0, font)
+        icon = QIcon()
+        if info.problem:
+            icon = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
+        elif state in ("idle", "busy", "opening"):
+            icon = self.style().standardIcon(QStyle.StandardPixmap.SP_DialogYesButton)
+        item.setIcon(0, icon)
+        item.setToolTip(0, f"{info.resource}\n{info.problem or 'Double-click or press Enter to open.'}")
+
+    def set_open_state(self, ref: DeviceRef, state: str | None) -> None:
+        """Show whether ``ref`` has a session (state "idle", "busy", "opening"; None: none)."""
+        if state:
+            self._open_state[ref] = state
+        else:
+            self._open_state.pop(ref, None)
+        self._decorate(ref)
+        self._update_details()
+
+    def set_badge(self, ref: DeviceRef, text: str) -> None:
+        """A short marker after the device's name (e.g. an SRQ count); "" removes it."""
+        if text:
+            self._badges[ref] = text
+        else:
+            self._badges.pop(ref, None)
+        self._decorate(ref)
+
+    # --- selection and actions ------------------------------------------------
+
+    @staticmethod
+    def _ref_of(item: QTreeWidgetItem | None) -> DeviceRef | None:
+        if item is None:
+            return None
+        ref = item.data(0, REF_ROLE)
+        return ref if isinstance(ref, DeviceRef) else None
+
+    def selected(self) -> DeviceRef | None:
+        return self._ref_of(self.tree.currentItem())
+
+    def select(self, ref: DeviceRef) -> bool:
+        item = self._device_items.get(ref)
+        if item is None:
+            return False
+        self.tree.setCurrentItem(item)
+        self.tree.scrollToItem(item)
+        return True
+
+    def activate(self, ref: DeviceRef | None = None) -> bool:
+        """Ask to open ``ref`` (default: the selected device), as a double-click does."""
+        ref = ref if ref is not None else self.selected()
+        if ref is None or ref not in self._devices:
+            return False
+        self.open_requested.emit(ref)
+        return True
+
+    @Slot(QTreeWidgetItem, int)
+    def _on_activated(self, item: QTreeWidgetItem, _column: int) -> None:
+        ref = self._ref_of(item)
+        if ref is not None:
+            self.open_requested.emit(ref)
+
+    @Slot(QTreeWidgetItem, QTreeWidgetItem)
+    def _on_current_changed(self, current, _previous) -> None:
+        self._update_details()
+        self.selection_changed.emit(self._ref_of(current))
+
+    def _update_details(self) -> None:
+        c = colors(self.palette())
+        ref = self.selected()
+        info = self._devices.get(ref) if ref else None
+        if info is None:
+            notes = [
+                f"<b>{escape(SOURCE_TITLES[s])}:</b> {escape(self._errors[s])}"
+                for s in ("usb", "virtual")
+                if self._errors.get(s) and not self._groups[s].isHidden()
+            ]
+            text = "<br>".join(notes) or "Select an instrument to see what it is; double-click it or press Enter to open it."
+            self.details.setText(text)
+            return
+        alias = self.settings.alias(ref.resource)
+        lines = [f"<b>{escape(device_title(info, alias))}</b>", f"<code>{escape(info.resource)}</code>"]
+        if info.problem:
+            lines.append(f"<span style='color:{c.error}'>Cannot open: {escape(info.problem)}</span>")
+        state = self._open_state.get(ref)
+        if state:
+            lines.append(f"Session open ({escape(state)}).")
+        else:
+            lines.append("Double-click or press Enter to open a session.")
+        self.details.setText("<br>".join(lines))
+
+    @Slot(QPoint)
+    def _context_menu(self, pos: QPoint) -> None:
+        item = self.tree.itemAt(pos)
+        ref = self._ref_of(item)
+        menu = QMenu(self)
+        if ref is not None and ref in self._devices:
+            info = self._devices[ref]
+            open_action = menu.addAction("Open session")
+            open_action.triggered.connect(lambda: self.open_requested.emit(ref))
+            font = QFont(open_action.font())
+            font.setBold(True)
+            open_action.setFont(font)
+            identify = menu.addAction("Identify (indicator pulse)")
+            caps = info.capabilities
+            identify.setEnabled(caps is None or caps.indicator_pulse)
+            if caps is not None and not caps.indicator_pulse:
+                identify.setToolTip("The device does not support INDICATOR_PULSE.")
+            identify.triggered.connect(lambda: self.identify_requested.emit(ref))
+            copy = menu.addAction("Copy resource string")
+            copy.triggered.connect(lambda: self.copy_resource(ref))
+            alias = menu.addAction("Set alias…")
+            alias.triggered.connect(lambda: self.edit_alias(ref))
+            menu.addSeparator()
+        rescan = QAction("Rescan now", menu)
+        rescan.triggered.connect(self.rescan_requested)
+        menu.addAction(rescan)
+        menu.setToolTipsVisible(True)
+        menu.popup(self.tree.viewport().mapToGlobal(pos))
+
+    def copy_resource(self, ref: DeviceRef) -> None:
+        QGuiApplication.clipboard().setText(ref.resource)
+
+    def edit_alias(self, ref: DeviceRef) -> None:
+        current = self.settings.alias(ref.resource)
+        text, ok = QInputDialog.getText(
+            self, "Set alias", f"A name for {ref.resource}\n(empty to remove the alias):", text=current
+        )
+        if ok:
+            self.set_alias(ref, text)
+
+    def set_alias(self, ref: DeviceRef, alias: str) -> None:
+        self.settings.set_alias(ref.resource, alias)
+        info = self._devices.get(ref)
+        if info is not None:
+            self._fill_device(ref, info)
+        self._update_details()
+        self.alias_changed.emit(ref, alias.strip())

@@ -1,0 +1,228 @@
+"""One open instrument: a header saying what it is and how it is, and its panels."""
+
+from __future__ import annotations
+
+from html import escape
+
+from PySide6.QtCore import QSize, Qt, Signal, Slot
+from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .browser import DeviceRef, device_title
+from .console import ConsolePanel
+from .events import Disconnect
+from .settings import Settings
+from .theme import colors
+from .worker import Session
+
+STATE_TEXT = {
+    "new": "not open",
+    "opening": "opening…",
+    "idle": "connected",
+    "busy": "connected, busy",
+    "gone": "device gone",
+    "failed": "could not open",
+    "closing": "closing…",
+    "closed": "disconnected",
+}
+
+
+def state_color(state: str) -> str:
+    c = colors()
+    return {"idle": c.ok, "busy": c.warning, "gone": c.error, "failed": c.error}.get(state, c.muted)
+
+
+def dot_icon(color: str, size: int = 12) -> QIcon:
+    """A filled circle, for tab and status indicators (drawn at 2x for high-DPI screens)."""
+    pixmap = QPixmap(QSize(size * 2, size * 2))
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setBrush(QColor(color))
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.drawEllipse(4, 4, size * 2 - 8, size * 2 - 8)
+    painter.end()
+    pixmap.setDevicePixelRatio(2.0)
+    return QIcon(pixmap)
+
+
+class InstrumentTab(QWidget):
+    """The tab of one instrument session.
+
+    Panels plug in with :meth:`add_panel`; the SCPI console is the first. Every
+    panel talks to the instrument through ``self.session`` (commands in, events out).
+    """
+
+    title_changed = Signal()
+    state_changed = Signal(str)
+    reconnect_requested = Signal()
+
+    def __init__(self, ref: DeviceRef, session: Session, settings: Settings, info=None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("instrumentTab")
+        self.ref = ref
+        self.session = session
+        self.settings = settings
+        self.info = info
+        self.idn: str | None = None
+        self.missing = False
+
+        self.header = QFrame(self)
+        self.header.setObjectName("instrumentHeader")
+        self.title_label = QLabel(self.header)
+        self.title_label.setObjectName("instrumentTitle")
+        font = self.title_label.font()
+        font.setPointSizeF(font.pointSizeF() * 1.25)
+        font.setBold(True)
+        self.title_label.setFont(font)
+        self.subtitle_label = QLabel(self.header)
+        self.subtitle_label.setObjectName("instrumentSubtitle")
+        self.subtitle_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.subtitle_label.setWordWrap(True)
+        self.state_label = QLabel(self.header)
+        self.state_label.setObjectName("instrumentState")
+        self.reconnect_button = QPushButton("Reconnect", self.header)
+        self.reconnect_button.setToolTip("Open the session again")
+        self.reconnect_button.clicked.connect(self.reconnect)
+        text_box = QVBoxLayout()
+        text_box.setSpacing(2)
+        text_box.addWidget(self.title_label)
+        text_box.addWidget(self.subtitle_label)
+        header_layout = QHBoxLayout(self.header)
+        header_layout.setContentsMargins(8, 6, 8, 6)
+        header_layout.addLayout(text_box, 1)
+        header_layout.addWidget(self.state_label, 0, Qt.AlignmentFlag.AlignTop)
+        header_layout.addWidget(self.reconnect_button, 0, Qt.AlignmentFlag.AlignTop)
+
+        self.banner = QLabel(self)
+        self.banner.setObjectName("instrumentBanner")
+        self.banner.setWordWrap(True)
+        self.banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.banner.setMargin(8)
+        self.banner.hide()
+
+        self.panels = QTabWidget(self)
+        self.panels.setObjectName("instrumentPanels")
+        self.panels.setDocumentMode(True)
+        self.panels.setTabBarAutoHide(True)  # one panel: no tab bar; more panels: tabs appear
+        self.console = ConsolePanel(session, settings, self)
+        self.console.identified.connect(self._on_identified)
+        self.add_panel(self.console, "Console")
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.header)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.panels, 1)
+
+        session.state_changed.connect(self._on_state)
+        self._on_state(session.state)
+
+    # --- panels ---
+
+    def add_panel(self, widget: QWidget, title: str, icon: QIcon | None = None) -> int:
+        """Add a panel (status view, demo panel, waveform upload...) as a tab inside this instrument."""
+        if icon is not None:
+            return self.panels.addTab(widget, icon, title)
+        return self.panels.addTab(widget, title)
+
+    def panel(self, object_name: str) -> QWidget | None:
+        for i in range(self.panels.count()):
+            if self.panels.widget(i).objectName() == object_name:
+                return self.panels.widget(i)
+        return None
+
+    # --- identity ---
+
+    def title(self) -> str:
+        alias = self.settings.alias(self.ref.resource)
+        if alias:
+            return alias
+        if self.info is not None:
+            return device_title(self.info)
+        if self.idn:
+            fields = [f.strip() for f in self.idn.split(",")]
+            if len(fields) > 1 and fields[1]:
+                return fields[1]
+        return self.ref.resource
+
+    def refresh_title(self) -> None:
+        self.title_label.setText(escape(self.title()))
+        parts = [self.ref.resource]
+        if self.idn:
+            parts.insert(0, self.idn)
+        if self.ref.source == "virtual":
+            parts.append("virtual instrument")
+        self.subtitle_label.setText("  ·  ".join(escape(p) for p in parts))
+        self.title_changed.emit()
+
+    @Slot(str)
+    def _on_identified(self, idn: str) -> None:
+        self.idn = idn
+        self.refresh_title()
+
+    # --- state ---
+
+    @Slot(str)
+    def _on_state(self, state: str) -> None:
+        color = state_color(state)
+        text = STATE_TEXT.get(state, state)
+        self.state_label.setText(f"<span style='color:{color}'>●</span> {escape(text)}")
+        self.reconnect_button.setVisible(state in ("gone", "failed", "closed") and not self.session.closing)
+        if self.info is None and self.session.info is not None:
+            self.info = self.session.info
+        if state == "gone":
+            self._show_banner(f"The device is gone: {self.session.last_problem or 'it left the bus'}. "
+                              "The tab keeps its transcript; reconnect when it is back.")
+        elif state == "failed":
+            self._show_banner(f"The session could not be opened: {self.session.last_problem}")
+        elif state in ("idle", "busy"):
+            self.missing = False
+            self.banner.hide()
+        self.refresh_title()
+        self.state_changed.emit(state)
+
+    def _show_banner(self, text: str) -> None:
+        c = colors(self.palette())
+        self.banner.setText(f"<span style='color:{c.error}'>{escape(text)}</span>")
+        self.banner.show()
+
+    def state_icon(self) -> QIcon:
+        return dot_icon(state_color(self.session.state))
+
+    def device_missing(self) -> None:
+        """Discovery no longer sees the device: release the session's handle and say so."""
+        if self.missing:
+            return
+        self.missing = True
+        if self.session.is_open or self.session.state == "opening":
+            self.session.submit(Disconnect("the device left the bus", gone=True), origin="discovery")
+        else:
+            self._show_banner("The device is no longer on the bus.")
+
+    def device_present(self, info) -> None:
+        """Discovery sees the device (again)."""
+        self.info = info
+        if self.missing and self.session.state in ("gone", "closed", "failed"):
+            self._show_banner("The device is back on the bus. Press Reconnect to open it again.")
+        self.missing = False
+
+    @Slot()
+    def reconnect(self) -> None:
+        self.session.timeout_ms = self.console.timeout_spin.value()
+        self.session.open()
+        self.reconnect_requested.emit()
+
+    def close_session(self, reason: str = "the tab was closed") -> None:
+        self.console.save_state()
+        self.session.close(reason)

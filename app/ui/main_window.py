@@ -1,0 +1,609 @@
+"""The main window: device browser on the left, a tab per open instrument on the right."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from html import escape
+
+from PySide6.QtCore import QCoreApplication, QEventLoop, QSize, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDesktopServices, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QStackedWidget,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import __version__
+
+from .browser import DeviceBrowser, DeviceRef, device_title
+from .discovery import DEFAULT_INTERVAL_MS, BackendProvider, Discovery, Snapshot
+from .events import Control, Failed, Finished, Opened
+from .icon import app_icon
+from .instrument_tab import STATE_TEXT, InstrumentTab
+from .settings import Settings
+from .settings_dialog import SettingsDialog
+from .theme import apply_theme
+from .worker import Session, live_threads
+
+log = logging.getLogger(__name__)
+
+DOCS_URL = "https://github.com/tmc-console/tmc-console/blob/main/docs/ui.md"
+
+
+def default_backend_factories() -> dict[str, Callable[[], object]]:
+    """Real USB through libusb, and the in-process virtual bus (one per process)."""
+
+    def usb():
+        from app.usbtmc import default_backend
+
+        return default_backend()
+
+    def virtual():
+        import app.sim
+
+        return app.sim.backend()
+
+    return {"usb": usb, "virtual": virtual}
+
+
+class WelcomePage(QWidget):
+    """What the right side shows before any instrument is open."""
+
+    open_virtual_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("welcomePage")
+        icon = QLabel(self)
+        icon.setPixmap(app_icon().pixmap(QSize(96, 96)))
+        icon.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        title = QLabel("TMC Console", self)
+        font = title.font()
+        font.setPointSizeF(font.pointSizeF() * 1.8)
+        font.setBold(True)
+        title.setFont(font)
+        title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.text = QLabel(self)
+        self.text.setWordWrap(True)
+        self.text.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.text.setText(
+            "<p>Open an instrument: double-click it in the list on the left, or select it and press Enter.</p>"
+            "<p>No hardware at hand? The <b>Virtual instruments</b> group holds a SAM7 counter board and a "
+            "SCPI loopback instrument that behave like the real thing.</p>"
+            "<p><b>Enter</b> sends a line and reads the reply of a query · <b>Up/Down</b> recall history · "
+            "<b>Tab</b> completes commands · <b>Ctrl+R</b> searches history · <b>F5</b> rescans</p>"
+        )
+        self.open_virtual = QPushButton("Open the virtual SAM7 counter", self)
+        self.open_virtual.clicked.connect(self.open_virtual_requested)
+        button_row = QHBoxLayout()
+        button_row.addStretch(1)
+        button_row.addWidget(self.open_virtual)
+        button_row.addStretch(1)
+        box = QVBoxLayout()
+        box.addStretch(1)
+        box.addWidget(icon)
+        box.addWidget(title)
+        box.addSpacing(8)
+        box.addWidget(self.text)
+        box.addSpacing(8)
+        box.addLayout(button_row)
+        box.addStretch(2)
+        outer = QHBoxLayout(self)
+        outer.addStretch(1)
+        outer.addLayout(box, 4)
+        outer.addStretch(1)
+
+
+class MainWindow(QMainWindow):
+    """The application window. Call :meth:`start` to begin discovery."""
+
+    tab_opened = Signal(object)  # InstrumentTab
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        backend_factories: dict[str, Callable[[], object]] | None = None,
+        discovery_interval_ms: int = DEFAULT_INTERVAL_MS,
+        instrument_factory=None,
+    ) -> None:
+        super().__init__()
+        self.setObjectName("mainWindow")
+        self.setWindowTitle("TMC Console")
+        self.setWindowIcon(app_icon())
+        self.settings = settings if settings is not None else Settings()
+        self.backends = BackendProvider(backend_factories or default_backend_factories())
+        self.discovery = Discovery(self.backends, discovery_interval_ms, self)
+        self.discovery.snapshot.connect(self._on_snapshot)
+        self._instrument_factory = instrument_factory
+        self._tabs: dict[DeviceRef, InstrumentTab] = {}
+        self._retiring: set[Session] = set()  # closed sessions whose threads are still ending
+        self._virtual_decided = self.settings.virtual_mode != "auto"
+        self._shut_down = False
+
+        self.browser = DeviceBrowser(self.settings, self)
+        self.browser.open_requested.connect(self.open_device)
+        self.browser.identify_requested.connect(self.identify)
+        self.browser.alias_changed.connect(self._on_alias)
+        self.browser.rescan_requested.connect(self.rescan)
+        self.browser.selection_changed.connect(lambda _ref: self._update_actions())
+        self.dock = QDockWidget("Instruments", self)
+        self.dock.setObjectName("instrumentsDock")
+        self.dock.setWidget(self.browser)
+        self.dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                              | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.dock)
+
+        self.tabs = QTabWidget(self)
+        self.tabs.setObjectName("sessionTabs")
+        self.tabs.setTabsClosable(True)
+        self.tabs.setMovable(True)
+        self.tabs.setDocumentMode(True)
+        self.tabs.tabCloseRequested.connect(self.close_tab)
+        self.tabs.currentChanged.connect(lambda _i: self._update_actions())
+        self.welcome = WelcomePage(self)
+        self.welcome.open_virtual_requested.connect(self.open_virtual_sam7)
+        self.stack = QStackedWidget(self)
+        self.stack.addWidget(self.welcome)
+        self.stack.addWidget(self.tabs)
+        self.setCentralWidget(self.stack)
+
+        self.session_label = QLabel(self)
+        self.session_label.setObjectName("sessionStatus")
+        self.bus_label = QLabel(self)
+        self.bus_label.setObjectName("busStatus")
+        self.statusBar().addPermanentWidget(self.session_label)
+        self.statusBar().addPermanentWidget(self.bus_label)
+
+        self._build_menus()
+        self._apply_virtual_mode(initial=True)
+        self.resize(1200, 760)
+        geometry, state = self.settings.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+        self._update_actions()
+        self._update_bus_label()
+
+    # --- menus ------------------------------------------------------------------------
+
+    def _action(self, menu, text: str, slot, shortcut=None, tip: str = "", checkable: bool = False) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setStatusTip(tip)
+            action.setToolTip(tip)
+        action.setCheckable(checkable)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self.open_action = self._action(file_menu, "&Open selected instrument", lambda: self.browser.activate(),
+                                        QKeySequence.StandardKey.Open, "Open a session with the instrument selected in the list")
+        self.close_tab_action = self._action(file_menu, "&Close instrument tab", lambda: self.close_tab(self.tabs.currentIndex()),
+                                             QKeySequence.StandardKey.Close)
+        file_menu.addSeparator()
+        self.run_file_action = self._action(file_menu, "&Run SCPI file…", lambda: self._console_call("run_file"),
+                                            "Ctrl+Shift+O", "Send each line of a file to the current instrument")
+        self.save_action = self._action(file_menu, "&Save transcript…", lambda: self._console_call("save_transcript"),
+                                        QKeySequence.StandardKey.Save)
+        file_menu.addSeparator()
+        self._action(file_menu, "Se&ttings…", self.show_settings, "Ctrl+,")
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        device_menu = bar.addMenu("&Device")
+        self.device_actions: dict[str, QAction] = {}
+        for name, text, shortcut in (
+            ("clear", "Device &clear", "Ctrl+Shift+K"),
+            ("read_stb", "Read &status byte", "Ctrl+Shift+B"),
+            ("trigger", "&Trigger", "Ctrl+Shift+T"),
+            ("indicator_pulse", "&Indicator pulse", "Ctrl+Shift+I"),
+            (None, None, None),
+            ("remote", "&Remote", None),
+            ("local", "Go to &local", None),
+            ("lockout", "Local loc&kout", None),
+        ):
+            if name is None:
+                device_menu.addSeparator()
+                continue
+            self.device_actions[name] = self._action(device_menu, text, lambda _=False, n=name: self._control(n), shortcut)
+        device_menu.addSeparator()
+        self.abort_action = self._action(device_menu, "&Abort", lambda: self._console_call("abort"), "Ctrl+.",
+                                         "Abort what the current instrument is doing (also Esc in the console)")
+        self.reconnect_action = self._action(device_menu, "Reco&nnect", self._reconnect_current, "Ctrl+Shift+R")
+        device_menu.addSeparator()
+        self.identify_action = self._action(device_menu, "I&dentify selected (indicator pulse)",
+                                            lambda: self.identify(self.browser.selected()))
+        self._action(device_menu, "Resca&n buses", self.rescan, QKeySequence.StandardKey.Refresh)
+
+        view_menu = bar.addMenu("&View")
+        toggle = self.dock.toggleViewAction()
+        toggle.setText("&Instruments panel")
+        toggle.setShortcut(QKeySequence("Ctrl+1"))
+        view_menu.addAction(toggle)
+        self.virtual_action = self._action(view_menu, "Show &virtual instruments", self._toggle_virtual, None,
+                                           "The SAM7 counter and SCPI loopback on an in-process virtual bus", True)
+        theme_menu = view_menu.addMenu("&Colours")
+        group = QActionGroup(self)
+        self.theme_actions = {}
+        for value, text in (("system", "Follow the &system"), ("light", "&Light"), ("dark", "&Dark")):
+            action = self._action(theme_menu, text, lambda _=False, v=value: self.set_theme(v), checkable=True)
+            action.setChecked(self.settings.theme == value)
+            group.addAction(action)
+            self.theme_actions[value] = action
+        view_menu.addSeparator()
+        self.search_action = self._action(view_menu, "Search &history", lambda: self._console_call("search_history"), "Ctrl+R")
+        self.clear_view_action = self._action(view_menu, "C&lear transcript",
+                                              lambda: self._console_call("clear_transcript"), "Ctrl+L")
+        view_menu.addSeparator()
+        self._action(view_menu, "&Reset layout", self.reset_layout)
+
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&Documentation", lambda: QDesktopServices.openUrl(QUrl(DOCS_URL)),
+                     QKeySequence.StandardKey.HelpContents)
+        self._action(help_menu, "&Keyboard shortcuts", self.show_shortcuts)
+        help_menu.addSeparator()
+        self._action(help_menu, "&About TMC Console", self.show_about)
+        self._action(help_menu, "About &Qt", QApplication.aboutQt)
+
+    # --- lifetime -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin discovery (after the window is set up, so the first snapshot has somewhere to go)."""
+        self.discovery.start()
+
+    def shutdown(self, timeout_ms: int | None = None) -> bool:
+        """Close every session and stop discovery; True when every thread has ended."""
+        if not self._shut_down:
+            self._shut_down = True
+            self.settings.save_window_state(self.saveGeometry(), self.saveState())
+            for tab in list(self._tabs.values()):
+                tab.close_session("the window closed")
+                self._retire(tab.session)
+            self.settings.sync()
+        if timeout_ms is None:
+            # A worker may be inside a transfer: give it its timeout to come out.
+            timeout_ms = max([s.timeout_ms for s in self._retiring] + [0]) + 2000
+        deadline = time.monotonic() + timeout_ms / 1000
+        ok = self.discovery.stop(timeout_ms)
+        for session in list(self._retiring):
+            remaining = max(0, int((deadline - time.monotonic()) * 1000))
+            if not session.wait(remaining):
+                log.warning("the session with %s did not end in time", session.resource)
+                ok = False
+        return ok and not live_threads()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.shutdown()
+        super().closeEvent(event)
+
+    # --- sessions -----------------------------------------------------------------------
+
+    def tab_for(self, ref: DeviceRef) -> InstrumentTab | None:
+        return self._tabs.get(ref)
+
+    def current_tab(self) -> InstrumentTab | None:
+        widget = self.tabs.currentWidget()
+        return widget if isinstance(widget, InstrumentTab) else None
+
+    def open_tabs(self) -> list[InstrumentTab]:
+        return [self.tabs.widget(i) for i in range(self.tabs.count())]
+
+    @Slot(object)
+    def open_device(self, ref: DeviceRef) -> InstrumentTab | None:
+        """Open a session with ``ref`` in a new tab, or bring its tab forward."""
+        tab = self._tabs.get(ref)
+        if tab is not None:
+            self.tabs.setCurrentWidget(tab)
+            if tab.session.state in ("gone", "failed", "closed"):
+                tab.reconnect()
+            return tab
+        try:
+            backend = self.backends.get(ref.source)
+        except Exception as exc:  # the backend's own error says what is missing
+            self.statusBar().showMessage(f"Cannot open {ref.resource}: {exc}", 10000)
+            return None
+        timeout_ms = self.settings.instrument_value(ref.resource, "timeout_ms", self.settings.default_timeout_ms, int)
+        session = Session(ref.resource, backend, source=ref.source, timeout_ms=timeout_ms,
+                          instrument_factory=self._instrument_factory, parent=self)
+        info = self.browser.device(ref)
+        tab = InstrumentTab(ref, session, self.settings, info, self)
+        self._tabs[ref] = tab
+        tab.state_changed.connect(lambda state, t=tab: self._on_tab_state(t, state))
+        tab.title_changed.connect(lambda t=tab: self._retitle(t))
+        index = self.tabs.addTab(tab, tab.state_icon(), tab.title())
+        self.tabs.setTabToolTip(index, ref.resource)
+        self.tabs.setCurrentIndex(index)
+        self.stack.setCurrentWidget(self.tabs)
+        session.open()
+        tab.console.input.setFocus()
+        self.tab_opened.emit(tab)
+        return tab
+
+    @Slot(int)
+    def close_tab(self, index: int) -> None:
+        if index < 0:
+            return
+        tab = self.tabs.widget(index)
+        if not isinstance(tab, InstrumentTab):
+            return
+        self.tabs.removeTab(index)
+        self._tabs.pop(tab.ref, None)
+        self.browser.set_open_state(tab.ref, None)
+        tab.close_session()
+        self._retire(tab.session)
+        tab.deleteLater()
+        if not self._tabs:
+            self.stack.setCurrentWidget(self.welcome)
+        self._update_actions()
+
+    def _retire(self, session: Session) -> None:
+        """Keep a closing session alive until its thread has ended."""
+        if not session.thread.isRunning():
+            return
+        self._retiring.add(session)
+        session.thread.finished.connect(lambda s=session: self._retiring.discard(s))
+
+    def open_virtual_sam7(self) -> None:
+        if not self.virtual_action.isChecked():
+            self.virtual_action.setChecked(True)
+            self._toggle_virtual(True)
+        ref = next((r for r in self.browser.devices("virtual") if "SAM7" in (self.browser.device(r).product or "")), None)
+        if ref is None:
+            self.statusBar().showMessage("The virtual SAM7 is not listed yet; try again in a moment.", 5000)
+            return
+        self.browser.select(ref)
+        self.open_device(ref)
+
+    def _on_tab_state(self, tab: InstrumentTab, state: str) -> None:
+        index = self.tabs.indexOf(tab)
+        if index >= 0:
+            self.tabs.setTabIcon(index, tab.state_icon())
+        self.browser.set_open_state(tab.ref, state if state in ("idle", "busy", "opening") else
+                                    ("gone" if state == "gone" else None))
+        if state == "gone":
+            self.statusBar().showMessage(f"{tab.title()}: the device is gone", 10000)
+        self._update_actions()
+
+    def _retitle(self, tab: InstrumentTab) -> None:
+        index = self.tabs.indexOf(tab)
+        if index >= 0:
+            self.tabs.setTabText(index, tab.title())
+        self._update_actions()
+
+    def _reconnect_current(self) -> None:
+        tab = self.current_tab()
+        if tab is not None:
+            tab.reconnect()
+
+    def _control(self, action: str) -> None:
+        tab = self.current_tab()
+        if tab is not None:
+            tab.console.control(action)
+
+    def _console_call(self, name: str) -> None:
+        tab = self.current_tab()
+        if tab is None:
+            return
+        console = tab.console
+        if name == "clear_transcript":
+            console.transcript.clear_entries()
+        else:
+            getattr(console, name)()
+
+    @Slot(object)
+    def identify(self, ref: DeviceRef | None) -> None:
+        """Blink the device's indicator (USBTMC INDICATOR_PULSE), through its session or a short one."""
+        if ref is None:
+            return
+        tab = self._tabs.get(ref)
+        if tab is not None and tab.session.is_open:
+            tab.console.control("indicator_pulse")
+            return
+        try:
+            backend = self.backends.get(ref.source)
+        except Exception as exc:  # the backend's own error says what is missing
+            self.statusBar().showMessage(f"Cannot identify {ref.resource}: {exc}", 10000)
+            return
+        session = Session(ref.resource, backend, source=ref.source, timeout_ms=2000,
+                          instrument_factory=self._instrument_factory, parent=self)
+        name = device_title(self.browser.device(ref), self.settings.alias(ref.resource)) if self.browser.device(ref) else ref.resource
+        pulse_id = [0]
+
+        def on_event(event) -> None:
+            if isinstance(event, Opened):
+                pulse_id[0] = session.submit(Control("indicator_pulse"), origin="identify")
+            elif isinstance(event, Failed):
+                self.statusBar().showMessage(f"Cannot identify {name}: {event.message}", 10000)
+                if not pulse_id[0]:
+                    session.close("identify failed")
+            elif isinstance(event, Finished) and event.command_id == pulse_id[0]:
+                if event.ok:
+                    self.statusBar().showMessage(f"{name}: indicator pulsed", 5000)
+                session.close("identify done")
+
+        session.event.connect(on_event)
+        session.open()
+        self._retire(session)
+
+    # --- discovery ------------------------------------------------------------------------
+
+    @Slot(object)
+    def _on_snapshot(self, snap: Snapshot) -> None:
+        self.browser.apply_snapshot(snap)
+        if snap.source == "usb" and not self._virtual_decided:
+            self._virtual_decided = True
+            if snap.devices:
+                self.virtual_action.setChecked(False)
+                self.browser.set_source_visible("virtual", False)
+                self.discovery.set_enabled("virtual", False)
+        if not snap.error:
+            by_resource = {info.resource: info for info in snap.devices}
+            for ref, tab in self._tabs.items():
+                if ref.source != snap.source:
+                    continue
+                info = by_resource.get(ref.resource)
+                if info is not None:
+                    tab.device_present(info)
+                elif not self._held_elsewhere(ref, snap):
+                    tab.device_missing()
+        self._update_bus_label()
+        self._update_actions()
+
+    @staticmethod
+    def _held_elsewhere(ref: DeviceRef, snap: Snapshot) -> bool:
+        # Some platforms cannot read the strings of a device our own session holds open; it
+        # is then listed with a problem and no serial. Do not call such a device gone.
+        from app.usbtmc import parse_resource
+
+        try:
+            wanted = parse_resource(ref.resource)
+        except ValueError:
+            return False
+        return any(info.problem and (info.vid, info.pid) == (wanted.vid, wanted.pid) for info in snap.devices)
+
+    def rescan(self) -> None:
+        self.discovery.rescan()
+        self.statusBar().showMessage("Rescanning…", 2000)
+
+    def _update_bus_label(self) -> None:
+        parts = []
+        for source, name in (("usb", "USB"), ("virtual", "Virtual")):
+            if not self.browser.is_source_visible(source) and source == "virtual":
+                parts.append("Virtual: hidden")
+                continue
+            if not self.browser.has_scanned(source):
+                parts.append(f"{name}: looking…")
+            elif self.browser.source_error(source):
+                parts.append(f"{name}: no access" if source == "usb" else f"{name}: unavailable")
+            else:
+                parts.append(f"{name}: {len(self.browser.devices(source))}")
+        self.bus_label.setText("  ·  ".join(parts))
+
+    # --- virtual instruments and theme ---------------------------------------------------------
+
+    def _apply_virtual_mode(self, initial: bool = False) -> None:
+        mode = self.settings.virtual_mode
+        on = mode != "off"
+        self.virtual_action.setChecked(on)
+        self.browser.set_source_visible("virtual", on)
+        self.discovery.set_enabled("virtual", on)
+
+    def _toggle_virtual(self, on: bool) -> None:
+        self.settings.virtual_mode = "on" if on else "off"
+        self._virtual_decided = True
+        self.browser.set_source_visible("virtual", on)
+        self.discovery.set_enabled("virtual", on)
+        self._update_bus_label()
+
+    def set_theme(self, theme: str) -> None:
+        self.settings.theme = theme
+        app = QApplication.instance()
+        if app is not None:
+            apply_theme(app, theme)
+        if theme in self.theme_actions:
+            self.theme_actions[theme].setChecked(True)
+
+    def show_settings(self) -> None:
+        dialog = SettingsDialog(self.settings, self)
+        if dialog.exec():
+            self.set_theme(self.settings.theme)
+            mode = self.settings.virtual_mode
+            if mode != "auto":
+                self._toggle_virtual(mode == "on")
+                self.virtual_action.setChecked(mode == "on")
+
+    def reset_layout(self) -> None:
+        self.dock.setFloating(False)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.dock)
+        self.dock.show()
+        self.resizeDocks([self.dock], [max(280, self.width() // 4)], Qt.Orientation.Horizontal)
+
+    # --- actions state and status bar ------------------------------------------------------------
+
+    def _update_actions(self) -> None:
+        tab = self.current_tab()
+        has_tab = tab is not None
+        selected = self.browser.selected()
+        self.open_action.setEnabled(selected is not None)
+        self.identify_action.setEnabled(selected is not None)
+        self.close_tab_action.setEnabled(has_tab)
+        self.save_action.setEnabled(has_tab)
+        self.search_action.setEnabled(has_tab)
+        self.clear_view_action.setEnabled(has_tab)
+        is_open = has_tab and tab.session.is_open
+        self.run_file_action.setEnabled(is_open)
+        self.abort_action.setEnabled(has_tab and tab.session.state == "busy")
+        self.reconnect_action.setEnabled(has_tab and tab.session.state in ("gone", "failed", "closed"))
+        for name, action in self.device_actions.items():
+            console_action = tab.console.actions_by_name.get(name) if has_tab else None
+            action.setEnabled(bool(console_action and console_action.isEnabled()))
+        if tab is None:
+            self.session_label.setText("No instrument open")
+        else:
+            state = STATE_TEXT.get(tab.session.state, tab.session.state)
+            self.session_label.setText(f"{escape(tab.title())}: {state}")
+
+    # --- help --------------------------------------------------------------------------------
+
+    def show_about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About TMC Console",
+            f"<h3>TMC Console {__version__}</h3>"
+            "<p>A console for USBTMC and USB488 test-and-measurement instruments: find them, "
+            "talk to them, and see what they say, with virtual instruments built in.</p>",
+        )
+
+    def show_shortcuts(self) -> None:
+        rows = [
+            ("Enter", "send the line; read the reply when it is a query"),
+            ("Shift+Enter / Ctrl+Enter", "send only / send and read"),
+            ("Up / Down", "recall history"),
+            ("Tab", "complete a command from the instrument's catalogue"),
+            ("Ctrl+R", "search history"),
+            ("Esc or Ctrl+.", "abort what the instrument is doing"),
+            ("Ctrl+O / Ctrl+W", "open the selected instrument / close its tab"),
+            ("Ctrl+L", "clear the transcript view"),
+            ("F5", "rescan the buses"),
+        ]
+        html = "<table>" + "".join(f"<tr><td><b>{escape(k)}</b>&nbsp;&nbsp;</td><td>{escape(v)}</td></tr>" for k, v in rows)
+        QMessageBox.information(self, "Keyboard shortcuts", html + "</table>")
+
+    @Slot(object, str)
+    def _on_alias(self, ref: DeviceRef, _alias: str) -> None:
+        tab = self._tabs.get(ref)
+        if tab is not None:
+            tab.refresh_title()
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
+    """Run the event loop until ``predicate()`` holds or ``timeout_s`` passes (for the smoke test)."""
+    deadline = time.monotonic() + timeout_s
+    loop = QEventLoop()
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        QTimer.singleShot(10, loop.quit)
+        loop.exec()
+    return True
+
+
+def process_pending_events() -> None:
+    QCoreApplication.processEvents()
