@@ -251,6 +251,10 @@ class UmockdevBus:
         self.devices = [d for d in self.devices if d["key"] != key]
         return device
 
+    def stats(self, key: str) -> dict[str, int]:
+        """URB counters of device ``key``: submitted, reaped, discarded, in_flight."""
+        return self.request("stats", key=key)["stats"]
+
     def call(self, key: str, method: str, *args, **kwargs):
         """Call a public method of the device model ``key`` inside the bus process; returns its result."""
         return self.request("call", key=key, method=method, args=list(args), kwargs=kwargs)["result"]

@@ -11,6 +11,7 @@ and then answers one JSON request per stdin line with one JSON reply line::
     {"op": "plug", "kind": "sam7"}                     -> {"ok": true, "device": {...}}
     {"op": "unplug", "key": "1-2"}                     -> {"ok": true, "device": {...}}
     {"op": "list"}                                     -> {"ok": true, "devices": [...]}
+    {"op": "stats", "key": "1-2"}                      -> {"ok": true, "stats": {"submitted": ..., ...}}
     {"op": "call", "key": "1-2", "method": "press_sw1", "args": []}
                                                        -> {"ok": true, "result": ...}
 
@@ -76,6 +77,8 @@ class Server:
             return {"device": self.bus.unplug(request["key"]).as_dict()}
         if op == "list":
             return {"devices": [d.as_dict() for d in self.bus.devices()]}
+        if op == "stats":
+            return {"stats": self.bus.stats(request["key"])}
         if op == "call":
             # A test or script drives the model (press a switch, feed pulses) through a public method.
             method = request["method"]

@@ -90,6 +90,7 @@ class UrbEngine:
         self._completed: dict[Hashable, deque[Urb]] = {}
         self._claims: dict[int, Hashable] = {}
         self._gone = False
+        self._counts = {"submitted": 0, "reaped": 0, "discarded": 0}
 
     @property
     def gone(self) -> bool:
@@ -107,6 +108,7 @@ class UrbEngine:
             self._check_present()
             queue = self._queues.setdefault(urb.queue_key, deque())
             queue.append(urb)
+            self._counts["submitted"] += 1
             if len(queue) == 1:
                 self._advance(queue)
 
@@ -118,6 +120,7 @@ class UrbEngine:
                     self._advance(queue)
             done = self._completed.get(owner)
             if done:
+                self._counts["reaped"] += 1
                 return done.popleft()
             self._check_present()
             return None
@@ -127,6 +130,11 @@ class UrbEngine:
         with self._lock:
             return any(urb.owner == owner for queue in self._queues.values() for urb in queue)
 
+    def stats(self) -> dict[str, int]:
+        """Counts of URBs submitted, reaped and discarded so far, and how many are in flight now."""
+        with self._lock:
+            return {**self._counts, "in_flight": sum(len(queue) for queue in self._queues.values())}
+
     def discard(self, owner: Hashable, token_matches: Callable[[object], bool]) -> None:
         """Cancel the queued URB of ``owner`` whose token matches (it completes with -ENOENT)."""
         with self._lock:
@@ -135,6 +143,7 @@ class UrbEngine:
                     if urb.owner == owner and token_matches(urb.token):
                         queue.remove(urb)
                         self._finish(urb, -errno.ENOENT)
+                        self._counts["discarded"] += 1
                         self._advance(queue)
                         return
             raise UsbdevfsError(errno.EINVAL, "no such URB in flight (already completed?)")
