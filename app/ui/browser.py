@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
-from PySide6.QtCore import QPoint, Qt, Signal, Slot
+from PySide6.QtCore import QPoint, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QFont, QGuiApplication, QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -29,6 +29,7 @@ from .theme import colors
 
 REF_ROLE = Qt.ItemDataRole.UserRole
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1
+TITLE_ROLE = Qt.ItemDataRole.UserRole + 2
 
 SOURCE_TITLES = {"usb": "USB instruments", "virtual": "Virtual instruments"}
 
@@ -77,8 +78,13 @@ class DeviceBrowser(QWidget):
         self.tree.setObjectName("deviceTree")
         self.tree.setColumnCount(2)
         self.tree.setHeaderLabels(["Instrument", "Details"])
-        self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.tree.setHeaderHidden(True)
+        # Group and device rows span both columns; detail rows are "label | value" with the
+        # label column sized for the longest label, so values get the rest of the width.
+        self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         self.tree.header().setStretchLastSection(True)
+        label_width = self.fontMetrics().horizontalAdvance("Manufacturer") + self.tree.indentation() * 3 + 16
+        self.tree.setColumnWidth(0, label_width)
         self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.tree.setAlternatingRowColors(False)
@@ -105,18 +111,25 @@ class DeviceBrowser(QWidget):
             self._group(source)
         self._update_details()
 
+    def sizeHint(self) -> QSize:
+        # Wide enough for a resource string: the dock starts at this width.
+        metrics = self.fontMetrics()
+        return QSize(metrics.horizontalAdvance("USB0::0x1209::0x0001::SAM7-0001::INSTR") + metrics.averageCharWidth() * 16,
+                     metrics.lineSpacing() * 30)
+
     # --- groups ---------------------------------------------------------------
 
     def _group(self, source: str) -> QTreeWidgetItem:
         group = self._groups.get(source)
         if group is None:
-            group = QTreeWidgetItem([SOURCE_TITLES.get(source, source), ""])
+            group = QTreeWidgetItem([SOURCE_TITLES.get(source, source)])
             font = group.font(0)
             font.setBold(True)
             group.setFont(0, font)
             group.setData(0, KIND_ROLE, ("group", source))
             group.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
             self.tree.addTopLevelItem(group)
+            group.setFirstColumnSpanned(True)
             group.setExpanded(True)
             self._groups[source] = group
             self._set_group_note(source, "looking…")
@@ -142,7 +155,7 @@ class DeviceBrowser(QWidget):
             if child.data(0, KIND_ROLE) == ("note", source):
                 group.removeChild(child)
         if note:
-            item = QTreeWidgetItem([note, ""])
+            item = QTreeWidgetItem([note])
             item.setData(0, KIND_ROLE, ("note", source))
             item.setToolTip(0, note)
             item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
@@ -173,14 +186,15 @@ class DeviceBrowser(QWidget):
                 self._devices[ref] = info
                 self._fill_device(ref, info)
         count = len(present)
+        title = SOURCE_TITLES.get(snap.source, snap.source)
         if snap.error:
-            group.setText(1, "no access" if snap.source == "usb" else "unavailable")
+            group.setText(0, f"{title}: {'no access' if snap.source == 'usb' else 'unavailable'}")
             self._set_group_note(snap.source, snap.error, problem=True)
         elif not count:
-            group.setText(1, "none found")
+            group.setText(0, f"{title}: none found")
             self._set_group_note(snap.source, "No USBTMC instruments found. Plug one in; the list updates by itself.")
         else:
-            group.setText(1, f"{count} found")
+            group.setText(0, f"{title} ({count})")
             self._set_group_note(snap.source, "")
         self._update_details()
 
@@ -207,6 +221,7 @@ class DeviceBrowser(QWidget):
             item.setData(0, REF_ROLE, ref)
             item.setData(0, KIND_ROLE, ("device", ref.source))
             self._group(ref.source).addChild(item)
+            item.setFirstColumnSpanned(True)
             self._device_items[ref] = item
         else:
             for i in range(item.childCount()):
@@ -263,7 +278,6 @@ class DeviceBrowser(QWidget):
         if item is None or info is None:
             return
         alias = self.settings.alias(ref.resource)
-        item.setText(0, device_title(info, alias))
         state = self._open_state.get(ref, "")
         badge = self._badges.get(ref, "")
         if state:
@@ -272,7 +286,8 @@ class DeviceBrowser(QWidget):
             note = "cannot open"
         else:
             note = info.manufacturer or info.vid_pid
-        item.setText(1, f"{note}  {badge}".strip())
+        item.setText(0, f"{device_title(info, alias)}  ·  {note}  {badge}".strip())
+        item.setData(0, TITLE_ROLE, device_title(info, alias))
         font = item.font(0)
         font.setBold(bool(state))
         item.setFont(0, font)

@@ -154,6 +154,11 @@ class CommandLine(QLineEdit):
     # --- keys ---
 
     def event(self, event: QEvent) -> bool:
+        # Esc closes the completion list before it means "abort" to the console.
+        if (event.type() == QEvent.Type.ShortcutOverride and event.key() == Qt.Key.Key_Escape
+                and self.completion_popup_visible()):
+            event.accept()
+            return True
         # Tab completes instead of moving the focus.
         if event.type() == QEvent.Type.KeyPress and event.key() == Qt.Key.Key_Tab and not event.modifiers():
             count = self.update_completions(show=False)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QFontDatabase, QKeySequence, QShortcut
+from PySide6.QtGui import QAction, QFontDatabase, QKeySequence, QPainter, QPalette, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -87,6 +87,16 @@ class ScriptRun:
     line_ids: set[int] = field(default_factory=set)
     failed: str = ""
     stop_on_error: bool = True
+
+
+class ElidedLabel(QLabel):
+    """A one-line label that ends in "…" when it is too narrow (the full text is the tooltip)."""
+
+    def paintEvent(self, event) -> None:
+        painter = QPainter(self)
+        text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, self.contentsRect().width())
+        painter.setPen(self.palette().color(QPalette.ColorRole.WindowText))
+        painter.drawText(self.contentsRect(), int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft), text)
 
 
 class HistoryPanel(QWidget):
@@ -272,24 +282,26 @@ class ConsolePanel(QWidget):
             "or *ESR? decoded (IEEE 488.2; reading it clears it)"
         )
         self.check_combo.currentIndexChanged.connect(self._check_changed)
-        self.state_label = QLabel(self)
+        self.state_label = ElidedLabel(self)
         self.state_label.setObjectName("consoleState")
-        self.state_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Long states must not widen the window: the label gives way and shows the full text as a tooltip.
+        self.state_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.state_label.setMinimumWidth(self.fontMetrics().averageCharWidth() * 12)
         self.abort_button = QPushButton("Abort", self)
         self.abort_button.setToolTip("Abort what is running or queued (takes effect between transfers; Esc)")
         self.abort_button.clicked.connect(self.abort)
+        # The session settings sit in a tool bar so a narrow window folds them into its ">>" menu
+        # instead of growing wider than the screen at high scaling.
+        self.settings_bar = QToolBar(self)
+        self.settings_bar.setObjectName("sessionSettingsBar")
+        gap = self.fontMetrics().averageCharWidth()
+        for widget in (QLabel("Timeout ", self), self.timeout_spin, QLabel("   Termination ", self),
+                       self.termination_combo, self.term_char_box, QLabel("   Error check ", self), self.check_combo):
+            self.settings_bar.addWidget(widget)
         settings_row = QHBoxLayout()
-        settings_row.addWidget(QLabel("Timeout", self))
-        settings_row.addWidget(self.timeout_spin)
-        settings_row.addSpacing(8)
-        settings_row.addWidget(QLabel("Termination", self))
-        settings_row.addWidget(self.termination_combo)
-        settings_row.addWidget(self.term_char_box)
-        settings_row.addSpacing(8)
-        settings_row.addWidget(QLabel("Error check", self))
-        settings_row.addWidget(self.check_combo)
-        settings_row.addStretch(1)
-        settings_row.addWidget(self.state_label)
+        settings_row.addWidget(self.settings_bar)
+        settings_row.addSpacing(gap)
+        settings_row.addWidget(self.state_label, 1)
         settings_row.addWidget(self.abort_button)
 
         layout = QVBoxLayout(self)
@@ -299,9 +311,7 @@ class ConsolePanel(QWidget):
         layout.addLayout(input_row)
         layout.addLayout(settings_row)
 
-        QShortcut(QKeySequence("Ctrl+R"), self, self.search_history, context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        QShortcut(QKeySequence("Ctrl+L"), self, self.transcript.clear_entries,
-                  context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        # Ctrl+R and Ctrl+L are the main window's (View menu), which acts on the current console.
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self.abort, context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
 
         self._busy_timer = QTimer(self)
@@ -615,13 +625,14 @@ class ConsolePanel(QWidget):
             if queued:
                 text += f", {queued} queued"
         elif state == "idle":
-            text = "ready" + (f"; last error check: {self._last_check}" if self._last_check else "")
+            text = "ready" + (f" · last error check: {self._last_check}" if self._last_check else "")
         else:
             text = {"opening": "opening…", "gone": "device gone", "failed": "not open", "closing": "closing…",
                     "closed": "closed"}.get(state, state)
         if self._script is not None:
             text = f"script {self._script.name}: line {self._script.index}/{len(self._script.lines)}; " + text
         self.state_label.setText(text)
+        self.state_label.setToolTip(text)
 
     def _finished(self, event: Finished) -> None:
         if len(self._labels) > MAX_LABELS:  # labels outlive their command: checks and raw views name it later

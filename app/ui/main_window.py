@@ -162,6 +162,7 @@ class MainWindow(QMainWindow):
         self.session_label.setObjectName("sessionStatus")
         self.bus_label = QLabel(self)
         self.bus_label.setObjectName("busStatus")
+        self.bus_label.setContentsMargins(self.fontMetrics().averageCharWidth() * 2, 0, 0, 0)
         self.statusBar().addPermanentWidget(self.session_label)
         self.statusBar().addPermanentWidget(self.bus_label)
 
@@ -533,7 +534,7 @@ class MainWindow(QMainWindow):
         self.dock.setFloating(False)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.dock)
         self.dock.show()
-        self.resizeDocks([self.dock], [max(280, self.width() // 4)], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.dock], [self.fontMetrics().averageCharWidth() * 48], Qt.Orientation.Horizontal)
 
     # --- actions state and status bar ------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from html import escape
 
 from PySide6.QtCore import QEvent, QUrl, Signal, Slot
-from PySide6.QtGui import QFontDatabase, QTextCursor
+from PySide6.QtGui import QFontDatabase, QFontMetrics, QTextCursor
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from . import scpi
@@ -63,7 +63,10 @@ class Transcript(QTextBrowser):
         self.setOpenLinks(False)
         self.setOpenExternalLinks(False)
         self.anchorClicked.connect(self._on_anchor)
-        self.document().setDefaultFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        fixed = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        self.document().setDefaultFont(fixed)
+        # Wrapped lines and details hang under the text, not under the timestamp.
+        self._indent_px = QFontMetrics(fixed).horizontalAdvance("00:00:00.000  ")
         self.document().setMaximumBlockCount(MAX_ENTRIES)
         self.setPlaceholderText("Commands and replies appear here.")
         self._entries: deque[Entry] = deque(maxlen=MAX_ENTRIES)
@@ -149,8 +152,10 @@ class Transcript(QTextBrowser):
             if e.block is not None:
                 parts.append(f" <a style='color:{c.link}' href='save:{e.id}'>save…</a>")
         if e.detail:
-            parts.append(f"<br>{' ' * 14}<span style='color:{c.muted}'>{escape(e.detail)}</span>")
-        return f"<p style='margin:0; white-space:pre-wrap'>{''.join(parts)}</p>"
+            parts.append(f"<br><span style='color:{c.muted}'>{escape(e.detail)}</span>")
+        indent = self._indent_px
+        return (f"<p style='margin-top:0; margin-bottom:0; margin-left:{indent}px; text-indent:-{indent}px; "
+                f"white-space:pre-wrap'>{''.join(parts)}</p>")
 
     def rerender(self) -> None:
         bar = self.verticalScrollBar()
