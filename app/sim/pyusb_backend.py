@@ -1,0 +1,390 @@
+"""A pyusb backend for a :class:`~app.sim.bus.VirtualBus`: the in-process adapter.
+
+``usb.core.find(backend=VirtualBackend(bus))`` sees the virtual devices as real USB
+devices. The backend behaves like pyusb's libusb 1.0 backend on Linux, so host code
+cannot tell the difference: the same descriptor attributes, transfers that block for
+``timeout`` milliseconds (0: forever), and the same ``usb.core.USBError`` codes
+(``backend_error_code`` is libusb's, ``errno`` the matching errno):
+
+=====================  =======  ==========  ===========================================
+condition              code     errno       when
+=====================  =======  ==========  ===========================================
+timeout                -7       ETIMEDOUT   ``usb.core.USBTimeoutError``
+pipe (STALL)           -9       EPIPE       halted endpoint, refused control request
+no device              -4       ENODEV      unplugged
+overflow (babble)      -8       EOVERFLOW   a packet larger than the room left
+busy                   -6       EBUSY       interface claimed by another handle
+not found              -5       ENOENT      no such interface/configuration/setting
+I/O                    -1       EIO         no such endpoint
+=====================  =======  ==========  ===========================================
+
+As with libusb, a transfer that times out after moving some bytes returns that count
+(pyusb does not raise in that case). This is the only module of :mod:`app.sim` that
+imports pyusb.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+
+import usb.backend
+import usb.core
+
+from .bus import BusEntry, VirtualBus
+from .device import TRANSFER_TYPE_INTERRUPT, Gone, NoData, Overflow, Stall, VirtualDevice
+
+# libusb.h error codes, and the messages and errno values pyusb's libusb1 backend attaches to them.
+LIBUSB_ERROR_IO = -1
+LIBUSB_ERROR_INVALID_PARAM = -2
+LIBUSB_ERROR_ACCESS = -3
+LIBUSB_ERROR_NO_DEVICE = -4
+LIBUSB_ERROR_NOT_FOUND = -5
+LIBUSB_ERROR_BUSY = -6
+LIBUSB_ERROR_TIMEOUT = -7
+LIBUSB_ERROR_OVERFLOW = -8
+LIBUSB_ERROR_PIPE = -9
+
+_ERRORS = {
+    LIBUSB_ERROR_IO: ("Input/output error", errno.EIO),
+    LIBUSB_ERROR_INVALID_PARAM: ("Invalid parameter", errno.EINVAL),
+    LIBUSB_ERROR_ACCESS: ("Access denied (insufficient permissions)", errno.EACCES),
+    LIBUSB_ERROR_NO_DEVICE: ("No such device (it may have been disconnected)", errno.ENODEV),
+    LIBUSB_ERROR_NOT_FOUND: ("Entity not found", errno.ENOENT),
+    LIBUSB_ERROR_BUSY: ("Resource busy", errno.EBUSY),
+    LIBUSB_ERROR_TIMEOUT: ("Operation timed out", errno.ETIMEDOUT),
+    LIBUSB_ERROR_OVERFLOW: ("Overflow", errno.EOVERFLOW),
+    LIBUSB_ERROR_PIPE: ("Pipe error", errno.EPIPE),
+}
+
+
+def usb_error(code: int) -> usb.core.USBError:
+    """The exception pyusb's libusb1 backend raises for libusb error ``code``."""
+    message, err = _ERRORS[code]
+    if code == LIBUSB_ERROR_TIMEOUT:
+        return usb.core.USBTimeoutError(message, code, err)
+    return usb.core.USBError(message, code, err)
+
+
+class _Descriptor:
+    """A descriptor record with the attribute names pyusb reads (libusb's struct fields)."""
+
+    def __init__(self, **fields) -> None:
+        self.__dict__.update(fields)
+
+    def __repr__(self) -> str:
+        return f"_Descriptor({self.__dict__!r})"
+
+
+class _DeviceRef:
+    """What :meth:`VirtualBackend.enumerate_devices` yields: one connection of one device."""
+
+    def __init__(self, entry: BusEntry) -> None:
+        self.entry = entry
+
+    @property
+    def device(self) -> VirtualDevice:
+        return self.entry.device
+
+
+class _Handle:
+    def __init__(self, ref: _DeviceRef) -> None:
+        self.ref = ref
+        self.claimed: set[int] = set()
+        self.closed = False
+
+
+class VirtualBackend(usb.backend.IBackend):
+    """pyusb's backend interface over a :class:`VirtualBus`. Thread-safe."""
+
+    def __init__(self, bus: VirtualBus) -> None:
+        super().__init__()
+        self.bus = bus
+        self._lock = threading.Lock()
+        self._claims: dict[int, dict[int, _Handle]] = {}  # id(device) -> interface -> handle
+
+    # --- enumeration and descriptors ---
+
+    def enumerate_devices(self):
+        return [_DeviceRef(entry) for entry in self.bus.entries()]
+
+    def get_parent(self, dev):
+        return None  # the root hub is not modelled
+
+    def get_device_descriptor(self, dev):
+        d = dev.device.device_desc
+        entry = dev.entry
+        return _Descriptor(
+            bLength=18, bDescriptorType=1, bcdUSB=d.bcd_usb, bDeviceClass=d.cls, bDeviceSubClass=d.subclass,
+            bDeviceProtocol=d.protocol, bMaxPacketSize0=d.max_packet0, idVendor=d.vid, idProduct=d.pid,
+            bcdDevice=d.bcd_device, iManufacturer=d.i_manufacturer, iProduct=d.i_product,
+            iSerialNumber=d.i_serial, bNumConfigurations=d.num_configurations,
+            bus=entry.bus_number, address=entry.address, port_number=entry.port, port_numbers=(entry.port,),
+            speed=int(dev.device.speed),
+        )
+
+    def get_configuration_descriptor(self, dev, config):
+        configs = dev.device.configs
+        if not 0 <= config < len(configs):
+            raise usb_error(LIBUSB_ERROR_NOT_FOUND)
+        c = configs[config]
+        return _Descriptor(
+            bLength=9, bDescriptorType=2, wTotalLength=len(c.to_bytes()), bNumInterfaces=c.num_interfaces,
+            bConfigurationValue=c.value, iConfiguration=c.string_index, bmAttributes=c.attributes,
+            bMaxPower=min(255, (c.max_power_ma + 1) // 2), extra_descriptors=list(c.extra),
+        )
+
+    def get_interface_descriptor(self, dev, intf, alt, config):
+        groups = self._interface_groups(dev, config)
+        if not 0 <= intf < len(groups):
+            raise IndexError(f"Invalid interface index {intf}")
+        if not 0 <= alt < len(groups[intf]):
+            raise IndexError(f"Invalid alternate setting index {alt}")
+        i = groups[intf][alt]
+        return _Descriptor(
+            bLength=9, bDescriptorType=4, bInterfaceNumber=i.number, bAlternateSetting=i.alt,
+            bNumEndpoints=len(i.endpoints), bInterfaceClass=i.cls, bInterfaceSubClass=i.subclass,
+            bInterfaceProtocol=i.protocol, iInterface=i.string_index, extra_descriptors=list(i.extra),
+        )
+
+    def get_endpoint_descriptor(self, dev, ep, intf, alt, config):
+        groups = self._interface_groups(dev, config)
+        if not (0 <= intf < len(groups) and 0 <= alt < len(groups[intf])):
+            raise IndexError(f"Invalid interface {intf} / alternate setting {alt}")
+        endpoints = groups[intf][alt].endpoints
+        if not 0 <= ep < len(endpoints):
+            raise IndexError(f"Invalid endpoint index {ep}")
+        e = endpoints[ep]
+        return _Descriptor(
+            bLength=7, bDescriptorType=5, bEndpointAddress=e.address, bmAttributes=e.attributes,
+            wMaxPacketSize=e.max_packet, bInterval=e.interval, bRefresh=0, bSynchAddress=0,
+            extra_descriptors=list(e.extra),
+        )
+
+    # --- handles and configuration ---
+
+    def open_device(self, dev):
+        self._live(dev)
+        return _Handle(dev)
+
+    def close_device(self, dev_handle):
+        with self._lock:
+            claims = self._claims.get(id(dev_handle.ref.device), {})
+            for number in list(dev_handle.claimed):
+                if claims.get(number) is dev_handle:
+                    del claims[number]
+            dev_handle.claimed.clear()
+            dev_handle.closed = True
+
+    def set_configuration(self, dev_handle, config_value):
+        device = self._device(dev_handle)
+        value = 0 if config_value in (-1, None) else int(config_value)
+        with self._lock:
+            if self._claims.get(id(device)):
+                raise usb_error(LIBUSB_ERROR_BUSY)  # libusb: interfaces are claimed
+        if value and not any(c.value == value for c in device.configs):
+            raise usb_error(LIBUSB_ERROR_NOT_FOUND)
+        self._call(lambda: device.set_configuration(value))
+
+    def get_configuration(self, dev_handle):
+        return self._device(dev_handle).configuration
+
+    def set_interface_altsetting(self, dev_handle, intf, altsetting):
+        device = self._device(dev_handle)
+        if intf not in dev_handle.claimed:
+            raise usb_error(LIBUSB_ERROR_NOT_FOUND)
+        config = device.active_config()
+        if config is None or not any(i.number == intf and i.alt == altsetting for i in config.interfaces):
+            raise usb_error(LIBUSB_ERROR_NOT_FOUND)
+        self._call(lambda: device.set_interface(intf, altsetting))
+
+    def claim_interface(self, dev_handle, intf):
+        device = self._device(dev_handle)
+        config = device.active_config()
+        if config is None or not any(i.number == intf for i in config.interfaces):
+            raise usb_error(LIBUSB_ERROR_NOT_FOUND)
+        with self._lock:
+            claims = self._claims.setdefault(id(device), {})
+            holder = claims.get(intf)
+            if holder is not None and holder is not dev_handle:
+                raise usb_error(LIBUSB_ERROR_BUSY)
+            claims[intf] = dev_handle
+            dev_handle.claimed.add(intf)
+
+    def release_interface(self, dev_handle, intf):
+        device = self._device(dev_handle)
+        with self._lock:
+            claims = self._claims.get(id(device), {})
+            if claims.get(intf) is not dev_handle:
+                raise usb_error(LIBUSB_ERROR_NOT_FOUND)
+            del claims[intf]
+            dev_handle.claimed.discard(intf)
+
+    # --- transfers ---
+
+    def bulk_write(self, dev_handle, ep, intf, data, timeout):
+        return self._write(dev_handle, ep, data, timeout)
+
+    def intr_write(self, dev_handle, ep, intf, data, timeout):
+        return self._write(dev_handle, ep, data, timeout)
+
+    def bulk_read(self, dev_handle, ep, intf, buff, timeout):
+        return self._read(dev_handle, ep, buff, timeout)
+
+    def intr_read(self, dev_handle, ep, intf, buff, timeout):
+        return self._read(dev_handle, ep, buff, timeout)
+
+    def ctrl_transfer(self, dev_handle, bmRequestType, bRequest, wValue, wIndex, data, timeout):
+        device = self._device(dev_handle)
+        is_in = bool(bmRequestType & 0x80)
+        with memoryview(data) as view:
+            length = view.nbytes
+            out = b"" if is_in else view.tobytes()
+
+        def attempt():
+            try:
+                if is_in:
+                    return device.control(bmRequestType, bRequest, wValue, wIndex, length)
+                device.control(bmRequestType, bRequest, wValue, wIndex, out)
+                return b""
+            except NoData:
+                return None
+
+        reply = self._wait(device, attempt, timeout)
+        if reply is None:
+            raise usb_error(LIBUSB_ERROR_TIMEOUT)
+        if is_in:
+            _copy_into(data, reply)
+            return len(reply)
+        return length
+
+    def clear_halt(self, dev_handle, ep):
+        device = self._device(dev_handle)
+        if ep not in device.endpoints():
+            raise usb_error(LIBUSB_ERROR_NOT_FOUND)
+        self._call(lambda: device.clear_halt(ep))
+
+    def reset_device(self, dev_handle):
+        device = self._device(dev_handle)
+        self._call(device.reset)
+
+    def is_kernel_driver_active(self, dev_handle, intf):
+        self._device(dev_handle)
+        return False  # no kernel driver ever binds to a virtual device
+
+    def detach_kernel_driver(self, dev_handle, intf):
+        self._device(dev_handle)
+        raise usb_error(LIBUSB_ERROR_NOT_FOUND)
+
+    def attach_kernel_driver(self, dev_handle, intf):
+        self._device(dev_handle)
+        raise usb_error(LIBUSB_ERROR_NOT_FOUND)
+
+    # --- internals ---
+
+    def _interface_groups(self, dev, config):
+        configs = dev.device.configs
+        if not 0 <= config < len(configs):
+            raise IndexError(f"Invalid configuration index {config}")
+        groups: dict[int, list] = {}
+        for interface in configs[config].interfaces:
+            groups.setdefault(interface.number, []).append(interface)
+        return list(groups.values())
+
+    def _live(self, ref: _DeviceRef) -> VirtualDevice:
+        # A device reference is good for one connection only, as with libusb.
+        if not any(entry is ref.entry for entry in self.bus.entries()) or not ref.device.attached:
+            raise usb_error(LIBUSB_ERROR_NO_DEVICE)
+        return ref.device
+
+    def _device(self, dev_handle: _Handle) -> VirtualDevice:
+        if dev_handle.closed:
+            raise usb_error(LIBUSB_ERROR_INVALID_PARAM)
+        return self._live(dev_handle.ref)
+
+    @staticmethod
+    def _call(action) -> None:
+        try:
+            action()
+        except Stall:
+            raise usb_error(LIBUSB_ERROR_PIPE) from None
+        except Gone:
+            raise usb_error(LIBUSB_ERROR_NO_DEVICE) from None
+
+    @staticmethod
+    def _wait(device: VirtualDevice, attempt, timeout_ms):
+        timeout_s = None if not timeout_ms else timeout_ms / 1000  # libusb: 0 waits forever
+        try:
+            return device.wait_for(attempt, timeout_s)
+        except Stall:
+            raise usb_error(LIBUSB_ERROR_PIPE) from None
+        except Gone:
+            raise usb_error(LIBUSB_ERROR_NO_DEVICE) from None
+
+    def _endpoint(self, device: VirtualDevice, ep: int, want_in: bool):
+        desc = device.endpoints().get(ep)
+        if desc is None or desc.is_in != want_in:
+            raise usb_error(LIBUSB_ERROR_IO)  # usbfs refuses the URB; libusb reports an I/O error
+        return desc
+
+    def _read(self, dev_handle, ep, buff, timeout):
+        device = self._device(dev_handle)
+        desc = self._endpoint(device, ep, want_in=True)
+        # Linux runs a bulk call on an interrupt endpoint as an interrupt transfer, and vice versa.
+        take = device.interrupt_in if desc.transfer_type == TRANSFER_TYPE_INTERRUPT else device.bulk_in
+        with memoryview(buff) as view:
+            length = view.nbytes
+
+        def attempt():
+            try:
+                return take(ep, length)
+            except NoData:
+                return None
+
+        try:
+            data = self._wait(device, attempt, timeout)
+        except Overflow as exc:
+            _copy_into(buff, exc.received)
+            raise usb_error(LIBUSB_ERROR_OVERFLOW) from None
+        if data is None:
+            partial = device.cancel_in(ep)
+            if not partial:
+                raise usb_error(LIBUSB_ERROR_TIMEOUT)
+            data = partial  # libusb reports the timeout with the bytes moved; pyusb returns them
+        _copy_into(buff, data)
+        return len(data)
+
+    def _write(self, dev_handle, ep, data, timeout):
+        device = self._device(dev_handle)
+        self._endpoint(device, ep, want_in=False)
+        with memoryview(data) as view:
+            payload = view.tobytes()
+        sent = 0
+
+        def attempt():
+            nonlocal sent
+            try:
+                if not payload:
+                    device.bulk_out(ep, b"")  # a zero-length packet
+                    return 0
+                with memoryview(payload) as rest:
+                    while sent < len(payload):
+                        taken = device.bulk_out(ep, rest[sent:])
+                        if taken <= 0:
+                            return None
+                        sent += taken
+                return sent
+            except NoData:
+                return None
+
+        written = self._wait(device, attempt, timeout)
+        if written is None:
+            if not sent:
+                raise usb_error(LIBUSB_ERROR_TIMEOUT)
+            return sent
+        return written
+
+
+def _copy_into(buff, data: bytes) -> None:
+    with memoryview(buff) as view, view.cast("B") as target:
+        target[: len(data)] = data
