@@ -35,7 +35,7 @@ KINDS = {
     "sam7": "app.sim.sam7:Sam7Counter",
     "loopback": "app.sim.scpi_device:VirtualLoopback",
 }
-DEFAULT_KINDS = ("sam7",)
+DEFAULT_KINDS = ("sam7", "loopback")  # what app.sim.default_devices() plugs
 _METHOD = re.compile(r"^[a-z][a-z0-9_]*$")
 EXIT_UNAVAILABLE = 3
 

@@ -15,6 +15,7 @@ results back (``update``/``set_ptr``) and completes the ioctl.
 from __future__ import annotations
 
 import errno
+import math
 import struct
 import sys
 import threading
@@ -204,7 +205,11 @@ class UsbdevfsHandler(UMockdev.IoctlBase):
         context = GLib.MainContext.get_thread_default()
         streak = self._idle_reaps.get(client, 0)
         self._idle_reaps[client] = streak + 1
-        timer = GLib.Timeout(min(max(MAX_PARK_MS, self.park_ms), max(1, self.park_ms) << min(streak, 4)))
+        park_ms = min(max(MAX_PARK_MS, self.park_ms), max(1, self.park_ms) << min(streak, 4))
+        due_s = self.engine.next_event_s()  # a timed answer: come back when it is due
+        if due_s is not None:
+            park_ms = max(1, min(park_ms, math.ceil(due_s * 1000)))
+        timer = GLib.Timeout(park_ms)
 
         def retry(*_args) -> bool:
             if not client.get_connected():
@@ -422,6 +427,12 @@ class VirtualUsbBus:
         def configured(value: int) -> None:
             self._testbed.set_attribute(syspath, "bConfigurationValue", f"{value}\n" if value else "\n")
 
+        device.plug()
+        # The kernel configures a new device itself (usb_choose_configuration); so do we,
+        # before the host can see it.
+        configuration = device.configs[0].value if device.configs else 0
+        if configuration:
+            device.set_configuration(configuration)
         engine = UrbEngine(device, on_configuration=configured)
         handler = UsbdevfsHandler(engine, speed, devnum, park_ms=self.park_ms, trace=self.trace)
         first_config = configs[0] if configs else b""
@@ -441,7 +452,7 @@ class VirtualUsbBus:
             "bMaxPacketSize0": _text(str(max_packet0)),
             "bNumConfigurations": _text(str(n_configs)),
             "bNumInterfaces": _text(f"{first_config[4] if len(first_config) > 4 else 0:2d}"),
-            "bConfigurationValue": _text(""),
+            "bConfigurationValue": _text(str(configuration) if configuration else ""),
             "maxchild": _text("0"),
         }
         for name, value in (("manufacturer", manufacturer), ("product", product), ("serial", serial)):
@@ -464,15 +475,15 @@ class VirtualUsbBus:
         record += [f"H: {name}={value}" for name, value in attributes.items()]
         # The handler must sit on the node before the device (and its "add" uevent) appears.
         if not self._testbed.attach_ioctl(devnode, handler):
+            device.unplug()
             raise RuntimeError(f"umockdev refused an ioctl handler on {devnode}")
-        if not self._testbed.add_from_string("\n".join(record) + "\n"):
-            raise RuntimeError(f"umockdev refused the sysfs record of {key}")
-        device.plug()
-        if configs:
-            # The kernel configures a new device itself (usb_choose_configuration); so do we.
-            engine.set_configuration(configs[0][5])
         with self._lock:
             self._devices[key] = (plugged, device, engine)
+        if not self._testbed.add_from_string("\n".join(record) + "\n"):
+            with self._lock:
+                del self._devices[key]
+            device.unplug()
+            raise RuntimeError(f"umockdev refused the sysfs record of {key}")
         return plugged
 
     def unplug(self, key: str) -> PluggedDevice:

@@ -21,9 +21,9 @@ import errno
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from app.sim.device import Gone, NoData, Overflow, Stall
+from app.sim.device import TRANSFER_TYPE_BULK, TRANSFER_TYPE_INTERRUPT, Gone, NoData, Overflow, Stall
 
 from .usbdevfs import SETUP, UrbFlag, UrbType
 
@@ -61,7 +61,7 @@ class Urb:
     status: int = 0
     in_data: bytes = b""
     actual_length: int = 0
-    _sent: int = field(default=0, repr=False)
+    sent_bytes: int = 0  # OUT: how much the device has taken so far
 
     @property
     def is_in(self) -> bool:
@@ -106,6 +106,8 @@ class UrbEngine:
             raise UsbdevfsError(errno.EINVAL, "a control URB needs an 8-byte SETUP packet")
         with self._lock:
             self._check_present()
+            if urb.type != UrbType.CONTROL:
+                self._check_endpoint(urb)
             queue = self._queues.setdefault(urb.queue_key, deque())
             queue.append(urb)
             self._counts["submitted"] += 1
@@ -142,6 +144,7 @@ class UrbEngine:
                 for urb in queue:
                     if urb.owner == owner and token_matches(urb.token):
                         queue.remove(urb)
+                        self._cancel(urb)
                         self._finish(urb, -errno.ENOENT)
                         self._counts["discarded"] += 1
                         self._advance(queue)
@@ -155,6 +158,7 @@ class UrbEngine:
                 mine = [urb for urb in queue if urb.owner == owner]
                 for urb in mine:
                     queue.remove(urb)
+                    self._cancel(urb)
                 if mine:
                     self._advance(queue)
             self._completed.pop(owner, None)
@@ -212,7 +216,39 @@ class UrbEngine:
             raise UsbdevfsError(-urb.status)
         return urb.in_data
 
+    def next_event_s(self) -> float | None:
+        """Seconds until the device's next timed event that can produce IN data (None: none known)."""
+        with self.device.changed:
+            due = self.device.next_deadline()
+            if due is None or not getattr(self.device.clock, "realtime", True):
+                return None
+            return max(0.0, due - self.device.clock.now())
+
     # --- internals (called with the lock held) ---
+
+    def _check_endpoint(self, urb: Urb) -> None:
+        # drivers/usb/core/devio.c proc_do_submiturb(): an endpoint outside the active
+        # configuration is ENOENT; a bulk URB on an interrupt endpoint runs as an interrupt
+        # transfer, an interrupt URB on a bulk endpoint is EINVAL.
+        with self.device.changed:
+            desc = self.device.endpoints().get(urb.endpoint)
+        if desc is None:
+            raise UsbdevfsError(errno.ENOENT, f"no endpoint 0x{urb.endpoint:02X} in the active configuration")
+        if desc.transfer_type == TRANSFER_TYPE_INTERRUPT:
+            urb.type = UrbType.INTERRUPT
+        elif desc.transfer_type != TRANSFER_TYPE_BULK or urb.type != UrbType.BULK:
+            raise UsbdevfsError(errno.EINVAL, f"URB type {urb.type.name} does not fit endpoint 0x{urb.endpoint:02X}")
+
+    def _cancel(self, urb: Urb) -> None:
+        """The host gave up ``urb``: an IN transfer keeps the bytes it had received."""
+        if urb.type != UrbType.CONTROL and urb.is_in:
+            try:
+                urb.in_data = self.device.cancel_in(urb.endpoint)
+            except Gone:
+                urb.in_data = b""
+            urb.actual_length = len(urb.in_data)
+        elif urb.type != UrbType.CONTROL:
+            urb.actual_length = urb.sent_bytes
 
     def _check_present(self) -> None:
         if self._gone:
@@ -254,7 +290,8 @@ class UrbEngine:
             return False
         except Stall:
             urb.status = -errno.EPIPE
-        except Overflow:
+        except Overflow as exc:
+            urb.in_data, urb.actual_length = exc.received, len(exc.received)
             urb.status = -errno.EOVERFLOW
         except Gone:
             urb.status = -errno.ESHUTDOWN
@@ -275,6 +312,8 @@ class UrbEngine:
 
     def _in(self, urb: Urb) -> None:
         read = self.device.interrupt_in if urb.type == UrbType.INTERRUPT else self.device.bulk_in
+        # A device may move some packets into the transfer and NAK the rest: NoData, and the
+        # next attempt continues the same transfer (see app.sim.device.BulkInPipe).
         data = bytes(read(urb.endpoint, urb.length))[: urb.length]
         urb.in_data, urb.actual_length = data, len(data)
         if len(data) < urb.length and urb.flags & UrbFlag.SHORT_NOT_OK:
@@ -284,9 +323,9 @@ class UrbEngine:
         if not urb.out_data:
             self.device.bulk_out(urb.endpoint, b"")  # a zero-length packet
         # A device may take part of a long transfer and NAK the rest until it has room.
-        while urb._sent < len(urb.out_data):
-            taken = self.device.bulk_out(urb.endpoint, urb.out_data[urb._sent:])
+        while urb.sent_bytes < len(urb.out_data):
+            taken = self.device.bulk_out(urb.endpoint, urb.out_data[urb.sent_bytes:])
             if taken <= 0:
                 raise NoData
-            urb._sent += taken
+            urb.sent_bytes += taken
         urb.actual_length = len(urb.out_data)

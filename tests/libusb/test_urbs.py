@@ -1,0 +1,197 @@
+"""usbdevfs semantics of the umockdev adapter's URB engine, against a small virtual device in-process.
+
+No umockdev needed: these run everywhere and pin down the kernel rules libusb relies on.
+"""
+
+import errno
+
+import pytest
+
+from app.sim.device import (
+    TRANSFER_TYPE_BULK,
+    TRANSFER_TYPE_INTERRUPT,
+    ConfigDesc,
+    DeviceDesc,
+    EndpointDesc,
+    InterfaceDesc,
+    NoData,
+    Speed,
+    VirtualDevice,
+)
+from app.sim.umockdev.urbs import Urb, UrbEngine, UsbdevfsError
+from app.sim.umockdev.usbdevfs import SETUP, UrbFlag, UrbType
+
+OUT, IN, INTR = 0x01, 0x81, 0x82
+
+
+class Echo(VirtualDevice):
+    """Bulk-OUT data comes back on Bulk-IN; ``full`` makes Bulk-OUT NAK."""
+
+    def __init__(self) -> None:
+        interface = InterfaceDesc(0, 0, 0xFF, 0, 0, (
+            EndpointDesc(OUT, TRANSFER_TYPE_BULK, 64),
+            EndpointDesc(IN, TRANSFER_TYPE_BULK, 64),
+            EndpointDesc(INTR, TRANSFER_TYPE_INTERRUPT, 8, interval=10),
+        ))
+        super().__init__(
+            device_desc=DeviceDesc(0x0200, 0, 0, 0, 64, 0x1209, 0x7FFF, 0x0100, 1, 2, 3, 1),
+            configs=[ConfigDesc(1, (interface,))], strings={1: "Test", 2: "Echo", 3: "E-1"}, speed=Speed.FULL,
+        )
+        self.full = False
+
+    def handle_bulk_out(self, ep, data):
+        if self.full:
+            raise NoData("no room")
+        self.in_pipes[IN].send(bytes(data), end=True)
+        return len(data)
+
+
+@pytest.fixture
+def device():
+    dev = Echo()
+    dev.plug()
+    dev.set_configuration(1)
+    return dev
+
+
+@pytest.fixture
+def engine(device):
+    return UrbEngine(device)
+
+
+def bulk(owner, endpoint, length=64, data=b"", token=None, urb_type=UrbType.BULK, flags=0):
+    return Urb(owner=owner, token=token if token is not None else object(), type=urb_type, endpoint=endpoint,
+               flags=flags, length=length if endpoint & 0x80 else len(data), out_data=data)
+
+
+def control_in(owner, request_type, request, value, index, length):
+    return Urb(owner=owner, token=object(), type=UrbType.CONTROL, endpoint=0, flags=0, length=length,
+               setup=SETUP.pack(request_type, request, value, index, length))
+
+
+def test_a_bulk_in_waits_for_data_and_completes_in_order(engine):
+    first, second = bulk("fd", IN), bulk("fd", IN)
+    engine.submit(first)
+    engine.submit(second)
+    assert engine.reap("fd") is None and engine.in_flight("fd")
+    engine.submit(bulk("fd", OUT, data=b"one"))
+    engine.submit(bulk("fd", OUT, data=b"two"))
+    reaped = [engine.reap("fd") for _ in range(4)]
+    ins = [u for u in reaped if u.endpoint == IN]
+    assert [u.in_data for u in ins] == [b"one", b"two"] and ins[0] is first
+    assert all(u.status == 0 for u in reaped)
+    assert engine.reap("fd") is None and not engine.in_flight("fd")
+
+
+def test_urbs_are_reaped_only_by_the_descriptor_that_submitted_them(engine):
+    engine.submit(bulk("a", OUT, data=b"x"))
+    assert engine.reap("b") is None
+    assert engine.reap("a").actual_length == 1
+
+
+def test_discard_completes_with_enoent_and_keeps_the_bytes_already_received(engine, device):
+    token = object()
+    urb = bulk("fd", IN, length=256, token=token)
+    engine.submit(urb)
+    device.in_pipes[IN].send(b"p" * 64, end=False)  # one full packet, transfer not ended
+    assert engine.reap("fd") is None
+    engine.discard("fd", lambda t: t is token)
+    done = engine.reap("fd")
+    assert done is urb and done.status == -errno.ENOENT and done.in_data == b"p" * 64
+    with pytest.raises(UsbdevfsError) as exc:
+        engine.discard("fd", lambda t: t is token)
+    assert exc.value.errno == errno.EINVAL
+    assert engine.stats()["discarded"] == 1
+
+
+def test_a_nakked_out_transfer_completes_when_the_device_has_room(engine, device):
+    device.full = True
+    engine.submit(bulk("fd", OUT, data=b"later"))
+    assert engine.reap("fd") is None
+    device.full = False
+    assert engine.reap("fd").actual_length == 5
+
+
+def test_a_halted_endpoint_stalls_until_clear_halt(engine, device):
+    device.halt(OUT)
+    engine.submit(bulk("fd", OUT, data=b"x"))
+    assert engine.reap("fd").status == -errno.EPIPE
+    engine.clear_halt(OUT)
+    engine.submit(bulk("fd", OUT, data=b"x"))
+    assert engine.reap("fd").status == 0
+
+
+def test_babble_is_eoverflow_with_what_fitted(engine, device):
+    engine.submit(bulk("fd", IN, length=10))
+    engine.submit(bulk("fd", OUT, data=b"z" * 20))
+    reaped = [engine.reap("fd"), engine.reap("fd")]
+    babble = next(u for u in reaped if u.endpoint == IN)
+    assert babble.status == -errno.EOVERFLOW and babble.in_data == b"z" * 10
+
+
+def test_short_not_ok_turns_a_short_transfer_into_eremoteio(engine):
+    engine.submit(bulk("fd", OUT, data=b"abc"))
+    engine.submit(bulk("fd", IN, length=64, flags=UrbFlag.SHORT_NOT_OK))
+    reaped = [engine.reap("fd"), engine.reap("fd")]
+    assert next(u for u in reaped if u.endpoint == IN).status == -errno.EREMOTEIO
+
+
+def test_endpoints_are_checked_like_the_kernel_does(engine):
+    with pytest.raises(UsbdevfsError) as exc:
+        engine.submit(bulk("fd", 0x85))
+    assert exc.value.errno == errno.ENOENT
+    with pytest.raises(UsbdevfsError) as exc:
+        engine.submit(bulk("fd", IN, urb_type=UrbType.INTERRUPT))
+    assert exc.value.errno == errno.EINVAL
+    urb = bulk("fd", INTR, length=8)  # a bulk URB on an interrupt endpoint runs as interrupt
+    engine.submit(urb)
+    assert urb.type == UrbType.INTERRUPT
+
+
+def test_control_in_answers_string_descriptors(engine):
+    engine.submit(control_in("fd", 0x80, 6, 0x0302, 0x0409, 255))
+    urb = engine.reap("fd")
+    assert urb.in_data.decode("utf-16-le", errors="ignore").endswith("Echo") and urb.actual_length == len(urb.in_data)
+
+
+def test_closing_the_descriptor_cancels_its_urbs_and_releases_its_claims(engine, device):
+    engine.claim("a", 0)
+    with pytest.raises(UsbdevfsError) as exc:
+        engine.claim("b", 0)
+    assert exc.value.errno == errno.EBUSY
+    engine.submit(bulk("a", IN))
+    engine.forget("a")
+    engine.claim("b", 0)
+    engine.submit(bulk("b", OUT, data=b"for b"))
+    engine.submit(bulk("b", IN))
+    got = [engine.reap("b"), engine.reap("b")]
+    assert next(u for u in got if u.endpoint == IN).in_data == b"for b"  # not eaten by a's old URB
+
+
+def test_after_a_disconnect_queued_urbs_reap_as_eshutdown_then_everything_is_enodev(engine, device):
+    engine.submit(bulk("fd", IN))
+    device.unplug()
+    engine.disconnect()
+    assert engine.reap("fd").status == -errno.ESHUTDOWN
+    for action in (lambda: engine.reap("fd"), lambda: engine.submit(bulk("fd", OUT, data=b"x")),
+                   lambda: engine.claim("fd", 0)):
+        with pytest.raises(UsbdevfsError) as exc:
+            action()
+        assert exc.value.errno == errno.ENODEV
+
+
+def test_a_device_that_vanishes_mid_transfer_ends_it_with_eshutdown(engine, device):
+    engine.submit(bulk("fd", IN))
+    device.unplug()  # the device model says Gone on the next attempt
+    assert engine.reap("fd").status == -errno.ESHUTDOWN
+    assert engine.gone
+
+
+def test_set_configuration_through_ep0_is_reported_like_the_ioctl(device):
+    seen = []
+    engine = UrbEngine(device, on_configuration=seen.append)
+    engine.set_configuration(1)
+    urb = Urb(owner="fd", token=object(), type=UrbType.CONTROL, endpoint=0, flags=0, length=0,
+              setup=SETUP.pack(0x00, 9, 1, 0, 0))
+    engine.submit(urb)
+    assert engine.reap("fd").status == 0 and seen == [1, 1]
