@@ -155,15 +155,18 @@ class Sam7Counter(UsbtmcDevice):
                     glitches: int = 0, glitch_s: float = 0.005) -> float:
         """Feed ``count`` low-going pulses at ``rate_hz`` (low for ``duty`` of each period).
 
-        ``glitches`` of the pulses are followed by a low blip of ``glitch_s`` seconds (< 30 ms)
-        in their high phase, which the glitch filter must ignore. Returns the device time in
-        seconds when the train ends.
+        ``glitches`` of the pulses get a low blip of ``glitch_s`` seconds (< 30 ms) in the middle
+        of their high phase, which the glitch filter must ignore. The filter needs the input
+        steady for 30 ms on both sides of a blip, so the high phase must last at least
+        60 ms plus the blip. Returns the device time in seconds when the train ends.
         """
         if rate_hz <= 0 or not 0 < duty < 1 or count < 0:
             raise ValueError("need rate_hz > 0, 0 < duty < 1 and count >= 0")
         period = 1.0 / rate_hz
-        if glitches and not (0 < glitch_s < GLITCH_FILTER_US / 1e6 and glitch_s < (1 - duty) * period / 3):
-            raise ValueError("a glitch must be shorter than 30 ms and fit in the high phase")
+        high_s = (1 - duty) * period
+        filter_s = GLITCH_FILTER_US / 1e6
+        if glitches and not (0 < glitch_s < filter_s and high_s >= 2 * filter_s + glitch_s):
+            raise ValueError("a glitch must be shorter than 30 ms, in a high phase of at least 60 ms plus the glitch")
         with self.changed:
             start = self.clock.now() if start_s is None else start_s
             edges: list[tuple[float, int]] = []
@@ -172,7 +175,7 @@ class Sam7Counter(UsbtmcDevice):
                 rise = fall + duty * period
                 edges += [(fall, 0), (rise, 1)]
                 if k < glitches:
-                    blip = rise + (1 - duty) * period / 3
+                    blip = rise + (high_s - glitch_s) / 2
                     edges += [(blip, 0), (blip + glitch_s, 1)]
             self.feed_edges(edges)
             return start + count * period
