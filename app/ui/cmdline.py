@@ -31,7 +31,6 @@ class CommandLine(QLineEdit):
         self._draft = ""
         self._entries: tuple[CatalogEntry, ...] = ()
         self._unit_start = -1
-        self._completed_just_now = False
 
         self.model = QStandardItemModel(0, 2, self)
         self.completer = QCompleter(self.model, self)
@@ -149,7 +148,6 @@ class CommandLine(QLineEdit):
         self.setText(new)
         self.setCursorPosition(start + len(text))
         self.hide_completions()
-        self._completed_just_now = True
 
     # --- keys ---
 
@@ -161,6 +159,9 @@ class CommandLine(QLineEdit):
             return True
         # Tab completes instead of moving the focus.
         if event.type() == QEvent.Type.KeyPress and event.key() == Qt.Key.Key_Tab and not event.modifiers():
+            if self.completion_popup_visible() and self.completer.popup().currentIndex().isValid():
+                event.ignore()  # QCompleter inserts the picked entry
+                return False
             count = self.update_completions(show=False)
             if count == 1:
                 self.accept_completion(self.completions()[0])
@@ -171,11 +172,14 @@ class CommandLine(QLineEdit):
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         key = event.key()
+        popup = self.completer.popup()
+        if (self.completion_popup_visible() and popup.currentIndex().isValid()
+                and key in (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Tab)):
+            # An entry is picked in the completion list: leave the key to QCompleter, which
+            # inserts it (QCompleter only acts on keys its widget ignores). Nothing is sent.
+            event.ignore()
+            return
         if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
-            if self._completed_just_now:
-                # The completion popup took this Enter to pick an entry: do not also send.
-                self._completed_just_now = False
-                return
             mods = event.modifiers()
             mode = "query" if mods & Qt.KeyboardModifier.ControlModifier else (
                 "send" if mods & Qt.KeyboardModifier.ShiftModifier else "auto"
@@ -183,7 +187,6 @@ class CommandLine(QLineEdit):
             self.hide_completions()
             self.submitted.emit(self.text(), mode)
             return
-        self._completed_just_now = False
         if not self.completion_popup_visible():
             if key == Qt.Key.Key_Up:
                 self.history_up()

@@ -229,7 +229,7 @@ class ConsolePanel(QWidget):
         self.splitter.setCollapsible(0, False)
 
         self.input = CommandLine(self)
-        self.input.submitted.connect(lambda text, mode: self.submit_line(text, mode))
+        self.input.submitted.connect(lambda _text, mode: self.submit_line(None, mode))
         self.input.set_history(self.settings.history(self.resource))
         self.history_panel.set_lines(self.input.history())
         self.send_button = QPushButton("Send", self)
