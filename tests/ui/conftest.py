@@ -21,8 +21,9 @@ NO_USB = (
 @pytest.fixture(autouse=True)
 def isolated_settings(tmp_path):
     """QSettings in a temporary INI file: tests never see or change the user's settings."""
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
+            QSettings.setPath(fmt, scope, str(tmp_path / "settings" / scope.name))
     yield tmp_path / "settings"
 
 
@@ -78,6 +79,8 @@ def window(qtbot, sim_backend, settings):
     qtbot.addWidget(win)
     win.resize(1200, 760)
     win.show()
+    win.activateWindow()  # menu shortcuts (Ctrl+R, Ctrl+L...) need an active window
+    qtbot.waitUntil(win.isActiveWindow, timeout=2000)
     win.start()
     yield win
     assert win.shutdown(timeout_ms=5000), "sessions or discovery did not stop"

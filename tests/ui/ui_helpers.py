@@ -38,3 +38,18 @@ def transcript_has(console, kind: str, text: str) -> bool:
 
 def wait_idle(qtbot, tab, timeout=3000):
     qtbot.waitUntil(lambda: tab.session.outstanding == 0 and tab.session.state == "idle", timeout=timeout)
+
+
+def unplug(backend, ref):
+    """Pull the virtual device behind ``ref`` off its bus; returns what :func:`plug_again` needs."""
+    from app.usbtmc import parse_resource
+
+    wanted = parse_resource(ref.resource)
+    device = backend.bus.find(vid=wanted.vid, pid=wanted.pid, serial=wanted.serial)
+    assert device is not None, f"{ref.resource} is not on the virtual bus"
+    backend.bus.unplug(device)
+    return device
+
+
+def plug_again(backend, device):
+    backend.bus.plug(device)

@@ -1,0 +1,176 @@
+"""The main window: device browser, discovery of plug/unplug, tabs, settings, smoke test."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from ui_helpers import find_ref, open_from_browser, plug_again, transcript_has, unplug
+
+from app.ui.browser import TITLE_ROLE, DeviceRef
+from app.ui.worker import live_threads
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tree_texts(item):
+    out = [(item.text(0), item.text(1))]
+    for i in range(item.childCount()):
+        out += tree_texts(item.child(i))
+    return out
+
+
+def test_no_usb_access_is_shown_calmly_and_the_virtual_group_works(window, qtbot):
+    qtbot.waitUntil(lambda: window.browser.has_scanned("usb"), timeout=2000)
+    usb = window.browser._groups["usb"]
+    assert usb.text(0) == "USB instruments: no access"
+    assert any("No USB access" in text for text, _ in tree_texts(usb))
+    assert "USB: no access" in window.bus_label.text()
+    # No hardware found, so the virtual group is on by default.
+    ref = find_ref(window, "SAM7", qtbot)
+    assert window.browser.is_source_visible("virtual")
+    assert window.virtual_action.isChecked()
+    assert ref.resource.startswith("USB0::0x1209::")
+
+
+def test_the_browser_describes_each_device(window, qtbot):
+    ref = find_ref(window, "SAM7", qtbot)
+    info = window.browser.device(ref)
+    item = window.browser._device_items[ref]
+    rows = dict((label, value) for label, value in tree_texts(item)[1:])
+    assert rows["Resource"] == ref.resource
+    assert rows["VID:PID"] == f"{info.vid:04X}:{info.pid:04X}"
+    assert rows["Speed"].startswith("full")
+    assert rows["Protocol"].startswith(info.protocol)
+    assert rows["Serial"] == info.serial
+    assert rows["Capabilities"]  # decoded GET_CAPABILITIES summary
+    assert any(label.startswith("0x") and "bytes per packet" in value for label, value in rows.items())
+    assert "Quirks" in rows
+    if info.capabilities is not None:
+        labels = {label for label, _ in info.capabilities.describe()}
+        assert labels <= set(rows)
+
+
+def test_plugging_and_unplugging_is_noticed(window, qtbot, sim_backend):
+    ref = find_ref(window, "Loopback", qtbot)
+    token = unplug(sim_backend, ref)
+    qtbot.waitUntil(lambda: window.browser.device(ref) is None, timeout=3000)
+    plug_again(sim_backend, token)
+    qtbot.waitUntil(lambda: window.browser.device(ref) is not None, timeout=3000)
+
+
+def test_unplugging_a_device_while_its_tab_is_open(window, qtbot, sim_backend):
+    tab = open_from_browser(window, qtbot)
+    token = unplug(sim_backend, tab.ref)
+    qtbot.waitUntil(lambda: tab.session.state == "gone", timeout=3000)
+    assert tab.banner.isVisible() and "gone" in tab.banner.text()
+    assert transcript_has(tab.console, "error", "the device is gone")
+    assert not tab.console.input.isEnabled()
+    assert tab.reconnect_button.isVisible()
+    # The app keeps running: the other virtual instrument still opens and answers.
+    other = open_from_browser(window, qtbot, "Loopback")
+    assert other.session.is_open
+    # Plug it back and reconnect.
+    plug_again(sim_backend, token)
+    qtbot.waitUntil(lambda: window.browser.device(tab.ref) is not None, timeout=3000)
+    assert "back" in tab.banner.text()
+    qtbot.mouseClick(tab.reconnect_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: tab.session.state == "idle", timeout=3000)
+    assert not tab.banner.isVisible()
+
+
+def test_closing_a_tab_ends_its_worker_thread(window, qtbot):
+    tab = open_from_browser(window, qtbot)
+    thread = tab.session.thread
+    assert thread.isRunning()
+    window.close_tab(window.tabs.indexOf(tab))
+    qtbot.waitUntil(lambda: not thread.isRunning(), timeout=3000)
+    assert window.stack.currentWidget() is window.welcome
+    assert window.tab_for(tab.ref) is None
+
+
+def test_opening_twice_focuses_the_existing_tab(window, qtbot):
+    tab = open_from_browser(window, qtbot)
+    assert window.open_device(tab.ref) is tab
+    assert window.tabs.count() == 1
+
+
+def test_an_alias_is_remembered_and_names_the_tab(window, qtbot, settings):
+    tab = open_from_browser(window, qtbot)
+    window.browser.set_alias(tab.ref, "Bench counter")
+    assert settings.alias(tab.ref.resource) == "Bench counter"
+    assert window.tabs.tabText(window.tabs.indexOf(tab)) == "Bench counter"
+    assert window.browser._device_items[tab.ref].data(0, TITLE_ROLE) == "Bench counter"
+
+
+def test_identify_pulses_the_indicator_without_an_open_tab(window, qtbot):
+    ref = find_ref(window, "SAM7", qtbot)
+    window.identify(ref)
+    qtbot.waitUntil(lambda: "indicator pulsed" in window.statusBar().currentMessage(), timeout=3000)
+
+
+def test_the_virtual_group_can_be_switched_off_and_stays_off(window, qtbot, settings):
+    find_ref(window, "SAM7", qtbot)
+    window.virtual_action.trigger()
+    assert not window.browser.is_source_visible("virtual")
+    assert settings.virtual_mode == "off"
+    window.virtual_action.trigger()
+    assert window.browser.is_source_visible("virtual") and settings.virtual_mode == "on"
+
+
+def test_the_dark_palette_recolours_the_transcript(window, sam7_tab, qtbot):
+    from PySide6.QtWidgets import QApplication
+
+    from app.ui.theme import colors, is_dark
+
+    window.set_theme("dark")
+    try:
+        assert is_dark(QApplication.palette())
+        received = colors(QApplication.palette()).received
+        qtbot.waitUntil(lambda: received in sam7_tab.console.transcript.toHtml().lower(), timeout=2000)
+    finally:
+        window.set_theme("light")
+    assert not is_dark(QApplication.palette())
+
+
+def test_window_layout_is_remembered(qtbot, sim_backend, settings):
+    from conftest import no_usb
+
+    from app.ui.main_window import MainWindow
+
+    first = MainWindow(settings, backend_factories={"usb": no_usb, "virtual": lambda: sim_backend})
+    qtbot.addWidget(first)
+    first.show()
+    qtbot.waitExposed(first)
+    first.resize(700, 500)  # the offscreen screen is 800x600: stay inside it
+    qtbot.waitUntil(lambda: first.width() == 700)
+    first.dock.hide()
+    assert first.shutdown(2000)
+    second = MainWindow(settings, backend_factories={"usb": no_usb, "virtual": lambda: sim_backend})
+    qtbot.addWidget(second)
+    second.show()
+    qtbot.waitExposed(second)
+    assert second.size().width() == 700
+    assert second.dock.isHidden()
+    assert second.shutdown(2000)
+
+
+def test_the_smoke_test_entry_point_passes():
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "--smoke-test"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "smoke test passed" in result.stdout and "SAM7" in result.stdout
+
+
+def test_no_threads_are_left_after_shutdown(window, qtbot):
+    open_from_browser(window, qtbot)
+    open_from_browser(window, qtbot, "Loopback")
+    assert window.shutdown(5000)
+    assert live_threads() == []
+
+
+def test_device_refs_are_values():
+    assert DeviceRef("virtual", "X") == DeviceRef("virtual", "X")
+    assert len({DeviceRef("usb", "X"), DeviceRef("virtual", "X")}) == 2
