@@ -34,7 +34,7 @@ PRELOAD = "libumockdev-preload.so.0"
 LIBUSB_ENV = {"TMC_LIBUSB": "system"}
 INSTALL_HINT = "on Debian/Ubuntu: sudo apt install umockdev gir1.2-umockdev-1.0 python3-gi libusb-1.0-0"
 _START_TIMEOUT_S = 30.0
-_REQUEST_TIMEOUT_S = 30.0
+_REQUEST_TIMEOUT_S = 60.0
 _APP_DIR = Path(__file__).resolve().parents[2]  # the "app" package
 EXIT_UNAVAILABLE = 3  # the bus process's exit status when umockdev cannot be used (server.py)
 
@@ -254,6 +254,10 @@ class UmockdevBus:
     def stats(self, key: str) -> dict[str, int]:
         """URB counters of device ``key``: submitted, reaped, discarded, in_flight."""
         return self.request("stats", key=key)["stats"]
+
+    def wait_in_flight(self, key: str, timeout_s: float = 10.0) -> bool:
+        """Block until a host has a transfer in flight on device ``key``; False after ``timeout_s``."""
+        return self.request("wait_in_flight", key=key, timeout_s=timeout_s)["in_flight"]
 
     def call(self, key: str, method: str, *args, **kwargs):
         """Call a public method of the device model ``key`` inside the bus process; returns its result."""

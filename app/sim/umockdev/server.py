@@ -12,6 +12,8 @@ and then answers one JSON request per stdin line with one JSON reply line::
     {"op": "unplug", "key": "1-2"}                     -> {"ok": true, "device": {...}}
     {"op": "list"}                                     -> {"ok": true, "devices": [...]}
     {"op": "stats", "key": "1-2"}                      -> {"ok": true, "stats": {"submitted": ..., ...}}
+    {"op": "wait_in_flight", "key": "1-2", "timeout_s": 10}
+                                                       -> {"ok": true, "in_flight": true}
     {"op": "call", "key": "1-2", "method": "press_sw1", "args": []}
                                                        -> {"ok": true, "result": ...}
 
@@ -78,7 +80,9 @@ class Server:
         if op == "list":
             return {"devices": [d.as_dict() for d in self.bus.devices()]}
         if op == "stats":
-            return {"stats": self.bus.stats(request["key"])}
+            return {"stats": self.bus.engine(request["key"]).stats()}
+        if op == "wait_in_flight":
+            return {"in_flight": self.bus.engine(request["key"]).wait_in_flight(float(request.get("timeout_s", 10)))}
         if op == "call":
             # A test or script drives the model (press a switch, feed pulses) through a public method.
             method = request["method"]

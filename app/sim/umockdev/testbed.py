@@ -397,13 +397,12 @@ class VirtualUsbBus:
                 raise KeyError(f"no device {key!r} on the bus")
             return self._devices[key][1]
 
-    def stats(self, key: str) -> dict[str, int]:
-        """The URB counters of device ``key`` (see :meth:`UrbEngine.stats`)."""
+    def engine(self, key: str) -> UrbEngine:
+        """The URB engine serving device ``key`` (counters, waits)."""
         with self._lock:
             if key not in self._devices:
                 raise KeyError(f"no device {key!r} on the bus")
-            engine = self._devices[key][2]
-        return engine.stats()
+            return self._devices[key][2]
 
     def plug(self, device, kind: str = "device") -> PluggedDevice:
         """Connect ``device`` (an :class:`app.sim.device.VirtualDevice`); the host gets an "add" uevent."""

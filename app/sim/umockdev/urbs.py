@@ -86,6 +86,7 @@ class UrbEngine:
         self.device = device
         self._on_configuration = on_configuration
         self._lock = threading.RLock()
+        self._activity = threading.Condition(self._lock)  # notified when a URB is submitted
         self._queues: dict[int, deque[Urb]] = {}
         self._completed: dict[Hashable, deque[Urb]] = {}
         self._claims: dict[int, Hashable] = {}
@@ -111,6 +112,7 @@ class UrbEngine:
             queue = self._queues.setdefault(urb.queue_key, deque())
             queue.append(urb)
             self._counts["submitted"] += 1
+            self._activity.notify_all()
             if len(queue) == 1:
                 self._advance(queue)
 
@@ -136,6 +138,12 @@ class UrbEngine:
         """Counts of URBs submitted, reaped and discarded so far, and how many are in flight now."""
         with self._lock:
             return {**self._counts, "in_flight": sum(len(queue) for queue in self._queues.values())}
+
+    def wait_in_flight(self, timeout_s: float) -> bool:
+        """Block until some URB is in flight (a host is mid-transfer); False after ``timeout_s``."""
+        with self._lock:
+            return self._activity.wait_for(
+                lambda: any(self._queues.values()) or self._gone, timeout=timeout_s) and not self._gone
 
     def discard(self, owner: Hashable, token_matches: Callable[[object], bool]) -> None:
         """Cancel the queued URB of ``owner`` whose token matches (it completes with -ENOENT)."""

@@ -1,0 +1,328 @@
+"""Host-side scenarios for the libusb layer, run in a child process under the umockdev preload.
+
+    python tests/libusb/libusb_host.py SCENARIO '{"json": "arguments"}'
+
+Each scenario talks to the virtual instruments through the real libusb and prints
+one JSON object (its observations) as its last line; the tests assert on that.
+Interactive scenarios print ``{"step": ...}`` lines and wait for a line on stdin
+between steps, so the test can plug or unplug devices at a known moment.
+Errors are reported as ``{"error": "..."}`` with exit status 1.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import hashlib
+import json
+import sys
+import time
+import traceback
+
+SCENARIOS = {}
+
+
+def scenario(func):
+    SCENARIOS[func.__name__] = func
+    return func
+
+
+def step(name: str, **data) -> None:
+    """Report a step and wait until the test says go."""
+    print(json.dumps({"step": name, **data}), flush=True)
+    if sys.stdin.readline().strip() != "go":
+        raise SystemExit(0)
+
+
+def library_name(backend) -> str:
+    return getattr(getattr(backend, "lib", None), "_name", "?")
+
+
+def system_backend():
+    """pyusb on the distribution's libusb (udev-aware, so it hears umockdev's hot-plug uevents).
+
+    Must run before anything loads another libusb: pyusb keeps the first one per process.
+    """
+    import usb.backend.libusb1
+
+    backend = usb.backend.libusb1.get_backend(find_library=lambda _name: ctypes.util.find_library("usb-1.0"))
+    assert backend is not None, "no system libusb-1.0"
+    return backend
+
+
+def describe(info) -> dict:
+    caps = info.capabilities
+    return {
+        "resource": info.resource, "manufacturer": info.manufacturer, "product": info.product,
+        "serial": info.serial, "protocol": info.protocol, "speed": info.speed, "bus": info.bus,
+        "address": info.address, "problem": info.problem,
+        "capabilities": None if caps is None else {
+            name: getattr(caps, name) for name in ("indicator_pulse", "talk_only", "listen_only", "term_char")
+        },
+        "endpoints": [[e.address, e.kind, e.direction, e.max_packet_bytes] for e in info.endpoints],
+    }
+
+
+@scenario
+def enumeration(args) -> dict:
+    """list_resources() and raw pyusb, both on the default backend."""
+    import usb.core
+    import usb.util
+
+    from app.usbtmc import default_backend, list_resources
+
+    backend = default_backend()
+    raw = []
+    for device in usb.core.find(find_all=True, backend=backend):
+        raw.append({
+            "vid": device.idVendor, "pid": device.idProduct, "bus": device.bus, "address": device.address,
+            "manufacturer": usb.util.get_string(device, device.iManufacturer),
+            "product": usb.util.get_string(device, device.iProduct),
+            "serial": usb.util.get_string(device, device.iSerialNumber),
+            "speed": device.speed,
+        })
+        usb.util.dispose_resources(device)
+    return {"libusb": library_name(backend), "raw": raw, "resources": [describe(i) for i in list_resources()]}
+
+
+def run_script(resource: str, script: list[str], backend=None, timeout_ms: int = 2000) -> dict:
+    """Run a list of program messages through app.usbtmc.Instrument; returns every reply.
+
+    ``@name`` calls a session method without arguments (``@read_stb``, ``@wait_srq``...).
+    Also runs in-process on the virtual backend, so the two paths can be compared.
+    """
+    from app.usbtmc import Instrument
+
+    replies = {}
+    with Instrument(resource, backend=backend, timeout_ms=timeout_ms) as inst:
+        for index, command in enumerate(script):
+            key = f"{index:02d} {command}"
+            if command.startswith("@"):
+                replies[key] = getattr(inst, command[1:])()
+            elif command.rstrip().endswith("?"):
+                replies[key] = inst.query(command)
+            else:
+                inst.write(command)
+        caps = inst.capabilities
+        replies["capabilities"] = {name: getattr(caps, name) for name in sorted(vars(caps))}
+    return replies
+
+
+@scenario
+def sam7(args) -> dict:
+    """The SAM7 command set through app.usbtmc.Instrument with the default backend."""
+    return {"replies": run_script(args["resource"], args["script"])}
+
+
+@scenario
+def block(args) -> dict:
+    """A multi-MiB definite-length block written and read back byte for byte."""
+    from app.usbtmc import Instrument
+
+    size = args["bytes"]
+    payload = bytes((i * 7 + (i >> 11)) & 0xFF for i in range(size))
+    with Instrument(args["resource"], timeout_ms=20000) as inst:
+        start = time.perf_counter()
+        inst.write_block(args["write_prefix"], payload)
+        written = time.perf_counter() - start
+        start = time.perf_counter()
+        echoed = inst.query_block(args["read_query"])
+        read = time.perf_counter() - start
+        idn = inst.query("*IDN?")
+    return {
+        "sent_sha256": hashlib.sha256(payload).hexdigest(), "got_sha256": hashlib.sha256(echoed).hexdigest(),
+        "got_bytes": len(echoed), "write_s": written, "read_s": read, "idn_after": idn,
+    }
+
+
+@scenario
+def timeout(args) -> dict:
+    """A read with nothing to answer times out; the session recovers by abort and the next query works."""
+    from app.usbtmc import Instrument, TmcTimeoutError
+
+    with Instrument(args["resource"], timeout_ms=args.get("timeout_ms", 300)) as inst:
+        inst.write(args["silent_query"])
+        start = time.perf_counter()
+        try:
+            outcome = {"raised": None, "reply": inst.read()}
+        except TmcTimeoutError as exc:
+            outcome = {"raised": type(exc).__name__, "message": str(exc), "recovery": exc.recovery}
+        outcome["elapsed_s"] = time.perf_counter() - start
+        outcome["next"] = inst.query(args.get("next", "*IDN?"))
+    return outcome
+
+
+@scenario
+def stall(args) -> dict:
+    """A halted Bulk-OUT endpoint: raw pyusb sees STALL; the session clears the halt and goes on."""
+    import usb.core
+    import usb.util
+
+    from dataclasses import replace
+
+    from app.usbtmc import Instrument, ProtocolError, Quirks, default_backend
+
+    def attempt(write) -> object:
+        try:
+            write()
+            return "accepted"
+        except usb.core.USBError as exc:
+            return {"errno": exc.errno, "backend_error_code": getattr(exc, "backend_error_code", None)}
+
+    device = usb.core.find(idVendor=args["vid"], idProduct=args["pid"], backend=default_backend())
+    out_ep = usb.util.find_descriptor(
+        device.get_active_configuration()[(0, 0)],
+        custom_match=lambda ep: usb.util.endpoint_direction(ep.bEndpointAddress) == usb.util.ENDPOINT_OUT,
+    ).bEndpointAddress
+    usb.util.claim_interface(device, 0)
+    valid = b"\x01\x06\xf9\x00" + (6).to_bytes(4, "little") + b"\x01\x00\x00\x00*IDN?\n\x00\x00"
+    observed = {
+        # bTagInverse is not the complement of bTag: USBTMC 1.0 3.2.2.3 has the device halt Bulk-OUT.
+        "bad_header": attempt(lambda: device.write(out_ep, b"\x01\x05\x00\x00" + valid[4:], 1000)),
+        "while_halted": attempt(lambda: device.write(out_ep, valid, 1000)),
+    }
+    usb.util.dispose_resources(device)
+    # Without the device clear a session sends on open, so that the session itself meets the halt.
+    with Instrument(args["resource"], timeout_ms=1000, quirks=replace(Quirks(), clear_on_open=False)) as inst:
+        try:
+            inst.write("*IDN?")  # the session meets the STALL, clears the halt and says so
+            observed["session"] = "accepted"
+        except ProtocolError as exc:
+            observed["session"] = str(exc)
+        observed["after_clear"] = inst.query("*IDN?")
+    return observed
+
+
+@scenario
+def unplug(args) -> dict:
+    """The device disappears while a read waits: the session raises DeviceGoneError, the process lives on."""
+    from app.usbtmc import DeviceGoneError, Instrument, TmcError, list_resources
+
+    inst = Instrument(args["resource"], timeout_ms=args.get("timeout_ms", 20000))
+    inst.query("*IDN?")
+    print(json.dumps({"step": "reading"}), flush=True)
+    start = time.perf_counter()
+    outcome: dict = {}
+    try:
+        inst.read_raw()  # no query pending: the device has nothing to send, so the IN transfer waits
+        outcome["raised"] = None
+    except TmcError as exc:
+        outcome.update(raised=type(exc).__name__, message=str(exc))
+    outcome["elapsed_s"] = time.perf_counter() - start
+    try:
+        inst.query("*IDN?")
+        outcome["after"] = "answered"
+    except DeviceGoneError:
+        outcome["after"] = "DeviceGoneError"
+    inst.close()
+    outcome["closed"] = inst.closed
+    outcome["still_listed"] = [i.resource for i in list_resources() if i.resource == args["resource"]]
+    return outcome
+
+
+@scenario
+def hotplug(args) -> dict:
+    """Devices plugged and unplugged while this process runs appear and vanish on re-enumeration."""
+    from app.usbtmc import list_resources
+
+    backend = system_backend()
+    step("listed", resources=[i.resource for i in list_resources(backend, probe=False)], libusb=library_name(backend))
+    deadline = time.monotonic() + 5
+    while True:  # the uevent reaches libusb's hot-plug thread asynchronously
+        after_plug = [i.resource for i in list_resources(backend, probe=False)]
+        if len(after_plug) > args["count"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    step("plugged", resources=after_plug)
+    deadline = time.monotonic() + 5
+    while True:
+        after_unplug = [i.resource for i in list_resources(backend, probe=False)]
+        if len(after_unplug) < len(after_plug) or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    return {"after_unplug": after_unplug}
+
+
+@scenario
+def python_usbtmc(args) -> dict:
+    """python-usbtmc (PyPI) on pyusb's own default backend: a user's unchanged script."""
+    import usbtmc
+
+    inst = usbtmc.Instrument(args["vid"], args["pid"], args["serial"])
+    try:
+        inst.timeout = 2
+        return {"idn": inst.ask("*IDN?"), "count": inst.ask("COUNT:READ?")}
+    finally:
+        inst.close()
+
+
+@scenario
+def pyvisa_py(args) -> dict:
+    """pyvisa with the pyvisa-py backend: list and query like a user's script."""
+    import pyvisa
+
+    rm = pyvisa.ResourceManager("@py")
+    try:
+        found = list(rm.list_resources("USB?*::INSTR"))
+        inst = rm.open_resource(args["resource"])
+        inst.timeout = 2000
+        idn = inst.query("*IDN?")
+        inst.close()
+        return {"found": found, "idn": idn}
+    finally:
+        rm.close()
+
+
+@scenario
+def gui_discovery(args) -> dict:
+    """The console's discovery thread (the device browser's source) sees a device plugged while it runs."""
+    from PySide6.QtCore import QCoreApplication, QEventLoop, QTimer
+
+    from app.ui.discovery import BackendProvider, Discovery
+
+    app = QCoreApplication.instance() or QCoreApplication([])
+    backend = system_backend()
+    discovery = Discovery(BackendProvider({"usb": lambda: backend}), interval_ms=100)
+    seen: list[list[str]] = []
+    discovery.snapshot.connect(lambda snap: seen.append([d.resource for d in snap.devices]))
+
+    def wait_for(count: int, timeout_ms: int = 8000) -> list[str]:
+        """Run the event loop until a snapshot lists ``count`` devices."""
+        loop = QEventLoop()
+
+        def check(_snap) -> None:
+            if len(seen[-1]) == count:
+                loop.quit()
+
+        discovery.snapshot.connect(check)
+        QTimer.singleShot(timeout_ms, loop.quit)
+        if not (seen and len(seen[-1]) == count):
+            loop.exec()
+        discovery.snapshot.disconnect(check)
+        if not (seen and len(seen[-1]) == count):
+            raise AssertionError(f"discovery never listed {count} devices; last snapshots: {seen[-3:]}")
+        return seen[-1]
+
+    discovery.start()
+    try:
+        first = wait_for(args["count"])
+        step("listed", resources=first)
+        second = wait_for(args["count"] + 1)
+    finally:
+        stopped = discovery.stop()
+    return {"first": first, "second": second, "stopped": stopped}
+
+
+def main(argv: list[str]) -> int:
+    name, raw_args = argv[1], json.loads(argv[2]) if len(argv) > 2 else {}
+    try:
+        result = SCENARIOS[name](raw_args)
+    except Exception as exc:  # reported to the test, which shows the traceback
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+        traceback.print_exc()
+        return 1
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

@@ -1,0 +1,53 @@
+"""Transfers through the real libusb: multi-MiB blocks, timeouts recovered by abort, STALL and clear halt."""
+
+import errno
+
+import pytest
+
+pytestmark = pytest.mark.libusb
+
+SAM7 = "USB0::0x1209::0x0001::SAM7-0001::INSTR"
+LOOPBACK = "USB0::0x1209::0x0002::LOOP-0001::INSTR"
+
+
+def _key(bus, kind: str) -> str:
+    return next(d["key"] for d in bus.devices if d["kind"] == kind)
+
+
+def test_a_multi_mib_block_goes_out_and_comes_back_byte_for_byte(bus, host):
+    size = 6 * 1024 * 1024 + 123  # several 1 MiB transfers and an odd tail
+    result = host.run(bus, "block", {
+        "resource": LOOPBACK, "bytes": size, "write_prefix": "MEM:DATA ", "read_query": "MEM:DATA?",
+    })
+    assert result["got_bytes"] == size
+    assert result["got_sha256"] == result["sent_sha256"]
+    assert result["idn_after"].startswith("TMC Console,Virtual Loopback")
+
+
+def test_a_read_timeout_is_recovered_by_abort_through_discardurb(bus, host):
+    key = _key(bus, "sam7")
+    before = bus.stats(key)["discarded"]
+    # The SAM7 gives no response to a query with an undefined mnemonic (a command error).
+    result = host.run(bus, "timeout", {"resource": SAM7, "silent_query": "NOPE?", "timeout_ms": 300})
+    assert result["raised"] == "TmcTimeoutError", result
+    assert "abort" in result["recovery"].lower() and "usable" in result["recovery"]
+    assert 0.25 < result["elapsed_s"] < 5
+    assert result["next"].startswith("XYZ Company Ltd, SAM7-EK")
+    # libusb timed the transfer out by discarding its URB: the kernel path a real device takes.
+    assert bus.stats(key)["discarded"] > before
+
+
+def test_a_delayed_answer_is_waited_for_without_spinning(bus, host):
+    result = host.run(bus, "timeout", {
+        "resource": LOOPBACK, "silent_query": "SYST:DEL 1500;*IDN?", "timeout_ms": 400, "next": "*OPC?",
+    })
+    assert result["raised"] == "TmcTimeoutError" and result["next"] == "1"
+
+
+def test_a_stalled_bulk_out_is_reported_and_cleared(bus, host):
+    result = host.run(bus, "stall", {"resource": SAM7, "vid": 0x1209, "pid": 0x0001})
+    libusb_error_pipe = -9
+    assert result["bad_header"]["backend_error_code"] == libusb_error_pipe, result
+    assert result["while_halted"]["errno"] == errno.EPIPE
+    assert "halted its Bulk-OUT endpoint" in result["session"] and "cleared" in result["session"]
+    assert result["after_clear"].startswith("XYZ Company Ltd, SAM7-EK")
