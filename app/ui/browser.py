@@ -237,6 +237,14 @@ class DeviceBrowser(QWidget):
             parent.addChild(child)
             return child
 
+        def line(parent: QTreeWidgetItem, text: str, tip: str = "") -> QTreeWidgetItem:
+            # One text across both columns, for lists whose labels are long (capabilities, quirks).
+            child = row(parent, text, "", tip or text)
+            child.setText(1, "")
+            child.setToolTip(0, tip or text)
+            child.setFirstColumnSpanned(True)
+            return child
+
         if info.problem:
             problem = row(item, "Cannot open", info.problem)
             problem.setIcon(0, self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning))
@@ -260,17 +268,34 @@ class DeviceBrowser(QWidget):
         cap_row = row(item, "Capabilities", capability_summary(caps))
         if caps is not None:
             for label, value in caps.describe():
-                row(cap_row, label, "yes" if value else "no")
+                line(cap_row, f"{label}: {'yes' if value else 'no'}")
         ep_row = row(item, "Endpoints", f"{len(info.endpoints)}")
         for ep in info.endpoints:
             row(ep_row, f"0x{ep.address:02X}", f"{ep.kind} {ep.direction}, {ep.max_packet_bytes} bytes per packet")
         quirk_row = row(item, "Quirks", f"{len(info.quirks)} applied" if info.quirks else "none (a compliant device)")
         for quirk in info.quirks:
             tip = f"{quirk.reason}\nSource: {quirk.source}" if quirk.source else quirk.reason
-            row(quirk_row, quirk.flag, f"{quirk.value!r}: {quirk.reason}", tip)
+            line(quirk_row, f"{quirk.flag} = {quirk.value!r}: {quirk.reason}", tip)
         for i in range(item.childCount()):
             child = item.child(i)
             child.setExpanded(expanded.get(child.text(0), False))
+        self._fit_label_column()
+
+    def _fit_label_column(self) -> None:
+        """Make the label column as wide as the longest label (capability names are deepest)."""
+        metrics = self.tree.fontMetrics()
+        widest = metrics.horizontalAdvance("Manufacturer") + 3 * self.tree.indentation()
+
+        def walk(parent: QTreeWidgetItem, depth: int) -> None:
+            nonlocal widest
+            for i in range(parent.childCount()):
+                child = parent.child(i)
+                if not child.isFirstColumnSpanned():
+                    widest = max(widest, metrics.horizontalAdvance(child.text(0)) + depth * self.tree.indentation())
+                walk(child, depth + 1)
+
+        walk(self.tree.invisibleRootItem(), 1)
+        self.tree.setColumnWidth(0, widest + metrics.averageCharWidth() * 3)
 
     def _decorate(self, ref: DeviceRef) -> None:
         item = self._device_items.get(ref)

@@ -119,7 +119,9 @@ class HistoryPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         title = QLabel("History", self)
-        title.setStyleSheet("font-weight: bold")
+        font = title.font()  # not a style sheet: those stop following palette changes
+        font.setBold(True)
+        title.setFont(font)
         layout.addWidget(title)
         layout.addWidget(self.filter)
         layout.addWidget(self.list, 1)
@@ -455,8 +457,7 @@ class ConsolePanel(QWidget):
                 self.transcript.add("note", entry.message)
             if severe:
                 self._fail_script(f"{label}: {severe[0].code},{severe[0].message}", report.after)
-        stamp = time.strftime("%H:%M:%S")
-        self._last_check = f"{'errors' if severe else 'no errors'} at {stamp}"
+        self._last_check = "errors reported" if severe else "no errors"
 
     # --- events ---------------------------------------------------------------
 
@@ -625,7 +626,7 @@ class ConsolePanel(QWidget):
             if queued:
                 text += f", {queued} queued"
         elif state == "idle":
-            text = "ready" + (f" · last error check: {self._last_check}" if self._last_check else "")
+            text = "ready" + (f" · {self._last_check}" if self._last_check else "")
         else:
             text = {"opening": "opening…", "gone": "device gone", "failed": "not open", "closing": "closing…",
                     "closed": "closed"}.get(state, state)

@@ -96,7 +96,9 @@ class Scanner:
                     if info.resource in wanted:
                         self._probed[info.resource] = info
         except BackendUnavailableError as exc:
-            return Snapshot(self.source, (), f"No USB access: {exc}.")
+            if self.source == "usb":
+                return Snapshot(self.source, (), f"No USB access: {exc}.")
+            return Snapshot(self.source, (), f"The {self.source} instruments are unavailable: {exc}.")
         except TmcError as exc:
             return Snapshot(self.source, (), f"The {self.source} bus cannot be listed: {exc}.")
         present = {info.resource for info in quick}

@@ -182,8 +182,8 @@ class InstrumentTab(QWidget):
         if self.info is None and self.session.info is not None:
             self.info = self.session.info
         if state == "gone":
-            self._show_banner(f"The device is gone: {self.session.last_problem or 'it left the bus'}. "
-                              "The tab keeps its transcript; reconnect when it is back.")
+            self._show_banner("The device is gone. The transcript stays here; press Reconnect when it is back.",
+                              self.session.last_problem)
         elif state == "failed":
             self._show_banner(f"The session could not be opened: {self.session.last_problem}")
         elif state in ("idle", "busy"):
@@ -192,9 +192,10 @@ class InstrumentTab(QWidget):
         self.refresh_title()
         self.state_changed.emit(state)
 
-    def _show_banner(self, text: str) -> None:
+    def _show_banner(self, text: str, detail: str = "", *, good: bool = False) -> None:
         c = colors(self.palette())
-        self.banner.setText(f"<span style='color:{c.error}'>{escape(text)}</span>")
+        self.banner.setText(f"<span style='color:{c.ok if good else c.error}'>{escape(text)}</span>")
+        self.banner.setToolTip(detail)
         self.banner.show()
 
     def state_icon(self) -> QIcon:
@@ -207,14 +208,14 @@ class InstrumentTab(QWidget):
         self.missing = True
         if self.session.is_open or self.session.state == "opening":
             self.session.submit(Disconnect("the device left the bus", gone=True), origin="discovery")
-        else:
+        elif self.session.state != "gone":
             self._show_banner("The device is no longer on the bus.")
 
     def device_present(self, info) -> None:
         """Discovery sees the device (again)."""
         self.info = info
         if self.missing and self.session.state in ("gone", "closed", "failed"):
-            self._show_banner("The device is back on the bus. Press Reconnect to open it again.")
+            self._show_banner("The device is back on the bus. Press Reconnect to open it again.", good=True)
         self.missing = False
 
     @Slot()

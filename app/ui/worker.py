@@ -279,7 +279,7 @@ class SessionWorker(QObject):
             except tmc_errors.TmcError:
                 pass  # the device is gone; there is nothing left to release
             self.instrument = None
-        self.event.emit(Closed(0, f"the device is gone: {message}", gone=True))
+        self.event.emit(Closed(0, message, gone=True))
 
     # --- idle polling ------------------------------------------------------------
 
