@@ -46,9 +46,9 @@ def test_the_browser_describes_each_device(window, qtbot):
     assert rows["Capabilities"]  # decoded GET_CAPABILITIES summary
     assert any(label.startswith("0x") and "bytes per packet" in value for label, value in rows.items())
     assert "Quirks" in rows
-    if info.capabilities is not None:
-        labels = {label for label, _ in info.capabilities.describe()}
-        assert labels <= set(rows)
+    assert info.capabilities is not None
+    for label, value in info.capabilities.describe():
+        assert f"{label}: {'yes' if value else 'no'}" in rows, label
 
 
 def test_plugging_and_unplugging_is_noticed(window, qtbot, sim_backend):
@@ -162,6 +162,20 @@ def test_the_smoke_test_entry_point_passes():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "smoke test passed" in result.stdout and "SAM7" in result.stdout
+
+
+def test_the_smoke_test_fails_with_the_reason(qapp, capsys):
+    from conftest import no_usb
+
+    from app.ui.main import run_smoke_test
+    from app.usbtmc.errors import BackendUnavailableError
+
+    def no_virtual_bus():
+        raise BackendUnavailableError("switched off for this test")
+
+    assert run_smoke_test(qapp, timeout_s=5, backend_factories={"usb": no_usb, "virtual": no_virtual_bus}) == 1
+    err = capsys.readouterr().err
+    assert "smoke test FAILED" in err and "switched off for this test" in err
 
 
 def test_no_threads_are_left_after_shutdown(window, qtbot):
