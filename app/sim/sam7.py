@@ -25,8 +25,10 @@ from .clock import Clock
 from .device import Speed
 from .usbtmc_device import EsrBit, RemoteState, Request, Status, StbBit, TmcCapabilities, UsbtmcDevice
 
-VID = 0x1209  # pid.codes
-PID = 0x0001  # pid.codes test PID (see docs/virtual-instruments.md)
+# pid.codes VID with its test PID 0x0001. Test PIDs are not unique: a prototype board may
+# use the same pair, so never identify real hardware by it (docs/virtual-instruments.md).
+VID = 0x1209
+PID = 0x0001
 DEFAULT_SERIAL = "SAM7-0001"
 MANUFACTURER = "XYZ Company Ltd"
 PRODUCT = "SAM7-EK"

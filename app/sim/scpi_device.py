@@ -25,8 +25,10 @@ from .clock import Clock
 from .device import Speed
 from .usbtmc_device import EsrBit, StbBit, TmcCapabilities, UsbtmcDevice
 
-VID = 0x1209  # pid.codes
-LOOPBACK_PID = 0x0002  # pid.codes test PID (see docs/virtual-instruments.md)
+# pid.codes VID with its test PID 0x0002. Test PIDs are not unique: a prototype board may
+# use the same pair, so never identify real hardware by it (docs/virtual-instruments.md).
+VID = 0x1209
+LOOPBACK_PID = 0x0002
 
 ERROR_QUEUE_DEPTH = 20
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
