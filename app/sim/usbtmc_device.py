@@ -345,30 +345,34 @@ class UsbtmcDevice(VirtualDevice):
         host read of what is there gets EOM=0). ``delay_s`` seconds hold a new message back
         (the host sees NAKs until then). Call with the lock held (hooks are).
         """
-        now = self.clock.now()
-        if self._output and not self._output[-1].closed:
-            last = self._output[-1]
-            last.data += data
-            last.closed = eom
-        else:
-            self._output.append(_Response(bytearray(data), eom, now + max(0.0, delay_s)))
-        self._serve()
-        self.status.update()
-        self.changed.notify_all()
+        with self.changed:
+            now = self.clock.now()
+            if self._output and not self._output[-1].closed:
+                last = self._output[-1]
+                last.data += data
+                last.closed = eom
+            else:
+                self._output.append(_Response(bytearray(data), eom, now + max(0.0, delay_s)))
+            self._serve()
+            self.status.update()
+            self.changed.notify_all()
 
     def has_output(self) -> bool:
         """Whether response bytes wait in the output queue (sent or not yet ready)."""
-        return any(r.unsent or not r.closed for r in self._output)
+        with self.changed:
+            return any(r.unsent or not r.closed for r in self._output)
 
     def discard_output(self) -> None:
         """Drop the output queue (488.2 6.3.2.3: an interrupted query's answer is discarded)."""
-        self._output.clear()
-        self.status.update()
+        with self.changed:
+            self._output.clear()
+            self.status.update()
 
     def message_available(self) -> bool:
         """MAV: a response is ready to be read (488.2 11.2.1.2)."""
-        now = self.clock.now()
-        return any(r.ready_at_s <= now and (r.unsent or not r.closed) for r in self._output)
+        with self.changed:
+            now = self.clock.now()
+            return any(r.ready_at_s <= now and (r.unsent or not r.closed) for r in self._output)
 
     def status_summary_bits(self) -> int:
         """The device-owned status byte bits; override to add EAV, QSB, OSB. Default: MAV."""
@@ -379,9 +383,10 @@ class UsbtmcDevice(VirtualDevice):
 
         Without an Interrupt-IN endpoint there is no way to signal; nothing is sent.
         """
-        if self.has_interrupt_in and self.attached:
-            self.in_pipes[self.interrupt_in_ep].send(bytes([NOTIFY_SRQ, stb & 0xFF]), end=True)
-            self.changed.notify_all()
+        with self.changed:
+            if self.has_interrupt_in and self.attached:
+                self.in_pipes[self.interrupt_in_ep].send(bytes([NOTIFY_SRQ, stb & 0xFF]), end=True)
+                self.changed.notify_all()
 
     def response_expected(self) -> bool:
         """Whether an answer is still being produced although the output queue is empty; override
