@@ -3,7 +3,6 @@
 import struct
 
 import pytest
-import usb.core
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
