@@ -1,0 +1,25 @@
+"""A short run of the real-libusb benchmark; it prints its figures (pytest -s, or see the captured output)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.libusb
+
+sys.path.insert(0, str(Path(__file__).parent))
+import benchmark  # noqa: E402
+
+
+def test_the_benchmark_measures_every_method_and_prints_the_ratios(umockdev_available, capsys):
+    result = benchmark.run(upload_mib=2, queries=30, rounds=2)
+    with capsys.disabled():
+        print("\n" + benchmark.report(result))
+    expected = {
+        "query_ms/raw write+read", "query_ms/raw 3 transfers", "upload_MBps/raw", "small_upload_MBps/raw",
+        "query_ms/app.usbtmc", "upload_MBps/app.usbtmc", "query_ms/python-usbtmc", "upload_MBps/python-usbtmc",
+        "query_ms/pyvisa-py", "small_upload_MBps/pyvisa-py",
+    }
+    assert set(result["figures"]) == expected
+    assert all(value > 0 for value in result["figures"].values())
+    assert "libusb-1.0" in result["libusb"]
