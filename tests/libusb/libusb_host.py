@@ -273,42 +273,54 @@ def pyvisa_py(args) -> dict:
 
 
 @scenario
-def gui_discovery(args) -> dict:
-    """The console's discovery thread (the device browser's source) sees a device plugged while it runs."""
-    from PySide6.QtCore import QCoreApplication, QEventLoop, QTimer
+def gui_browser(args) -> dict:
+    """The console's main window lists a device plugged while it runs in its device browser."""
+    import tempfile
 
-    from app.ui.discovery import BackendProvider, Discovery
+    from PySide6.QtCore import QEventLoop, QSettings, QTimer
+    from PySide6.QtWidgets import QApplication
 
-    app = QCoreApplication.instance() or QCoreApplication([])
+    import app.sim
+    from app.ui.main_window import MainWindow
+    from app.ui.settings import Settings
+
+    application = QApplication.instance() or QApplication([])
     backend = system_backend()
-    discovery = Discovery(BackendProvider({"usb": lambda: backend}), interval_ms=100)
-    seen: list[list[str]] = []
-    discovery.snapshot.connect(lambda snap: seen.append([d.resource for d in snap.devices]))
+    with tempfile.TemporaryDirectory() as config:
+        settings = Settings(QSettings(f"{config}/settings.ini", QSettings.Format.IniFormat))
+        window = MainWindow(settings, backend_factories={"usb": lambda: backend, "virtual": app.sim.backend},
+                            discovery_interval_ms=100)
 
-    def wait_for(count: int, timeout_ms: int = 8000) -> list[str]:
-        """Run the event loop until a snapshot lists ``count`` devices."""
-        loop = QEventLoop()
+        def listed() -> list[str]:
+            return sorted(ref.resource for ref in window.browser.devices("usb"))
 
-        def check(_snap) -> None:
-            if len(seen[-1]) == count:
-                loop.quit()
+        def wait_for(count: int, timeout_ms: int = 8000) -> list[str]:
+            """Run the event loop until the browser's USB group lists ``count`` devices."""
+            loop = QEventLoop()
 
-        discovery.snapshot.connect(check)
-        QTimer.singleShot(timeout_ms, loop.quit)
-        if not (seen and len(seen[-1]) == count):
-            loop.exec()
-        discovery.snapshot.disconnect(check)
-        if not (seen and len(seen[-1]) == count):
-            raise AssertionError(f"discovery never listed {count} devices; last snapshots: {seen[-3:]}")
-        return seen[-1]
+            def check(_snapshot) -> None:
+                if len(listed()) == count:
+                    loop.quit()
 
-    discovery.start()
-    try:
-        first = wait_for(args["count"])
-        step("listed", resources=first)
-        second = wait_for(args["count"] + 1)
-    finally:
-        stopped = discovery.stop()
+            window.discovery.snapshot.connect(check)  # after the window's own slot, which fills the browser
+            QTimer.singleShot(timeout_ms, loop.quit)
+            if len(listed()) != count:
+                loop.exec()
+            window.discovery.snapshot.disconnect(check)
+            if len(listed()) != count:
+                raise AssertionError(f"the browser lists {listed()}, not {count} USB devices")
+            return listed()
+
+        window.show()
+        window.start()
+        try:
+            first = wait_for(args["count"])
+            step("listed", resources=first)
+            second = wait_for(args["count"] + 1)
+        finally:
+            stopped = window.shutdown(timeout_ms=5000)
+            window.close()
+            application.processEvents()
     return {"first": first, "second": second, "stopped": stopped}
 
 

@@ -35,13 +35,13 @@ def test_a_device_plugged_while_a_host_runs_appears_on_re_enumeration(make_bus, 
     assert watcher.result()["after_unplug"] == [second["resource"]]
 
 
-def test_the_consoles_discovery_lists_a_device_plugged_while_it_runs(make_bus, host):
+def test_the_console_lists_a_device_plugged_while_it_runs_in_its_browser(make_bus, host):
     pytest.importorskip("PySide6")
     bus = make_bus(["sam7"])
-    console = host.start(bus, "gui_discovery", {"count": 1}, env={"QT_QPA_PLATFORM": "offscreen"})
+    console = host.start(bus, "gui_browser", {"count": 1}, env={"QT_QPA_PLATFORM": "offscreen"})
     assert console.step()["resources"] == [SAM7]
     second = bus.plug("sam7", serial="SAM7-0003")
     console.go()
     result = console.result()
-    assert sorted(result["second"]) == sorted([SAM7, second["resource"]])
-    assert result["stopped"], "the discovery thread ended"
+    assert result["second"] == sorted([SAM7, second["resource"]])
+    assert result["stopped"], "the window's discovery and session threads ended"

@@ -41,18 +41,16 @@ def load_umockdev():
     try:
         import gi
     except ImportError:
-        raise UmockdevUnavailable(
-            f"{sys.executable} has no PyGObject (python3-gi); install python3-gi gir1.2-umockdev-1.0 umockdev"
-        ) from None
+        raise UmockdevUnavailable("PyGObject (python3-gi) is missing") from None
     try:
         gi.require_version("UMockdev", "1.0")
         from gi.repository import GLib, UMockdev
     except (ValueError, ImportError):
-        raise UmockdevUnavailable(
-            "the UMockdev 1.0 GObject bindings are missing; install gir1.2-umockdev-1.0 umockdev"
-        ) from None
+        raise UmockdevUnavailable("the UMockdev 1.0 typelib (gir1.2-umockdev-1.0) is missing") from None
     if not (hasattr(UMockdev, "IoctlBase") and hasattr(UMockdev.IoctlData, "update")):
-        raise UmockdevUnavailable(f"umockdev is too old: Python ioctl handlers need umockdev {MINIMUM_VERSION} or newer")
+        raise UmockdevUnavailable(
+            f"umockdev is too old: Python ioctl handlers need umockdev {MINIMUM_VERSION} or newer "
+            "(Debian 12 and Ubuntu 24.04 have it)")
     return UMockdev, GLib
 
 
