@@ -51,3 +51,13 @@ def test_a_stalled_bulk_out_is_reported_and_cleared(bus, host):
     assert result["while_halted"]["errno"] == errno.EPIPE
     assert "halted its Bulk-OUT endpoint" in result["session"] and "cleared" in result["session"]
     assert result["after_clear"].startswith("XYZ Company Ltd, SAM7-EK")
+
+
+def test_a_host_killed_mid_transfer_leaves_the_device_usable_for_the_next(bus, host):
+    key = _key(bus, "sam7")
+    doomed = host.start(bus, "unplug", {"resource": SAM7, "timeout_ms": 30000})  # reads until told otherwise
+    assert doomed.step()["step"] == "reading"
+    assert bus.wait_in_flight(key)
+    doomed.kill()  # SIGKILL inside the transfer: no release, no discard
+    replies = host.run(bus, "sam7", {"resource": SAM7, "script": ["*IDN?"]})["replies"]
+    assert replies["00 *IDN?"].startswith("XYZ Company Ltd, SAM7-EK")

@@ -101,6 +101,7 @@ class UsbdevfsHandler(UMockdev.IoctlBase):
         self.park_ms = park_ms
         self.trace = trace
         self._idle_reaps: dict[object, int] = {}  # client -> empty reaps in a row
+        self._watched: set[object] = set()  # clients whose disconnection we listen for
         self._dispatch = {
             Request.SUBMITURB: self._submit_urb,
             Request.REAPURBNDELAY: lambda client: self._reap(client, blocking=False),
@@ -129,6 +130,10 @@ class UsbdevfsHandler(UMockdev.IoctlBase):
         request = client.get_request() & 0xFFFFFFFF
         if self.trace:
             _log(f"devnum {self.devnum}: {request_name(request)}")
+        if client not in self._watched:
+            # umockdev 0.17 never emits client-vanished; its "connected" property does change.
+            self._watched.add(client)
+            client.connect("notify::connected", self._on_connection_changed)
         action = self._dispatch.get(request)
         try:
             if action is None:
@@ -142,10 +147,12 @@ class UsbdevfsHandler(UMockdev.IoctlBase):
             self._fail(client, errno.EIO)
         return True
 
-    def do_client_vanished(self, client) -> None:
-        # The process closed the device node (or died): usbdevfs cancels its URBs and claims.
-        self.engine.forget(client)
-        self._idle_reaps.pop(client, None)
+    def _on_connection_changed(self, client, _pspec) -> None:
+        if not client.get_connected():
+            # The process closed the device node (or died): usbdevfs cancels its URBs and claims.
+            self.engine.forget(client)
+            self._idle_reaps.pop(client, None)
+            self._watched.discard(client)
 
     # --- helpers ---
 

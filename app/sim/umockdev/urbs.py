@@ -11,6 +11,8 @@ Rules taken from the kernel's usbdevfs (drivers/usb/core/devio.c) as libusb reli
 - After a disconnect the URBs still queued complete with -ESHUTDOWN and can be reaped
   (USBDEVFS_CAP_REAP_AFTER_DISCONNECT); then every request fails with ENODEV.
 - Closing the descriptor cancels its URBs and releases its interfaces.
+- One deliberate difference: claiming an interface another descriptor holds takes it over
+  (see :meth:`UrbEngine.claim`).
 
 Standard library only: this module runs under the system Python.
 """
@@ -184,11 +186,18 @@ class UrbEngine:
     # --- the other requests ---
 
     def claim(self, owner: Hashable, interface: int) -> None:
+        """Claim ``interface`` for ``owner``.
+
+        Unlike the kernel (EBUSY), a claim held by another descriptor is taken over and that
+        descriptor's URBs are cancelled: umockdev cannot always tell that a process died (one
+        killed inside an ioctl stays "connected"), and a crashed script must not lock the
+        device for the next one.
+        """
         with self._lock:
             self._check_present()
             holder = self._claims.get(interface)
             if holder is not None and holder != owner:
-                raise UsbdevfsError(errno.EBUSY, f"interface {interface} is claimed by another descriptor")
+                self.forget(holder)
             self._claims[interface] = owner
 
     def release(self, owner: Hashable, interface: int) -> None:
