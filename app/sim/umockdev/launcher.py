@@ -6,7 +6,7 @@ their own Python, so it runs as a separate process (:mod:`.server`) under the fi
 interpreter that has them. Programs started with :attr:`UmockdevBus.env` see the
 virtual devices as real USB devices through the real libusb::
 
-    with UmockdevBus(["sam7"]) as bus:
+    with UmockdevBus(["sam7", "loopback"]) as bus:
         subprocess.run(["lsusb", "-v"], env=bus.env)
         gone = bus.unplug(bus.devices[0]["key"])
 
@@ -26,6 +26,8 @@ import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from .server import DEFAULT_KINDS
 
 PRELOAD = "libumockdev-preload.so.0"
 # libusb with udev support (the distribution's) receives umockdev's hot-plug uevents; the
@@ -154,7 +156,7 @@ class UmockdevBus:
     it ends the bus process and removes its testbed directory.
     """
 
-    def __init__(self, devices: Iterable[str] = ("sam7",), *, python: str | None = None, trace: bool = False,
+    def __init__(self, devices: Iterable[str] = DEFAULT_KINDS, *, python: str | None = None, trace: bool = False,
                  park_ms: int | None = None, extra_path: Sequence[str] = ()) -> None:
         self.python = python or find_server_python()
         kinds = list(devices)
@@ -294,7 +296,7 @@ class UmockdevBus:
         self.close()
 
 
-def run(command: Sequence[str], devices: Iterable[str] = ("sam7",), *, quiet: bool = False, trace: bool = False) -> int:
+def run(command: Sequence[str], devices: Iterable[str] = DEFAULT_KINDS, *, quiet: bool = False, trace: bool = False) -> int:
     """Run ``command`` against a fresh bus holding ``devices``; returns its exit status.
 
     Raises :class:`SimUnavailable` where umockdev cannot be used.
