@@ -503,6 +503,7 @@ class ConsolePanel(QWidget):
         if isinstance(event, Started):
             self._busy_what = label or event.what
             self._busy_since = time.monotonic()
+            self._update_state_label()
         elif isinstance(event, Sent):
             command = record.command if record else None
             duration = event.duration_ms if isinstance(command, Write) else None
@@ -636,6 +637,7 @@ class ConsolePanel(QWidget):
         self.state_label.setToolTip(text)
 
     def _finished(self, event: Finished) -> None:
+        self._busy_what = ""
         if len(self._labels) > MAX_LABELS:  # labels outlive their command: checks and raw views name it later
             for old in list(self._labels)[: len(self._labels) - MAX_LABELS]:
                 del self._labels[old]
