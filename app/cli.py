@@ -132,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("clear", _simple(lambda i: i.clear(), "device cleared"), "device clear (USBTMC INITIATE_CLEAR)")
     add("trigger", _simple(lambda i: i.trigger(), "triggered"), "send the USB488 TRIGGER message")
     add("pulse", _simple(lambda i: i.indicator_pulse(), "indicator pulsed"), "blink the indicator (INDICATOR_PULSE)")
+
+    from app.sim.umockdev.cli import register as register_sim
+
+    register_sim(sub)
     return parser
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -467,9 +468,12 @@ class Instrument:
             raise AbortedError(f"the transfer was aborted by the user ({recovery})")
         btag = self._next_btag()
         self._last_out_btag = btag
-        frame = b"".join(
-            [framing.dev_dep_msg_out_header(btag, size, eom=last), *parts, bytes(framing.padding_bytes(size))]
-        )
+        # Built as an array('B'): pyusb hands an array to the backend as it is, so the
+        # payload is copied once (into the frame), not again inside pyusb.
+        frame = array("B", framing.dev_dep_msg_out_header(btag, size, eom=last))
+        for part in parts:
+            frame.frombytes(part)
+        frame.frombytes(bytes(framing.padding_bytes(size)))
         try:
             self._transport.bulk_out(frame, self._timeout_for(size))
         except TmcTimeoutError:

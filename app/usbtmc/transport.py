@@ -8,6 +8,7 @@ the core's typed errors. Everything above it works on bytes.
 from __future__ import annotations
 
 import errno
+import os
 from dataclasses import dataclass
 
 import usb.core
@@ -48,14 +49,20 @@ class OverflowError_(TransferError):
 def default_backend():
     """pyusb's libusb 1.0 backend using the libusb shipped by libusb-package.
 
+    ``TMC_LIBUSB=system`` picks the operating system's libusb instead: it hears
+    udev's hot-plug announcements, which the bundled one does not (needed under
+    umockdev, where devices appear only through udev). pyusb keeps the first
+    libusb a process loads, so the choice holds from the first call on.
     Raises :class:`BackendUnavailableError` when no libusb can be loaded.
     """
-    try:
-        import libusb_package
+    backend = None
+    if os.environ.get("TMC_LIBUSB", "bundled").strip().lower() != "system":
+        try:
+            import libusb_package
 
-        backend = libusb_package.get_libusb1_backend()
-    except (ImportError, OSError):
-        backend = None
+            backend = libusb_package.get_libusb1_backend()
+        except (ImportError, OSError):
+            backend = None
     if backend is None:
         import usb.backend.libusb1
 
