@@ -159,6 +159,7 @@ class ConsolePanel(QWidget):
     """Send SCPI to the session's instrument and show what happened."""
 
     identified = Signal(str)  # the *IDN? answer, once known
+    actions_changed = Signal()  # which device actions are available changed
 
     def __init__(self, session: Session, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -572,7 +573,7 @@ class ConsolePanel(QWidget):
         self.identified.emit(idn)
 
     def _apply_capabilities(self) -> None:
-        info = self.info
+        info = self.info or self.session.info
         caps = info.capabilities if info is not None else None
         is_open = self.session.is_open
         usb488 = info is not None and info.protocol == "USB488"
@@ -592,6 +593,7 @@ class ConsolePanel(QWidget):
         self.term_char_box.setEnabled(bool(caps and caps.term_char))
         if caps is not None and not caps.term_char:
             self.term_char_box.setToolTip("The device does not support TermChar; replies end at EOM")
+        self.actions_changed.emit()
 
     # --- state ------------------------------------------------------------------
 
@@ -607,6 +609,7 @@ class ConsolePanel(QWidget):
         else:
             for name in ("clear", "read_stb", "trigger", "indicator_pulse", "remote", "local", "lockout"):
                 self.actions_by_name[name].setEnabled(False)
+            self.actions_changed.emit()
         self.abort_button.setEnabled(state == "busy")
         if state == "busy":
             if not self._busy_timer.isActive():

@@ -81,8 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         settings.q.clear()
     if args.virtual:
         settings.virtual_mode = args.virtual
-    if settings.theme != "system":
-        apply_theme(app, settings.theme)
+    apply_theme(app, settings.theme)
+    # Follow the system switching between light and dark while the app runs.
+    app.styleHints().colorSchemeChanged.connect(
+        lambda _scheme: apply_theme(app, settings.theme) if settings.theme == "system" else None
+    )
     window = MainWindow(settings)
     window.show()
     window.start()

@@ -130,6 +130,7 @@ class MainWindow(QMainWindow):
         self._retiring: set[Session] = set()  # closed sessions whose threads are still ending
         self._virtual_decided = self.settings.virtual_mode != "auto"
         self._shut_down = False
+        self._open_sam7_when_listed = False
 
         self.browser = DeviceBrowser(self.settings, self)
         self.browser.open_requested.connect(self.open_device)
@@ -291,6 +292,7 @@ class MainWindow(QMainWindow):
         return ok and not live_threads()
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self.hide()  # a worker may need up to its timeout to finish a transfer: do not look frozen meanwhile
         self.shutdown()
         super().closeEvent(event)
 
@@ -328,6 +330,7 @@ class MainWindow(QMainWindow):
         self._tabs[ref] = tab
         tab.state_changed.connect(lambda state, t=tab: self._on_tab_state(t, state))
         tab.title_changed.connect(lambda t=tab: self._retitle(t))
+        tab.console.actions_changed.connect(self._update_actions)
         index = self.tabs.addTab(tab, tab.state_icon(), tab.title())
         self.tabs.setTabToolTip(index, ref.resource)
         self.tabs.setCurrentIndex(index)
@@ -362,13 +365,16 @@ class MainWindow(QMainWindow):
         session.thread.finished.connect(lambda s=session: self._retiring.discard(s))
 
     def open_virtual_sam7(self) -> None:
+        """Open the virtual SAM7 (switching the virtual instruments on if needed)."""
         if not self.virtual_action.isChecked():
             self.virtual_action.setChecked(True)
             self._toggle_virtual(True)
         ref = next((r for r in self.browser.devices("virtual") if "SAM7" in (self.browser.device(r).product or "")), None)
         if ref is None:
-            self.statusBar().showMessage("The virtual SAM7 is not listed yet; try again in a moment.", 5000)
+            self._open_sam7_when_listed = True  # the next virtual snapshot opens it
+            self.statusBar().showMessage("Looking for the virtual SAM7…", 5000)
             return
+        self._open_sam7_when_listed = False
         self.browser.select(ref)
         self.open_device(ref)
 
@@ -466,6 +472,8 @@ class MainWindow(QMainWindow):
                     tab.device_missing()
         self._update_bus_label()
         self._update_actions()
+        if snap.source == "virtual" and self._open_sam7_when_listed and snap.devices:
+            self.open_virtual_sam7()
 
     @staticmethod
     def _held_elsewhere(ref: DeviceRef, snap: Snapshot) -> bool:

@@ -90,8 +90,12 @@ def apply_theme(app: QApplication, theme: str) -> None:
     if theme == "system":
         if hasattr(hints, "unsetColorScheme"):
             hints.unsetColorScheme()
-        app.setStyle(QStyleFactory.create(str(_original["style"])) or app.style())
-        app.setPalette(app.style().standardPalette())
+        style = str(_original["style"])
+        if style.lower() == "windowsvista" and hints.colorScheme() == Qt.ColorScheme.Dark:
+            style = "Fusion"  # the Windows Vista style draws light whatever the system says; Fusion follows it
+        if app.style().name().lower() != style.lower():
+            app.setStyle(QStyleFactory.create(style) or app.style())
+        app.setPalette(QPalette())  # an empty palette: back to the platform's own (light or dark)
         return
     dark = theme == "dark"
     if hasattr(hints, "setColorScheme"):

@@ -131,6 +131,8 @@ def test_the_dark_palette_recolours_the_transcript(window, sam7_tab, qtbot):
     finally:
         window.set_theme("light")
     assert not is_dark(QApplication.palette())
+    window.set_theme("system")
+    assert window.settings.theme == "system" and window.theme_actions["system"].isChecked()
 
 
 def test_window_layout_is_remembered(qtbot, sim_backend, settings):
@@ -188,3 +190,34 @@ def test_no_threads_are_left_after_shutdown(window, qtbot):
 def test_device_refs_are_values():
     assert DeviceRef("virtual", "X") == DeviceRef("virtual", "X")
     assert len({DeviceRef("usb", "X"), DeviceRef("virtual", "X")}) == 2
+
+
+def test_the_welcome_button_opens_the_virtual_sam7_even_when_hidden(window, qtbot, settings):
+    find_ref(window, "SAM7", qtbot)
+    window.virtual_action.trigger()  # off
+    assert not window.browser.is_source_visible("virtual")
+    qtbot.mouseClick(window.welcome.open_virtual, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.current_tab() is not None, timeout=3000)
+    tab = window.current_tab()
+    assert "SAM7" in tab.ref.resource and window.browser.is_source_visible("virtual")
+    qtbot.waitUntil(lambda: tab.session.state == "idle", timeout=3000)
+
+
+def test_device_menu_follows_the_instruments_capabilities(window, qtbot):
+    tab = open_from_browser(window, qtbot)
+    caps = tab.session.info.capabilities
+    assert window.device_actions["read_stb"].isEnabled()
+    assert window.device_actions["indicator_pulse"].isEnabled() == caps.indicator_pulse
+    assert window.device_actions["trigger"].isEnabled() == caps.trigger
+    window.device_actions["read_stb"].trigger()
+    qtbot.waitUntil(lambda: transcript_has(tab.console, "info", "status byte"), timeout=2000)
+
+
+def test_without_a_display_the_gui_says_so(monkeypatch, capsys):
+    from app.ui import main as main_module
+
+    monkeypatch.setattr(main_module.sys, "platform", "linux")
+    for name in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    assert main_module.main([]) == main_module.EXIT_USAGE
+    assert "no display" in capsys.readouterr().err
