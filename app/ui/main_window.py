@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from html import escape
 
-from PySide6.QtCore import QCoreApplication, QEventLoop, QSize, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtCore import QEventLoop, QSize, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -612,7 +612,3 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
         QTimer.singleShot(10, loop.quit)
         loop.exec()
     return True
-
-
-def process_pending_events() -> None:
-    QCoreApplication.processEvents()
