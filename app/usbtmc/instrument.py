@@ -687,19 +687,32 @@ class Instrument:
 
     def read(self) -> str:
         """Read a response message as text, without its read termination."""
-        text = self.read_raw().decode(self.encoding, errors="backslashreplace")
+        return self._decode(self.read_raw())
+
+    def _decode(self, data: bytes) -> str:
+        text = data.decode(self.encoding, errors="backslashreplace")
         if self.read_termination and text.endswith(self.read_termination):
             text = text[: -len(self.read_termination)]
         return text.rstrip("\r") if self.read_termination == "\n" else text
 
     def query(self, message: str) -> str:
         """Write ``message`` and read the response as text."""
+        if self.write_termination and not message.endswith(self.write_termination):
+            message += self.write_termination
+        return self._decode(self.query_raw(message.encode(self.encoding)))
+
+    def query_raw(self, data, *, abort=None, progress: Progress | None = None) -> bytes:
+        """Write ``data`` as one message and read the response message, as bytes.
+
+        Devices that answer only while locked (quirk ``vendor_lock_around_query``)
+        are locked around the pair.
+        """
         locked = self.quirks.vendor_lock_around_query
         if locked:
             self._vendor_lock(True)
         try:
-            self.write(message)
-            return self.read()
+            self.write_raw(data, abort=abort, progress=progress)
+            return self.read_raw(abort=abort)
         finally:
             if locked:
                 self._vendor_lock(False)
