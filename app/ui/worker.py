@@ -398,9 +398,9 @@ def _write(ctx: CommandContext) -> None:
 
 def _query(ctx: CommandContext) -> None:
     inst, cmd = ctx.instrument, ctx.command
-    query_raw = getattr(inst, "query_raw", None)  # honours quirks such as a vendor lock around queries
-    if query_raw is not None and cmd.max_bytes is None:
-        data = query_raw(cmd.data)
+    if inst.quirks.vendor_lock_around_query and cmd.max_bytes is None:
+        # The device answers only while locked around the write+read pair; the core does that.
+        data = inst.query_raw(cmd.data, abort=ctx.abort)
         ctx.emit(Sent(cmd.id, len(cmd.data), 0.0))
         ctx.emit(Reply(cmd.id, data, ctx.elapsed_ms(), ctx.elapsed_ms()))
         return
