@@ -128,3 +128,47 @@ def test_srq_from_opc(loopback):
     loopback.write("*OPC")
     stb = loopback.wait_srq(1000)
     assert stb & 0x40 and stb & 0x20
+
+
+class VendorEcho(VirtualLoopback):
+    """A loopback that also accepts vendor-specific messages and echoes them back."""
+
+    vendor_specific = True
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.vendor_data = bytearray()
+
+    def on_vendor_data(self, chunk, last):
+        self.vendor_data += chunk
+
+    def vendor_response(self, max_bytes):
+        data, self.vendor_data = bytes(self.vendor_data[:max_bytes]), self.vendor_data[max_bytes:]
+        return data or None
+
+
+def test_vendor_specific_messages_round_trip(sim):
+    sim.bus.plug(VendorEcho(serial="VENDOR-1"))
+    with Instrument("USB0::0x1209::0x0002::VENDOR-1::INSTR", backend=sim, timeout_ms=500) as inst:
+        inst.write_vendor(b"\x01\x02\x03 vendor bytes")
+        assert inst.read_vendor(64) == b"\x01\x02\x03 vendor bytes"
+
+
+class CountingTriggers(VirtualLoopback):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.triggers = 0
+
+    def trigger(self):
+        self.triggers += 1
+
+
+def test_usb488_trigger_message_reaches_the_device(sim):
+    device = CountingTriggers(serial="TRIG-1")
+    sim.bus.plug(device)
+    with Instrument("USB0::0x1209::0x0002::TRIG-1::INSTR", backend=sim, timeout_ms=500) as inst:
+        assert inst.capabilities.trigger
+        inst.trigger()
+        inst.trigger()
+        assert inst.query("*OPC?") == "1"  # the triggers were processed in order before this query
+        assert device.triggers == 2
