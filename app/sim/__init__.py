@@ -6,6 +6,8 @@
 - :mod:`app.sim.sam7`: the SAM7 counter board (VID 0x1209, PID 0x0001).
 - :mod:`app.sim.scpi_device`: a SCPI instrument base and the virtual loopback
   (VID 0x1209, PID 0x0002).
+- :mod:`app.sim.awg`: the arbitrary waveform generator (VID 0x1209, PID 0x000C);
+  :mod:`app.sim.wire` paces Bulk-OUT like a USB bus or a slow instrument.
 - :mod:`app.sim.bus`: a virtual bus; :mod:`app.sim.pyusb_backend`: the pyusb adapter.
 
 Everything but the pyusb adapter uses the standard library only, so the device models
@@ -23,11 +25,12 @@ __all__ = ["BusEntry", "Clock", "ManualClock", "MonotonicClock", "VirtualBus", "
 
 
 def default_devices(clock: Clock | None = None) -> list:
-    """New instances of the default virtual instruments: the SAM7 counter and the loopback."""
+    """New instances of the default virtual instruments: the SAM7 counter, the loopback and the AWG."""
+    from .awg import VirtualAwg
     from .sam7 import Sam7Counter
     from .scpi_device import VirtualLoopback
 
-    return [Sam7Counter(clock=clock), VirtualLoopback(clock=clock)]
+    return [Sam7Counter(clock=clock), VirtualLoopback(clock=clock), VirtualAwg(clock=clock)]
 
 
 def default_bus(clock: Clock | None = None) -> VirtualBus:

@@ -7,6 +7,7 @@ import usb.core
 import usb.util
 
 from app.sim import VirtualBus, backend as sim_backend
+from app.sim.awg import VirtualAwg
 from app.sim.device import (
     ConfigDesc,
     DeviceDesc,
@@ -88,7 +89,7 @@ def test_standard_requests_on_endpoint_zero(sam7):
 def test_pyusb_finds_the_default_instruments_and_reads_their_strings():
     backend = sim_backend()
     found = {(d.idVendor, d.idProduct): d for d in usb.core.find(find_all=True, backend=backend)}
-    assert set(found) == {(0x1209, 0x0001), (0x1209, 0x0002)}
+    assert set(found) == {(0x1209, 0x0001), (0x1209, 0x0002), (0x1209, 0x000C)}
     sam7 = found[0x1209, 0x0001]
     assert (sam7.manufacturer, sam7.product, sam7.serial_number) == ("XYZ Company Ltd", "SAM7-EK", "SAM7-0001")
     assert usb.util.get_string(sam7, sam7.iProduct) == "SAM7-EK"
@@ -103,7 +104,7 @@ def test_pyusb_finds_the_default_instruments_and_reads_their_strings():
     assert loop.product == "Virtual Loopback"
     assert [ep.wMaxPacketSize for ep in loop[0][(0, 0)]] == [512, 512, 8]
     assert isinstance(backend, VirtualBackend) and {type(d) for d in backend.bus.devices()} == {
-        Sam7Counter, VirtualLoopback}
+        Sam7Counter, VirtualLoopback, VirtualAwg}
 
 
 def test_configuration_and_claims_behave_like_libusb(backend, sam7):
