@@ -437,6 +437,9 @@ class VirtualDevice:
     may raise a :class:`SimError` (or sleep, corrupt nothing else). Empty by default.
     """
 
+    #: How long past a device deadline :meth:`wait_for` sleeps, so it never wakes just before it.
+    deadline_slack_s = 0.0005
+
     def __init__(
         self,
         *,
@@ -579,14 +582,16 @@ class VirtualDevice:
                 self._trace("out", ep, b"", "stall")
                 raise Stall(f"endpoint 0x{ep:02X} is halted")
             self.last_activity_s = self.clock.now()
-            self._fault(ep, "out", bytes(data))
+            if self.faults:
+                self._fault(ep, "out", bytes(data))
             try:
                 taken = self.handle_bulk_out(ep, data)
             except Stall:
                 self._trace("out", ep, bytes(data), "stall")
                 self.changed.notify_all()
                 raise
-            self._trace("out", ep, bytes(data[:taken]))
+            if self.trace:
+                self._trace("out", ep, bytes(data[:taken]))
             self.changed.notify_all()
             return taken
 
@@ -626,7 +631,7 @@ class VirtualDevice:
                     return None
                 due = self.next_deadline()
                 if due is not None and self.clock.realtime:
-                    until_due = max(0.0, due - self.clock.now()) + 0.0005
+                    until_due = max(0.0, due - self.clock.now()) + self.deadline_slack_s
                     wait_s = until_due if wait_s is None else min(wait_s, until_due)
                 self.changed.wait(wait_s)
 
