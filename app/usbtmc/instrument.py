@@ -47,6 +47,8 @@ _VENDOR_LOCK_REQUEST = 0xA0
 _CONTROL_TIMEOUT_MS = 1000
 _POLL_INTERVAL_S = 0.005
 _MAX_STATUS_POLLS = 200  # PENDING answers tolerated per abort/clear (about 1 s)
+_REUSED_FRAME_BYTES = 64 * 1024  # Bulk-OUT frames this large are kept for the next transfer
+_FIRST_PACED_TRANSFER_BYTES = 64 * 1024  # with abort_latency_ms: the first transfer, before a rate is known
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -84,6 +86,7 @@ class Instrument:
         self._btag = 0
         self._stb_tag = 1
         self._last_out_btag = 0
+        self._out_frame: array | None = None  # the frame of full-size Bulk-OUT transfers, reused
         self._srq: deque[int] = deque()
         self._closed = False
 
@@ -418,20 +421,26 @@ class Instrument:
         *,
         abort: threading.Event | None = None,
         progress: Progress | None = None,
+        abort_latency_ms: int | None = None,
     ) -> None:
         """Send the concatenation of ``pieces`` (bytes-like objects) as one message.
 
         Pieces are regrouped into large transfers without joining the whole
         message in memory, so a 256 MiB waveform can be streamed from a generator.
+        ``abort_latency_ms`` bounds how long a set ``abort`` waits: transfers are then
+        sized from the rate measured so far to last about that long (at most
+        ``quirks.max_out_transfer_bytes``), so a slow instrument can be stopped at once.
         """
         self._check_open()
         chunk = self.quirks.max_out_transfer_bytes
+        if abort_latency_ms is not None:
+            chunk = self._paced_transfer_bytes(None, abort_latency_ms)
         pending: list[memoryview] = []
         pending_bytes = 0
         done = 0
 
         def send(n: int, last: bool) -> None:
-            nonlocal pending_bytes, done
+            nonlocal pending_bytes, done, chunk
             parts, take = [], n
             while take:
                 head = pending[0]
@@ -444,7 +453,11 @@ class Instrument:
                     pending[0] = head[take:]
                     take = 0
             pending_bytes -= n
+            started = time.perf_counter()
             self._send_transfer(parts, n, last, abort)
+            if abort_latency_ms is not None:
+                rate = n / max(time.perf_counter() - started, 1e-6)
+                chunk = min(2 * n, self._paced_transfer_bytes(rate, abort_latency_ms))
             done += n
             if progress is not None:
                 progress(done, total_bytes if total_bytes is not None else done + pending_bytes)
@@ -469,19 +482,45 @@ class Instrument:
         btag = self._next_btag()
         self._last_out_btag = btag
         # Built as an array('B'): pyusb hands an array to the backend as it is, so the
-        # payload is copied once (into the frame), not again inside pyusb.
-        frame = array("B", framing.dev_dep_msg_out_header(btag, size, eom=last))
-        for part in parts:
-            frame.frombytes(part)
-        frame.frombytes(bytes(framing.padding_bytes(size)))
+        # payload is copied once (into the frame), not again inside pyusb. Full-size
+        # transfers reuse one frame, so a long upload allocates (and page-faults) no
+        # memory per transfer.
+        length = HEADER_BYTES + size + framing.padding_bytes(size)
+        frame = self._out_frame
+        if frame is None or len(frame) != length:
+            frame = array("B", bytes(length))
+            if length >= _REUSED_FRAME_BYTES:
+                self._out_frame = frame
+        with memoryview(frame) as view:
+            view[:HEADER_BYTES] = framing.dev_dep_msg_out_header(btag, size, eom=last)
+            at = HEADER_BYTES
+            for part in parts:
+                view[at:at + len(part)] = part
+                at += len(part)
+            view[at:] = bytes(length - at)
         try:
-            self._transport.bulk_out(frame, self._timeout_for(size))
+            written = self._transport.bulk_out(frame, self._timeout_for(size))
+            if written != length:  # a backend may report a timed-out transfer by its short count
+                raise TmcTimeoutError(f"the device took {written} of {length} bytes")
         except TmcTimeoutError:
             recovery = self._recover(lambda: self._abort_bulk_out(btag) + self._discard_partial(last))
             raise TmcTimeoutError(f"the device did not accept a {size}-byte Bulk-OUT transfer in time", recovery) from None
         except StallError:
             recovery = self._recover(lambda: self._clear_out_halt())
             raise ProtocolError(f"the device halted its Bulk-OUT endpoint ({recovery})") from None
+
+    def _paced_transfer_bytes(self, rate: float | None, latency_ms: int) -> int:
+        """A transfer size that takes about ``latency_ms`` at ``rate`` bytes/s (None: not measured
+        yet), in whole packets, between 64 KiB and ``quirks.max_out_transfer_bytes``. The caller
+        lets sizes at most double per transfer: a device's input buffer swallows the first
+        transfers at once, so early rates overstate what it sustains."""
+        most = self.quirks.max_out_transfer_bytes
+        packet = self._ep.bulk_out_packet_bytes
+        if rate is None:
+            wanted = min(most, _FIRST_PACED_TRANSFER_BYTES)
+        else:
+            wanted = min(most, max(_FIRST_PACED_TRANSFER_BYTES, int(rate * latency_ms / 1000)))
+        return max(packet, wanted - wanted % packet) if wanted >= packet else wanted
 
     def _timeout_for(self, size: int) -> int:
         """The timeout for a transfer of ``size`` bytes, scaled when the quirks give a minimum rate."""
