@@ -357,8 +357,9 @@ class VirtualBackend(usb.backend.IBackend):
     def _write(self, dev_handle, ep, data, timeout):
         device = self._device(dev_handle)
         self._endpoint(device, ep, want_in=False)
-        with memoryview(data) as view:
-            payload = view.tobytes()
+        # The host's buffer is lent to the device for the call, as a controller reads it by DMA:
+        # the device copies what it keeps, so the transfer is not copied here.
+        payload = memoryview(data).cast("B")
         sent = 0
 
         def attempt():
@@ -367,17 +368,19 @@ class VirtualBackend(usb.backend.IBackend):
                 if not payload:
                     device.bulk_out(ep, b"")  # a zero-length packet
                     return 0
-                with memoryview(payload) as rest:
-                    while sent < len(payload):
-                        taken = device.bulk_out(ep, rest[sent:])
-                        if taken <= 0:
-                            return None
-                        sent += taken
+                while sent < len(payload):
+                    taken = device.bulk_out(ep, payload[sent:])
+                    if taken <= 0:
+                        return None
+                    sent += taken
                 return sent
             except NoData:
                 return None
 
-        written = self._wait(device, attempt, timeout)
+        try:
+            written = self._wait(device, attempt, timeout)
+        finally:
+            payload.release()
         if written is None:
             if not sent:
                 raise usb_error(LIBUSB_ERROR_TIMEOUT)
