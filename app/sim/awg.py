@@ -111,19 +111,29 @@ def _first_set(flags: int) -> int:
     return ((flags & -flags).bit_length() - 1) // 8 if flags else -1
 
 
-def first_out_of_range(samples: bytes, kind: str) -> int:
-    """Index of the first sample outside the range of ``kind`` in little-endian ``samples``; -1 if none.
+def first_out_of_range(data: bytes, kind: str, little: bool = True, start: int = 0, stop: int | None = None) -> int:
+    """Index (from ``start``) of the first sample of ``kind`` in ``data[start:stop]`` that is out of
+    range, in the given byte order; -1 if none.
 
-    Works on whole byte columns with ``bytes.translate`` and big-integer masks, so a
-    MiB is checked in well under a millisecond without NumPy.
+    Works on whole byte columns with ``bytes.find``, ``bytes.translate`` and big-integer
+    masks, so a MiB is checked in well under a millisecond without NumPy, and without copying
+    ``data``.
     """
+    stop = len(data) if stop is None else stop
     if kind == "dac":
-        high = samples[1::2]
-        if b"\x80" not in high:
-            return -1  # -32768 is the only int16 value outside -32767..32767
-        both = int.from_bytes(high.translate(_IS_80), "little") & int.from_bytes(samples[0::2].translate(_IS_00), "little")
-        return _first_set(both)
-    top = samples[3::4].translate(_F32_TOP)
+        # -32768 is the only int16 outside -32767..32767. A search finds it, or none at all, in
+        # one pass; only a run of matches across sample boundaries falls back to the column masks.
+        pattern = b"\x00\x80" if little else b"\x80\x00"
+        at = data.find(pattern, start, stop)
+        for _ in range(64):
+            if at < 0 or (at - start) % 2 == 0:
+                return (at - start) // 2 if at >= 0 else -1
+            at = data.find(pattern, at + 1, stop)
+        high, low = (data[start + 1:stop:2], data[start:stop:2]) if little else (data[start:stop:2], data[start + 1:stop:2])
+        return _first_set(int.from_bytes(high.translate(_IS_80), "little") & int.from_bytes(low.translate(_IS_00), "little"))
+    # float32 bytes from the most significant: sign and exponent, exponent and mantissa, mantissa, mantissa
+    offsets = (3, 2, 1, 0) if little else (0, 1, 2, 3)
+    top = data[start + offsets[0]:stop:4].translate(_F32_TOP)
     if b"\x01" not in top and b"\x02" not in top:
         return -1
     hopeless = top.find(b"\x02")
@@ -131,20 +141,20 @@ def first_out_of_range(samples: bytes, kind: str) -> int:
     bad = -1
     if edge:
         # 0.5 <= |x| < 2: out of range when the mantissa is above that of 1.0 (0x3F800000).
-        b2 = samples[2::4]
+        b2 = data[start + offsets[1]:stop:4]
         above = int.from_bytes(b2.translate(_ABOVE_80), "little")
-        at = int.from_bytes(b2.translate(_IS_80), "little")
-        tail = int.from_bytes(samples[1::4].translate(_NONZERO), "little") | int.from_bytes(
-            samples[0::4].translate(_NONZERO), "little")
-        bad = _first_set(edge & (above | (at & tail)))
+        at_one = int.from_bytes(b2.translate(_IS_80), "little")
+        tail = int.from_bytes(data[start + offsets[2]:stop:4].translate(_NONZERO), "little") | int.from_bytes(
+            data[start + offsets[3]:stop:4].translate(_NONZERO), "little")
+        bad = _first_set(edge & (above | (at_one & tail)))
     candidates = [i for i in (hopeless, bad) if i >= 0]
     return min(candidates) if candidates else -1
 
 
-def _sample_text(samples: bytes, index: int, kind: str) -> str:
+def _sample_text(data: bytes, start: int, index: int, kind: str, little: bool) -> str:
     _label, size, code = _KINDS[kind]
-    value = array.array(code, samples[index * size:(index + 1) * size])
-    if not _LITTLE:
+    value = array.array(code, data[start + index * size:start + (index + 1) * size])
+    if little != _LITTLE:
         value.byteswap()
     return f"{value[0]:.9g}" if kind == "float" else str(value[0])
 
@@ -187,7 +197,6 @@ class _BlockSink:
         self.received = 0
         self.error: tuple[int, str] | None = None
         self._carry = b""
-        self._pos = 0  # bytes written into _buf
         self._buf: bytearray | None = None
         label, size, _code = _KINDS[kind]
         self.size = size
@@ -203,53 +212,58 @@ class _BlockSink:
                 self.error = (-225, f"{what}: {points} points do not fit in volatile memory "
                                     f"({free} points free; DATA:VOL:CLE frees it)")
             else:
-                self._buf = bytearray(length)
+                # Grown as chunks arrive rather than allocated zero-filled: large bytearrays grow in
+                # place (the allocator remaps them), so memory is touched once, by the data.
+                self._buf = bytearray()
 
     @property
     def remaining(self) -> int:
         return self.length - self.received
 
-    def feed(self, view: memoryview) -> int:
-        """Take up to :attr:`remaining` bytes from ``view``; returns how many were taken."""
-        take = min(len(view), self.remaining)
+    def feed(self, chunk: bytes, start: int, end: int) -> int:
+        """Take up to :attr:`remaining` bytes from ``chunk[start:end]``; returns how many were taken."""
+        take = min(end - start, self.remaining)
         if take <= 0:
             return 0
         self.received += take
         if self._buf is None or self.error is not None:
             return take
-        part = view[:take]
+        stop, pos = start + take, start
         if self._carry:
-            data = self._carry + part.tobytes()
-        else:
-            data = part
-        whole = len(data) - len(data) % self.size
-        self._carry = bytes(data[whole:])
-        if whole:
-            self._store(data[:whole])
+            piece = self._carry + chunk[pos:pos + self.size - len(self._carry)]
+            pos += len(piece) - len(self._carry)
+            self._carry = b""
+            if len(piece) < self.size:
+                self._carry = piece
+                return take
+            self._store(piece, 0, len(piece))
+            if self._buf is None:
+                return take
+        whole = stop - (stop - pos) % self.size
+        if whole > pos:
+            self._store(chunk, pos, whole)
+        self._carry = chunk[whole:stop]
         return take
 
-    def _store(self, data) -> None:
+    def _store(self, data: bytes, start: int, stop: int) -> None:
         _label, size, code = _KINDS[self.kind]
-        # Memory holds little-endian samples: SWAPped blocks are that already, NORMal ones are reversed.
-        samples = bytes(data) if self.awg.byte_order_swapped else self._swapped(data, code)
-        bad = first_out_of_range(samples, self.kind)
+        little = self.awg.byte_order_swapped  # SWAPped: least significant byte first
+        bad = first_out_of_range(data, self.kind, little, start, stop)
         if bad >= 0:
-            index = self._pos // size + bad
+            index = len(self._buf) // size + bad
             limit = "-1.0 .. +1.0" if self.kind == "float" else f"-{DAC_MAX} .. +{DAC_MAX}"
-            self.error = (-222, f"{self.what}: sample {index} is {_sample_text(samples, bad, self.kind)}, "
+            self.error = (-222, f"{self.what}: sample {index} is {_sample_text(data, start, bad, self.kind, little)}, "
                                 f"outside {limit}")
             self._buf = None
             return
-        self._buf[self._pos:self._pos + len(samples)] = samples
-        self._pos += len(samples)
-
-    @staticmethod
-    def _swapped(data, code: str) -> bytes:
-        # array.byteswap reverses the bytes of each item whatever the machine's own order.
-        values = array.array(code)
-        values.frombytes(data)
-        values.byteswap()
-        return values.tobytes()
+        with memoryview(data) as view:
+            if little:
+                self._buf += view[start:stop]  # memory holds little-endian samples
+            else:
+                values = array.array(code)
+                values.frombytes(view[start:stop])
+                values.byteswap()  # reverses the bytes of each item, whatever the machine's order
+                self._buf += values
 
     def finish(self) -> None:
         """The block is complete: store the waveform, or report what was wrong with it."""
@@ -393,42 +407,42 @@ class VirtualAwg(ScpiInstrument):
         super().on_device_clear()
 
     def on_message_data(self, chunk: bytes, eom: bool) -> None:
-        view = memoryview(chunk)
-        while len(view):
+        if not isinstance(chunk, bytes):
+            chunk = bytes(chunk)
+        pos, end = 0, len(chunk)
+        while pos < end:
             if self._discarding:
-                view = view[len(view):]
+                pos = end
             elif self._sink is not None:
-                view = view[self._sink.feed(view):]
+                pos += self._sink.feed(chunk, pos, end)
                 if not self._sink.remaining:
                     self._sink.finish()
                     self._sink = None
                     self._tail = True
                     self._msg.clear()
             elif self._tail:
-                self._msg += view
-                view = view[len(view):]
+                self._msg += memoryview(chunk)[pos:]
+                pos = end
             else:
-                view = self._scan_head(view)
+                pos = self._scan_head(chunk, pos)
         if eom:
             self._end_message()
 
-    def _scan_head(self, view: memoryview) -> memoryview:
-        """Take head bytes a piece at a time until a block we can stream starts; return the rest."""
-        if len(self._msg) + min(len(view), HEAD_SCAN_BYTES) > MAX_MESSAGE_BYTES or self._overrun:
+    def _scan_head(self, chunk: bytes, pos: int) -> int:
+        """Take head bytes a piece at a time until a block we can stream starts; return where its data is."""
+        piece = chunk[pos:pos + HEAD_SCAN_BYTES]
+        if len(self._msg) + len(piece) > MAX_MESSAGE_BYTES or self._overrun:
             self._msg.clear()
             self._overrun = True
-            return view[len(view):]
-        piece = view[:HEAD_SCAN_BYTES]
+            return len(chunk)
         self._msg += piece
-        found = self._find_stream_block()
-        if found is None:
-            return view[len(piece):]
-        data_start = found
+        data_start = self._find_stream_block()
+        if data_start is None:
+            return pos + len(piece)
         # Block bytes already appended to the head belong to the block.
         spill = len(self._msg) - data_start
-        rest = view[len(piece) - spill:]
         del self._msg[data_start:]
-        return rest
+        return pos + len(piece) - spill
 
     def _find_stream_block(self) -> int | None:
         """Where the data of a definite block for DATA:ARB[:DAC] starts in ``_msg``, or None.
@@ -631,7 +645,7 @@ class VirtualAwg(ScpiInstrument):
                 raise ScpiError(-108, f"{what}: one block only")
             block = params[1].block
             sink = _BlockSink(self, name, kind, len(block), what)
-            sink.feed(memoryview(block))
+            sink.feed(block, 0, len(block))
             sink.finish()
             return
         values = params[1:]

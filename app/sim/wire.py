@@ -58,6 +58,7 @@ DEFAULT_FIFO_BYTES = 64 * 1024
 # How much a NAKed transfer waits to be able to move at once: fewer, larger steps
 # cost the adapters fewer wake-ups; the timeline keeps the pace exact regardless.
 _STEP_BYTES = 64 * 1024
+_FIFO_STEP_BYTES = 4096  # the least an instrument's FIFO takes at a time
 
 
 class OutPacer:
@@ -115,7 +116,10 @@ class OutPacer:
             allowed = min(allowed, max(0, frames * wire.packets_per_frame * wire.packet_bytes - self._moved))
         if self.ingest_bytes_per_s is not None:
             self._drain_fifo(now_s)
-            allowed = min(allowed, max(0, int(self.fifo_bytes - self._fifo_level)))
+            room = max(0, int(self.fifo_bytes - self._fifo_level))
+            # The FIFO takes data in steps, not the few bytes drained since the last call:
+            # a host that retried at once would otherwise never wait.
+            allowed = min(allowed, room if room >= min(nbytes, _FIFO_STEP_BYTES) else 0)
         if allowed < nbytes and wire is not None:
             allowed -= allowed % wire.packet_bytes  # only whole packets arrive before the last one
         self._moved += allowed
@@ -145,7 +149,7 @@ class OutPacer:
             packets = math.ceil((self._moved + step) / wire.packet_bytes)
             due = self._start_s + math.ceil(packets / wire.packets_per_frame) * wire.frame_s
         if self.ingest_bytes_per_s is not None and self._fifo_at_s is not None:
-            need = min(step, self.fifo_bytes // 2)
+            need = max(min(step, self.fifo_bytes // 2), min(left, _FIFO_STEP_BYTES))
             room = self.fifo_bytes - self._fifo_level
             due = max(due, self._fifo_at_s + max(0.0, need - room) / self.ingest_bytes_per_s)
         return due
