@@ -1,0 +1,869 @@
+"""Waveforms for arbitrary waveform generators, without Qt: sources, file readers, encodings,
+command templates and the streaming upload.
+
+The pieces, in the order an upload uses them:
+
+- A **source** gives samples as float64 values where +-1.0 is full scale, a chunk at a time
+  (:meth:`Source.chunk`): built-in shapes are computed per chunk and files are memory-mapped
+  where their format allows, so a source of 128 Mi points never sits in memory as float64.
+- **Scaling** maps a source's values to full scale (as they are, normalised to the peak, or
+  with a gain and offset); values beyond full scale are clipped and counted.
+- An **encoding** turns values into samples of the target type (int16, float32, or Rigol's
+  14-bit unsigned) in a byte order.
+- A **template** says how an instrument takes them: one IEEE 488.2 block after a command
+  (the virtual AWG's ``DATA:ARB:DAC``/``DATA:ARB``, or any "prefix + block"), a chain of
+  block messages (Rigol ``:TRAC:DATA:DAC16 VOLATILE,CON|END,``), or raw bytes after a
+  header with no block header at all (Siglent ``WVDT``).
+- An :class:`UploadPlan` ties them together; :func:`run_upload` sends it through an
+  ``app.usbtmc.Instrument`` (each message one USBTMC message made of large transfers) and
+  then asks the instrument whether it is done (``*OPC?``), what went wrong (``SYST:ERR?``)
+  and what it stored (length and CRC-32), which it compares with what was sent.
+
+File readers never execute anything from a file: ``.npy`` files are loaded with
+``allow_pickle=False``; every problem raises :class:`WaveformError` naming the file and
+what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+CHUNK_POINTS = 256 * 1024  # samples encoded at a time: large enough for NumPy, small next to a waveform
+_NOISE_BLOCK = 4096  # noise is drawn per block of this many points, so any chunk can be computed alone
+
+
+class WaveformError(ValueError):
+    """A waveform source or file cannot be used; the message says which and why."""
+
+
+# --- sources -------------------------------------------------------------------------------
+
+
+class Source:
+    """Samples as float64, +-1.0 being full scale. Subclasses implement :meth:`chunk`."""
+
+    points: int = 0
+    description: str = ""
+    sample_rate_hz: float | None = None  # what the file says, if anything
+
+    def chunk(self, start: int, stop: int) -> np.ndarray:
+        """Values of points ``start`` to ``stop`` (exclusive) as a new float64 array."""
+        raise NotImplementedError
+
+    def chunks(self, chunk_points: int = CHUNK_POINTS) -> Iterator[np.ndarray]:
+        for start in range(0, self.points, chunk_points):
+            yield self.chunk(start, min(self.points, start + chunk_points))
+
+    def stats(self) -> tuple[float, float]:
+        """(minimum, maximum) of all values (computed once, chunk by chunk)."""
+        cached = getattr(self, "_stats", None)
+        if cached is None:
+            low, high = math.inf, -math.inf
+            for values in self.chunks():
+                if len(values):
+                    low, high = min(low, float(values.min())), max(high, float(values.max()))
+            cached = (low, high) if self.points else (0.0, 0.0)
+            object.__setattr__(self, "_stats", cached)
+        return cached
+
+    def preview(self, max_points: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+        """(point index, value) for a plot: every point when there are few, else a min/max
+        envelope over ``max_points // 2`` bins, which keeps spikes and edges visible."""
+        n = self.points
+        if n <= max_points:
+            return np.arange(n, dtype=np.float64), self.chunk(0, n)
+        bins = max(1, max_points // 2)
+        edges = np.linspace(0, n, bins + 1).astype(np.int64)
+        lows = np.empty(bins)
+        highs = np.empty(bins)
+        bin_index = 0
+        for start in range(0, n, CHUNK_POINTS * 4):
+            stop = min(n, start + CHUNK_POINTS * 4)
+            values = self.chunk(start, stop)
+            while bin_index < bins and edges[bin_index] < stop:
+                lo, hi = max(edges[bin_index], start), min(edges[bin_index + 1], stop)
+                part = values[lo - start:hi - start]
+                if edges[bin_index] >= start:
+                    lows[bin_index], highs[bin_index] = part.min(), part.max()
+                else:  # the bin began in the previous chunk
+                    lows[bin_index] = min(lows[bin_index], part.min())
+                    highs[bin_index] = max(highs[bin_index], part.max())
+                if edges[bin_index + 1] > stop:
+                    break
+                bin_index += 1
+        x = np.repeat((edges[:-1] + edges[1:]) / 2.0, 2)
+        y = np.empty(2 * bins)
+        y[0::2], y[1::2] = lows, highs
+        return x, y
+
+
+SHAPES = ("sine", "square", "triangle", "ramp", "noise", "pulse")
+
+
+@dataclass(frozen=True)
+class ShapeSource(Source):
+    """A built-in shape of ``points`` points: ``offset + amplitude * shape``, the shape between -1 and 1.
+
+    ``cycles`` periods fit in the waveform; ``duty`` is the high fraction of square and pulse
+    (pulse defaults to 10 %); noise is uniform and reproducible from ``seed``.
+    """
+
+    shape: str = "sine"
+    points: int = 1000
+    amplitude: float = 1.0
+    offset: float = 0.0
+    cycles: float = 1.0
+    duty: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.shape not in SHAPES:
+            raise WaveformError(f"unknown shape {self.shape!r}; known: {', '.join(SHAPES)}")
+        if self.points < 1:
+            raise WaveformError("a waveform needs at least one point")
+        duty = self.duty_fraction
+        if not 0.0 < duty < 1.0:
+            raise WaveformError(f"duty cycle {duty:g} must be between 0 and 1")
+
+    @property
+    def duty_fraction(self) -> float:
+        return self.duty if self.duty is not None else (0.1 if self.shape == "pulse" else 0.5)
+
+    @property
+    def description(self) -> str:  # type: ignore[override]
+        return f"{self.shape}, {self.points} points, amplitude {self.amplitude:g}, offset {self.offset:g}"
+
+    def chunk(self, start: int, stop: int) -> np.ndarray:
+        if self.shape == "noise":
+            return self.offset + self.amplitude * self._noise(start, stop)
+        return self.offset + self.amplitude * self._base(np.arange(start, stop, dtype=np.float64))
+
+    def _noise(self, start: int, stop: int) -> np.ndarray:
+        out = np.empty(stop - start)
+        first, last = start // _NOISE_BLOCK, (stop - 1) // _NOISE_BLOCK
+        for block in range(first, last + 1):
+            values = np.random.default_rng([self.seed, block]).uniform(-1.0, 1.0, _NOISE_BLOCK)
+            lo, hi = max(start, block * _NOISE_BLOCK), min(stop, (block + 1) * _NOISE_BLOCK)
+            out[lo - start:hi - start] = values[lo - block * _NOISE_BLOCK:hi - block * _NOISE_BLOCK]
+        return out
+
+    def preview(self, max_points: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+        if self.points <= max_points:
+            return Source.preview(self, max_points)
+        # A computed shape can be evaluated where the plot needs it: no pass over every point.
+        index = np.unique(np.linspace(0, self.points - 1, max_points).astype(np.int64))
+        return index.astype(np.float64), self._at(index)
+
+    def _at(self, index: np.ndarray) -> np.ndarray:
+        if self.shape == "noise":
+            blocks = index // _NOISE_BLOCK
+            base = np.empty(len(index))
+            for block in np.unique(blocks):
+                values = np.random.default_rng([self.seed, int(block)]).uniform(-1.0, 1.0, _NOISE_BLOCK)
+                chosen = blocks == block
+                base[chosen] = values[index[chosen] - block * _NOISE_BLOCK]
+            return self.offset + self.amplitude * base
+        return self.offset + self.amplitude * self._base(index.astype(np.float64))
+
+    def _base(self, index: np.ndarray) -> np.ndarray:
+        phase = np.mod(index * (self.cycles / self.points), 1.0)
+        if self.shape == "sine":
+            return np.sin(2 * np.pi * phase)
+        if self.shape in ("square", "pulse"):
+            return np.where(phase < self.duty_fraction, 1.0, -1.0)
+        if self.shape == "triangle":
+            return 1.0 - 4.0 * np.abs(np.mod(phase + 0.25, 1.0) - 0.5)
+        return 2.0 * phase - 1.0  # ramp
+
+    def stats(self) -> tuple[float, float]:
+        if self.shape == "noise" or self.points < 64:
+            return Source.stats(self)
+        low, high = self.offset - abs(self.amplitude), self.offset + abs(self.amplitude)
+        return low, high
+
+
+class ArraySource(Source):
+    """Samples from an array (a file's data, often memory-mapped). ``scale`` turns the stored
+    numbers into values (1/32768 for 16-bit PCM, 1 for numbers as they are)."""
+
+    def __init__(self, data: np.ndarray, description: str, *, scale: float = 1.0,
+                 sample_rate_hz: float | None = None, path: Path | None = None) -> None:
+        self.data = data
+        self.points = int(data.shape[0])
+        self.description = description
+        self.scale = scale
+        self.sample_rate_hz = sample_rate_hz
+        self.path = path
+
+    def chunk(self, start: int, stop: int) -> np.ndarray:
+        values = np.asarray(self.data[start:stop], dtype=np.float64)
+        if self.scale != 1.0:
+            values = values * self.scale
+        elif values.base is not None or not values.flags.writeable:
+            values = values.copy()
+        return values
+
+
+class _Pcm24Source(ArraySource):
+    """24-bit PCM: three little-endian bytes per sample, widened per chunk."""
+
+    def __init__(self, raw: np.ndarray, channels: int, channel: int, description: str, rate: float, path: Path):
+        super().__init__(raw, description, scale=1.0 / 8388608, sample_rate_hz=rate, path=path)
+        self._frames = raw.reshape(-1, channels, 3)[:, channel, :]
+        self.points = int(self._frames.shape[0])
+
+    def chunk(self, start: int, stop: int) -> np.ndarray:
+        b = np.asarray(self._frames[start:stop], dtype=np.int32)
+        value = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        value = np.where(value & 0x800000, value - 0x1000000, value)
+        return value.astype(np.float64) * self.scale
+
+
+# --- file readers ----------------------------------------------------------------------------
+
+RAW_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "float32", "float64")
+FILE_KINDS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".npy": "npy", ".wav": "wav", ".bin": "raw",
+              ".raw": "raw", ".dat": "raw"}
+_COMMENT = re.compile(r"^\s*(#|//|;|%)")
+
+
+def _name(path: Path) -> str:
+    return path.name or str(path)
+
+
+def load_file(path: str | Path, kind: str | None = None, **options) -> ArraySource:
+    """Read a waveform file. ``kind`` ("csv", "npy", "wav", "raw") defaults from the file name;
+    ``options`` go to the reader (``column``, ``channel``, ``dtype``, ``byte_order``, ``offset_bytes``)."""
+    path = Path(path)
+    kind = kind or FILE_KINDS.get(path.suffix.lower())
+    if kind is None:
+        raise WaveformError(f"{_name(path)}: unknown file type {path.suffix or '(none)'}; "
+                            f"use CSV, .npy, .wav or raw binary")
+    reader = {"csv": read_csv, "npy": read_npy, "wav": read_wav, "raw": read_raw}.get(kind)
+    if reader is None:
+        raise WaveformError(f"unknown file kind {kind!r}")
+    try:
+        return reader(path, **options)
+    except OSError as exc:
+        raise WaveformError(f"{_name(path)}: cannot be read ({exc.strerror or exc})") from None
+
+
+def read_csv(path: str | Path, column: int | str | None = None) -> ArraySource:
+    """Numbers from a CSV or text file: one per line, or a column of several.
+
+    The delimiter (comma, semicolon, tab or spaces) is guessed; a first line of names is a
+    header; lines starting with ``#``, ``//``, ``;`` or ``%`` are comments. ``column`` is an
+    index (negative from the end), a header name, or None: the only column, or the last of
+    several (``time,value`` files).
+    """
+    path = Path(path)
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    if b"\x00" in raw[:4096]:
+        raise WaveformError(f"{_name(path)}: this is a binary file, not CSV text (open it as raw binary)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise WaveformError(f"{_name(path)}: not UTF-8 text (byte {exc.start})") from None
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), 1)
+             if line.strip() and not _COMMENT.match(line)]
+    if not lines:
+        raise WaveformError(f"{_name(path)}: no numbers in the file")
+    first = lines[0][1]
+    delimiter = next((d for d in (",", ";", "\t") if d in first), None)
+
+    def split(line: str) -> list[str]:
+        if delimiter is None:
+            return line.split()
+        return [field.strip() for field in next(csv.reader(io.StringIO(line), delimiter=delimiter))]
+
+    header = split(first)
+    names: list[str] | None = None
+    if not all(_is_number(f) for f in header if f):
+        names, lines = header, lines[1:]
+        if not lines:
+            raise WaveformError(f"{_name(path)}: a header line and no numbers")
+    width = len(names) if names else len(split(lines[0][1]))
+    index = _column_index(path, column, width, names)
+    values = np.empty(len(lines))
+    for row, (number, line) in enumerate(lines):
+        fields = split(line)
+        if len(fields) <= index or (index < 0 and len(fields) < -index):
+            raise WaveformError(f"{_name(path)} line {number}: {len(fields)} columns, column {_column_label(index, names)} "
+                                f"is missing")
+        field_text = fields[index]
+        try:
+            values[row] = float(field_text)
+        except ValueError:
+            raise WaveformError(f"{_name(path)} line {number}, column {_column_label(index, names)}: "
+                                f"{field_text!r} is not a number") from None
+    if not np.all(np.isfinite(values)):
+        bad = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise WaveformError(f"{_name(path)} line {lines[bad][0]}: {values[bad]} is not a finite number")
+    label = _column_label(index, names)
+    description = f"{_name(path)}: {len(values)} points from column {label}"
+    return ArraySource(values, description, path=path)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _column_index(path: Path, column, width: int, names: list[str] | None) -> int:
+    if column is None:
+        return 0 if width == 1 else width - 1
+    if isinstance(column, str) and not column.lstrip("-").isdigit():
+        if not names or column not in names:
+            raise WaveformError(f"{_name(path)}: no column named {column!r}"
+                                + (f" (columns: {', '.join(names)})" if names else " (the file has no header line)"))
+        return names.index(column)
+    index = int(column)
+    if not -width <= index < width:
+        raise WaveformError(f"{_name(path)}: column {index} does not exist (the file has {width})")
+    return index if index >= 0 else width + index
+
+
+def _column_label(index: int, names: list[str] | None) -> str:
+    if names and 0 <= index < len(names):
+        return f"{index} ({names[index]})"
+    return str(index)
+
+
+def read_npy(path: str | Path, column: int | None = None) -> ArraySource:
+    """A NumPy ``.npy`` array of numbers (memory-mapped; never unpickled).
+
+    1-D arrays are used as they are; 2-D arrays need a single row or column, or ``column``.
+    """
+    path = Path(path)
+    with open(path, "rb") as handle:
+        magic = handle.read(6)
+    if magic != b"\x93NUMPY":
+        raise WaveformError(f"{_name(path)}: not a NumPy .npy file (it starts with {magic!r})")
+    try:
+        data = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc) or "object" in str(exc):
+            raise WaveformError(f"{_name(path)}: the array holds Python objects, which are never loaded "
+                                f"(only arrays of numbers)") from None
+        raise WaveformError(f"{_name(path)}: not a readable .npy file ({exc})") from None
+    if data.dtype.kind not in "iuf":
+        what = {"c": "complex numbers", "b": "booleans", "U": "text", "S": "bytes", "O": "Python objects",
+                "V": "records"}.get(data.dtype.kind, f"dtype {data.dtype}")
+        raise WaveformError(f"{_name(path)}: the array holds {what}; samples must be real numbers")
+    if data.ndim == 2:
+        if column is not None:
+            if not -data.shape[1] <= column < data.shape[1]:
+                raise WaveformError(f"{_name(path)}: column {column} does not exist (shape {data.shape})")
+            data = data[:, column]
+        elif 1 in data.shape:
+            data = data.reshape(-1)
+        else:
+            raise WaveformError(f"{_name(path)}: a {data.shape[0]} x {data.shape[1]} array; choose a column")
+    elif data.ndim != 1:
+        raise WaveformError(f"{_name(path)}: a {data.ndim}-dimensional array {data.shape}; samples need 1-D")
+    if data.shape[0] == 0:
+        raise WaveformError(f"{_name(path)}: the array is empty")
+    return ArraySource(data, f"{_name(path)}: {data.shape[0]} points of {data.dtype}", path=path)
+
+
+def read_raw(path: str | Path, dtype: str = "int16", byte_order: str = "little", offset_bytes: int = 0,
+             scale: float | None = None) -> ArraySource:
+    """Header-less binary samples of ``dtype`` in ``byte_order`` ("little" or "big"), memory-mapped.
+
+    Integer samples are scaled to +-1.0 by their type's range unless ``scale`` says otherwise.
+    """
+    path = Path(path)
+    if dtype not in RAW_DTYPES:
+        raise WaveformError(f"unknown sample type {dtype!r}; known: {', '.join(RAW_DTYPES)}")
+    if byte_order not in ("little", "big"):
+        raise WaveformError(f"byte order must be 'little' or 'big', not {byte_order!r}")
+    kind = np.dtype(dtype).newbyteorder("<" if byte_order == "little" else ">")
+    size = path.stat().st_size
+    body = size - offset_bytes
+    if offset_bytes < 0 or body <= 0:
+        raise WaveformError(f"{_name(path)}: {size} bytes leave nothing after an offset of {offset_bytes}")
+    if body % kind.itemsize:
+        raise WaveformError(f"{_name(path)}: {body} bytes is not a whole number of {dtype} samples "
+                            f"({kind.itemsize} bytes each); check the sample type and offset")
+    data = np.memmap(path, dtype=kind, mode="r", offset=offset_bytes)
+    if scale is None:
+        scale = 1.0 / (np.iinfo(kind).max + 1) if kind.kind in "iu" else 1.0
+        if kind.kind == "u":
+            scale = 2.0 / (np.iinfo(kind).max + 1)  # unsigned: 0..max becomes -1..1 after the offset below
+    source = ArraySource(data, f"{_name(path)}: {len(data)} {dtype} samples, {byte_order}-endian", scale=scale,
+                         path=path)
+    if kind.kind == "u":
+        return _OffsetSource(source)
+    return source
+
+
+class _OffsetSource(ArraySource):
+    """Unsigned samples centred on zero: value * scale - 1."""
+
+    def __init__(self, inner: ArraySource) -> None:
+        super().__init__(inner.data, inner.description, scale=inner.scale, sample_rate_hz=inner.sample_rate_hz,
+                         path=inner.path)
+
+    def chunk(self, start: int, stop: int) -> np.ndarray:
+        return np.asarray(self.data[start:stop], dtype=np.float64) * self.scale - 1.0
+
+
+_WAVE_PCM, _WAVE_FLOAT, _WAVE_EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
+
+
+def read_wav(path: str | Path, channel: int = 0) -> ArraySource:
+    """A RIFF/WAVE file: PCM 8/16/24/32-bit or IEEE float 32/64-bit, one ``channel`` (from 0),
+    memory-mapped. PCM is scaled to +-1.0; the file's sample rate is kept."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            raise WaveformError(f"{_name(path)}: not a RIFF/WAVE file (it starts with {head[:4]!r})")
+        fmt = None
+        while True:
+            chunk_head = handle.read(8)
+            if len(chunk_head) < 8:
+                raise WaveformError(f"{_name(path)}: no 'data' chunk" if fmt else f"{_name(path)}: no 'fmt ' chunk")
+            chunk_id, chunk_size = chunk_head[:4], struct.unpack("<I", chunk_head[4:])[0]
+            if chunk_id == b"fmt ":
+                body = handle.read(chunk_size)
+                if len(body) < 16:
+                    raise WaveformError(f"{_name(path)}: the 'fmt ' chunk is {len(body)} bytes, too short")
+                tag, channels, rate, _byte_rate, align, bits = struct.unpack("<HHIIHH", body[:16])
+                if tag == _WAVE_EXTENSIBLE and len(body) >= 26:
+                    tag = struct.unpack("<H", body[24:26])[0]  # the SubFormat GUID starts with the format tag
+                fmt = (tag, channels, rate, align, bits)
+                handle.seek(chunk_size % 2, 1)
+            elif chunk_id == b"data":
+                if fmt is None:
+                    raise WaveformError(f"{_name(path)}: the 'data' chunk comes before 'fmt '")
+                offset = handle.tell()
+                break
+            else:
+                handle.seek(chunk_size + chunk_size % 2, 1)
+    tag, channels, rate, align, bits = fmt
+    size = min(chunk_size, path.stat().st_size - offset)
+    if channels < 1 or not 0 <= channel < channels:
+        raise WaveformError(f"{_name(path)}: channel {channel} does not exist (the file has {channels})")
+    kinds = {(_WAVE_PCM, 8): "u1", (_WAVE_PCM, 16): "<i2", (_WAVE_PCM, 24): "u1", (_WAVE_PCM, 32): "<i4",
+             (_WAVE_FLOAT, 32): "<f4", (_WAVE_FLOAT, 64): "<f8"}
+    if (tag, bits) not in kinds:
+        name = {_WAVE_PCM: "PCM", _WAVE_FLOAT: "float"}.get(tag, f"format 0x{tag:04X}")
+        raise WaveformError(f"{_name(path)}: {name} with {bits}-bit samples is not supported "
+                            f"(PCM 8/16/24/32-bit and float 32/64-bit are)")
+    frame_bytes = channels * bits // 8
+    if align and align != frame_bytes:
+        raise WaveformError(f"{_name(path)}: block align {align} does not match {channels} x {bits}-bit samples")
+    frames = size // frame_bytes
+    if frames == 0:
+        raise WaveformError(f"{_name(path)}: the 'data' chunk holds no samples")
+    description = f"{_name(path)}: {frames} points, channel {channel} of {channels}, {bits}-bit, {rate} Hz"
+    if bits == 24:
+        raw = np.memmap(path, dtype="u1", mode="r", offset=offset, shape=(frames * frame_bytes,))
+        return _Pcm24Source(raw, channels, channel, description, float(rate), path)
+    data = np.memmap(path, dtype=kinds[tag, bits], mode="r", offset=offset, shape=(frames, channels))[:, channel]
+    if bits == 8:
+        return _OffsetSource(ArraySource(data, description, scale=1.0 / 128, sample_rate_hz=float(rate), path=path))
+    scale = {16: 1.0 / 32768, 32: 1.0 / 2147483648}.get(bits, 1.0) if tag == _WAVE_PCM else 1.0
+    return ArraySource(data, description, scale=scale, sample_rate_hz=float(rate), path=path)
+
+
+# --- scaling and encodings -----------------------------------------------------------------
+
+
+SCALING_MODES = ("as-is", "normalize", "gain")
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """How source values become full-scale values: ``as-is``, ``normalize`` (the peak becomes
+    full scale) or ``gain`` (value * gain + offset)."""
+
+    mode: str = "as-is"
+    gain: float = 1.0
+    offset: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in SCALING_MODES:
+            raise WaveformError(f"unknown scaling {self.mode!r}; known: {', '.join(SCALING_MODES)}")
+
+    def factors(self, source: Source) -> tuple[float, float]:
+        """(gain, offset) for ``source``."""
+        if self.mode == "normalize":
+            low, high = source.stats()
+            peak = max(abs(low), abs(high))
+            return (1.0 / peak if peak else 1.0), 0.0
+        if self.mode == "gain":
+            return self.gain, self.offset
+        return 1.0, 0.0
+
+
+@dataclass(frozen=True)
+class SampleType:
+    """A sample type an instrument takes: how full scale maps onto its codes."""
+
+    key: str
+    label: str
+    dtype: str  # NumPy type without byte order
+    low: float  # the code for -1.0
+    high: float  # the code for +1.0
+    integer: bool
+
+    def encode(self, values: np.ndarray, byte_order: str) -> np.ndarray:
+        """Values in [-1, 1] (already clipped) as samples in ``byte_order``."""
+        kind = np.dtype(self.dtype).newbyteorder("<" if byte_order == "little" else ">")
+        if self.integer:
+            codes = np.rint(self.low + (values + 1.0) * ((self.high - self.low) / 2.0))
+            return codes.astype(kind)
+        return values.astype(kind)
+
+
+SAMPLE_TYPES = {
+    "int16": SampleType("int16", "int16 (DAC codes -32767 .. 32767)", "int16", -32767, 32767, True),
+    "float32": SampleType("float32", "float32 (-1.0 .. 1.0)", "float32", -1.0, 1.0, False),
+    "uint14": SampleType("uint14", "uint14 in 16 bits (0 .. 16383, Rigol DG)", "uint16", 0, 16383, True),
+}
+
+
+@dataclass(frozen=True)
+class Template:
+    """How an instrument takes a waveform.
+
+    ``kind`` is "block" (``prefix`` + one definite block + ``terminator``), "chained" (the
+    samples in messages of at most ``chunk_points``, each ``prefix`` with ``{flag}`` =
+    ``continue_flag`` or ``end_flag`` on the last, + block + terminator) or "raw" (``prefix`` +
+    the bare bytes; the message's end marks the end of the data). ``{name}`` is the waveform
+    name and ``{bord}`` ``SWAP`` or ``NORM`` for little- or big-endian samples (FORM:BORD).
+    ``verify`` is a query answering ``<points>,<crc32>``; ``select`` is sent after a good upload.
+    """
+
+    key: str
+    label: str
+    kind: str
+    prefix: str
+    sample_type: str
+    byte_order: str = "little"
+    byte_orders: tuple[str, ...] = ("little", "big")
+    sample_types: tuple[str, ...] = ("int16", "float32")
+    terminator: str = "\n"
+    chunk_points: int = 0
+    continue_flag: str = "CON"
+    end_flag: str = "END"
+    opc: bool = True
+    errors: bool = True
+    verify: str = ""
+    select: str = ""
+    editable_prefix: bool = False
+    note: str = ""
+
+    def prefix_for(self, name: str, byte_order: str, flag: str = "", prefix: str | None = None) -> bytes:
+        text = (self.prefix if prefix is None else prefix)
+        text = text.replace("{name}", name).replace("{bord}", "SWAP" if byte_order == "little" else "NORM")
+        return text.replace("{flag}", flag).encode("ascii", errors="strict")
+
+
+TEMPLATES = {
+    "awg-dac": Template(
+        "awg-dac", "DATA:ARB:DAC name,<int16 block> (virtual AWG, Keysight 33500/33600)", "block",
+        "FORM:BORD {bord};:DATA:ARB:DAC {name},", "int16", sample_types=("int16",),
+        verify="DATA:ATTR:CHEC? {name}", select="FUNC:ARB {name}",
+        note="int16 DAC codes -32767 .. 32767; FORM:BORD says the byte order"),
+    "awg-float": Template(
+        "awg-float", "DATA:ARB name,<float32 block> (virtual AWG, Keysight 33500/33600)", "block",
+        "FORM:BORD {bord};:DATA:ARB {name},", "float32", sample_types=("float32",),
+        verify="DATA:ATTR:CHEC? {name}", select="FUNC:ARB {name}",
+        note="float32 values -1.0 .. 1.0; FORM:BORD says the byte order"),
+    "generic": Template(
+        "generic", "prefix + <block> (any instrument)", "block", "MEM:DATA ", "int16",
+        editable_prefix=True, opc=True, errors=True,
+        note="the prefix is sent as typed, then the definite block and a newline"),
+    "rigol": Template(
+        "rigol", ":TRAC:DATA:DAC16 VOLATILE,CON|END,<block> (Rigol DG1000Z/DG800)", "chained",
+        ":SOUR1:TRAC:DATA:DAC16 VOLATILE,{flag},", "uint14", byte_orders=("little",), sample_types=("uint14",),
+        chunk_points=16384, errors=False,
+        note="16384 points per message, CON on all but the last (END); 14-bit codes little-endian"),
+    "siglent": Template(
+        "siglent", "C1:WVDT WVNM,name,WAVEDATA,<raw bytes> (Siglent SDG)", "raw",
+        "C1:WVDT WVNM,{name},WAVEDATA,", "int16", byte_orders=("little",), sample_types=("int16",),
+        terminator="", errors=False,
+        note="no block header: the data runs to the end of the message (EOM)"),
+}
+
+
+def default_template(idn: str | None) -> str:
+    """The template that suits an instrument, from its ``*IDN?`` answer."""
+    text = (idn or "").upper()
+    if "VIRTUAL AWG" in text or text.startswith(("KEYSIGHT", "AGILENT")):
+        return "awg-dac"
+    if text.startswith("RIGOL") and ",DG" in text:
+        return "rigol"
+    if text.startswith("SIGLENT") and ",SDG" in text:
+        return "siglent"
+    return "generic"
+
+
+# --- the upload plan -------------------------------------------------------------------------
+
+
+def block_header(length: int) -> bytes:
+    """The IEEE 488.2 definite block header for ``length`` bytes (488.2 8.7.9)."""
+    digits = str(length).encode("ascii")
+    if len(digits) > 9:
+        raise WaveformError("a definite block holds at most 999,999,999 bytes")
+    return b"#" + str(len(digits)).encode("ascii") + digits
+
+
+@dataclass(frozen=True)
+class Message:
+    """One USBTMC message of an upload: ``pieces`` are joined by nobody; ``total_bytes`` is their sum."""
+
+    pieces: Iterator
+    total_bytes: int
+    points: int
+
+
+@dataclass(frozen=True)
+class UploadPlan:
+    """What to send: a source, its scaling and encoding, and the template to wrap it in."""
+
+    source: Source
+    template: Template
+    name: str = "tmc_wave"
+    sample_type: str | None = None
+    byte_order: str | None = None
+    scaling: Scaling = field(default_factory=Scaling)
+    prefix: str | None = None  # the generic template's prefix as typed
+    select: bool = False  # send the template's select command after a good upload
+    chunk_points: int = CHUNK_POINTS
+
+    def __post_init__(self) -> None:
+        t = self.template
+        if self.kind not in t.sample_types:
+            raise WaveformError(f"{t.label.split(' (')[0]} takes {', '.join(t.sample_types)} samples, not {self.kind}")
+        if self.order not in t.byte_orders:
+            raise WaveformError(f"{t.label.split(' (')[0]} takes {' or '.join(t.byte_orders)}-endian samples")
+        if ("{name}" in t.prefix or t.verify) and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,11}", self.name):
+            raise WaveformError(f"{self.name!r} is not a waveform name: a letter, then letters, digits or _ "
+                                f"(at most 12)")
+        if self.source.points < 1:
+            raise WaveformError("the waveform has no points")
+        try:
+            self.template.prefix_for(self.name, self.order, "", self.prefix)
+        except UnicodeEncodeError:
+            raise WaveformError("the command prefix must be ASCII") from None
+
+    @property
+    def kind(self) -> str:
+        return self.sample_type or self.template.sample_type
+
+    @property
+    def order(self) -> str:
+        return self.byte_order or self.template.byte_order
+
+    @property
+    def sample(self) -> SampleType:
+        return SAMPLE_TYPES[self.kind]
+
+    @property
+    def sample_bytes(self) -> int:
+        return np.dtype(self.sample.dtype).itemsize
+
+    def _spans(self) -> list[tuple[int, int, bytes, bytes]]:
+        """(first point, end point, head, tail) of each message."""
+        t, n = self.template, self.source.points
+        if t.kind == "chained":
+            step = t.chunk_points
+            spans = []
+            for start in range(0, n, step):
+                stop = min(n, start + step)
+                flag = t.end_flag if stop == n else t.continue_flag
+                prefix = t.prefix_for(self.name, self.order, flag, self.prefix)
+                spans.append((start, stop, prefix + block_header((stop - start) * self.sample_bytes),
+                              t.terminator.encode()))
+            return spans
+        prefix = t.prefix_for(self.name, self.order, "", self.prefix)
+        if t.kind == "block":
+            prefix += block_header(n * self.sample_bytes)
+        return [(0, n, prefix, t.terminator.encode())]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(len(head) + (stop - start) * self.sample_bytes + len(tail)
+                   for start, stop, head, tail in self._spans())
+
+    @property
+    def message_count(self) -> int:
+        return len(self._spans())
+
+    def head_preview(self, data_bytes: int = 32) -> tuple[bytes, bytes]:
+        """(the first message's text before the data, the first ``data_bytes`` bytes of data)."""
+        start, stop, head, _tail = self._spans()[0]
+        points = min(stop - start, -(-data_bytes // self.sample_bytes))
+        encoded = Encoder(self).encode(self.source.chunk(start, start + points))
+        return head, encoded.tobytes()[:data_bytes]
+
+    def open(self) -> UploadStream:
+        """A fresh stream of this plan's messages (one per upload: it computes the checksum on the way)."""
+        return UploadStream(self)
+
+
+class Encoder:
+    """Scales, clips and encodes chunks of a plan's source; counts what was clipped."""
+
+    def __init__(self, plan: UploadPlan) -> None:
+        self.plan = plan
+        self.gain, self.offset = plan.scaling.factors(plan.source)
+        self.clipped = 0
+
+    def encode(self, values: np.ndarray) -> np.ndarray:
+        if self.gain != 1.0:
+            values *= self.gain
+        if self.offset:
+            values += self.offset
+        over = np.count_nonzero((values > 1.0) | (values < -1.0) | np.isnan(values))
+        if over:
+            self.clipped += int(over)
+            np.clip(np.nan_to_num(values, nan=0.0), -1.0, 1.0, out=values)
+        return self.plan.sample.encode(values, self.plan.order)
+
+
+class UploadStream:
+    """The messages of one upload, produced lazily; ``crc32`` and ``clipped`` are complete once
+    every message has been consumed. CRC-32 is over the samples little-endian."""
+
+    def __init__(self, plan: UploadPlan) -> None:
+        self.plan = plan
+        self.encoder = Encoder(plan)
+        self.crc32 = 0
+        self.points_sent = 0
+
+    @property
+    def clipped(self) -> int:
+        return self.encoder.clipped
+
+    def messages(self) -> Iterator[Message]:
+        plan = self.plan
+        for start, stop, head, tail in plan._spans():
+            total = len(head) + (stop - start) * plan.sample_bytes + len(tail)
+            yield Message(self._pieces(start, stop, head, tail), total, stop - start)
+
+    def _pieces(self, start: int, stop: int, head: bytes, tail: bytes) -> Iterator:
+        yield head
+        swap = self.plan.order == "big"
+        for first in range(start, stop, self.plan.chunk_points):
+            last = min(stop, first + self.plan.chunk_points)
+            samples = self.encoder.encode(self.plan.source.chunk(first, last))
+            little = samples.byteswap() if swap else samples
+            self.crc32 = zlib.crc32(memoryview(little).cast("B"), self.crc32)
+            self.points_sent += last - first
+            yield samples
+        if tail:
+            yield tail
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """What an upload did and what the instrument said about it."""
+
+    bytes_sent: int
+    seconds: float
+    points: int
+    crc32: int
+    clipped: int
+    opc: bool | None = None  # *OPC? answered 1 (None: not asked)
+    errors: tuple[str, ...] = ()  # SYST:ERR? entries other than 0
+    device_points: int | None = None
+    device_crc32: int | None = None
+    problems: tuple[str, ...] = ()  # checks that could not run
+
+    @property
+    def verified(self) -> bool | None:
+        """True when the instrument reports the points and CRC-32 that were sent (None: not asked)."""
+        if self.device_points is None:
+            return None
+        return self.device_points == self.points and self.device_crc32 == self.crc32
+
+    @property
+    def bytes_per_s(self) -> float:
+        return self.bytes_sent / self.seconds if self.seconds > 0 else 0.0
+
+
+ProgressCallback = Callable[[int, int, float], None]
+
+
+def run_upload(instrument, plan: UploadPlan, *, abort: threading.Event | None = None,
+               progress: ProgressCallback | None = None, check: bool = True) -> UploadResult:
+    """Send ``plan`` through ``instrument`` (an ``app.usbtmc.Instrument``), then check it.
+
+    ``progress(done_bytes, total_bytes, elapsed_s)`` is called after every transfer.
+    ``abort`` is checked between transfers (the core then aborts the transfer and clears
+    the device). With ``check``, afterwards: ``*OPC?``, ``SYST:ERR?`` until it answers 0 and
+    the template's verify query, as the template allows. Core errors propagate.
+    """
+    stream = plan.open()
+    total = plan.total_bytes
+    started = time.perf_counter()
+    before = 0
+    for message in stream.messages():
+        def report(done: int, _total: int, base: int = before) -> None:
+            if progress is not None:
+                progress(base + done, total, time.perf_counter() - started)
+
+        instrument.write_stream(message.pieces, message.total_bytes, abort=abort, progress=report)
+        before += message.total_bytes
+    seconds = time.perf_counter() - started
+    result = UploadResult(total, seconds, stream.points_sent, stream.crc32, stream.clipped)
+    return check_upload(instrument, plan, result) if check else result
+
+
+def check_upload(instrument, plan: UploadPlan, result: UploadResult) -> UploadResult:
+    """Ask the instrument about an upload: ``*OPC?``, the error queue, the stored length and CRC."""
+    t = plan.template
+    changes: dict = {}
+    problems: list[str] = []
+    if t.opc:
+        changes["opc"] = instrument.query("*OPC?").strip() == "1"
+    if t.errors:
+        found = []
+        for _ in range(32):
+            entry = instrument.query("SYST:ERR?").strip()
+            if not entry or entry.split(",", 1)[0].strip().lstrip("+") in ("0", "-0"):
+                break
+            found.append(entry)
+        changes["errors"] = tuple(found)
+    if t.verify:
+        answer = instrument.query(t.verify.replace("{name}", plan.name)).strip()
+        try:
+            points, crc = (int(part) for part in answer.split(","))
+            changes["device_points"], changes["device_crc32"] = points, crc
+        except ValueError:
+            problems.append(f"{t.verify.split()[0]} answered {answer!r}, not <points>,<crc32>")
+    result = replace(result, problems=tuple(problems), **changes)
+    if plan.select and t.select and not result.errors and result.verified is not False:
+        instrument.write(t.select.replace("{name}", plan.name))
+    return result
+
+
+def format_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"

@@ -1,0 +1,143 @@
+"""Waveform uploads through the core to the virtual AWG: byte-for-byte round trips, Cancel,
+a device that stops taking data, transfer sizing for a quick Cancel, and memory use."""
+
+from __future__ import annotations
+
+import threading
+import tracemalloc
+import zlib
+
+import numpy as np
+import pytest
+
+from app.sim.awg import VirtualAwg
+from app.sim.device import NoData
+from app.usbtmc import AbortedError, Instrument, TmcTimeoutError
+from app.waveforms import TEMPLATES, ArraySource, ShapeSource, UploadPlan, run_upload
+
+AWG = "USB0::0x1209::0x000C::AWG-0001::INSTR"
+MIB = 1 << 20
+
+
+@pytest.fixture
+def awg_device(sim):
+    return sim.bus.find(kind=VirtualAwg)
+
+
+@pytest.fixture
+def awg(sim):
+    with Instrument(AWG, backend=sim, timeout_ms=2000) as inst:
+        yield inst
+
+
+def errors(inst) -> list[str]:
+    found = []
+    for _ in range(20):
+        entry = inst.query("SYST:ERR?")
+        if entry.startswith("0,"):
+            break
+        found.append(entry)
+    return found
+
+
+@pytest.mark.parametrize("template", ["awg-dac", "awg-float"])
+@pytest.mark.parametrize("byte_order", ["little", "big"])
+@pytest.mark.parametrize("points", [4096, 4099, 3 * MIB // 4 + 5])  # whole 512-byte packets, not, several transfers
+def test_uploads_round_trip_byte_for_byte(awg, awg_device, template, byte_order, points):
+    rng = np.random.default_rng(points)
+    source = ArraySource(rng.uniform(-1, 1, points), "noise")
+    plan = UploadPlan(source, TEMPLATES[template], name="rt", byte_order=byte_order)
+    result = run_upload(awg, plan)
+    assert result.errors == () and result.opc is True and result.verified is True
+    stored = awg_device.waveform("rt")
+    kind = "<i2" if template == "awg-dac" else "<f4"
+    values = source.chunk(0, points)
+    expected = (np.rint(values * 32767) if kind == "<i2" else values).astype(kind).tobytes()
+    assert bytes(stored.data) == expected
+    assert result.crc32 == zlib.crc32(expected) and result.points == points
+    assert result.bytes_sent == plan.total_bytes
+
+
+def test_cancel_mid_upload_leaves_the_device_usable_and_explains(awg, awg_device):
+    abort = threading.Event()
+    seen = []
+
+    def progress(done, total, elapsed):
+        seen.append(done)
+        if len(seen) == 2:
+            abort.set()  # Cancel after the second transfer
+
+    plan = UploadPlan(ShapeSource("sine", 4 * MIB), TEMPLATES["awg-dac"], name="cut")
+    with pytest.raises(AbortedError, match="aborted by the user") as info:
+        run_upload(awg, plan, abort=abort, progress=progress)
+    assert "device clear" in str(info.value) and "the session is usable" in str(info.value)
+    assert awg.query("*IDN?").startswith("TMC Console,Virtual AWG")
+    (entry,) = errors(awg)
+    assert entry.startswith("-161,") and "DATA:ARB:DAC CUT" in entry.upper() and "aborted" in entry
+    assert f"after {seen[-1] - len(plan.head_preview()[0])} of {8 * MIB} block bytes" in entry
+    assert awg_device.waveform("cut") is None
+    result = run_upload(awg, plan)
+    assert result.verified and result.errors == ()
+
+
+def test_a_device_that_stops_taking_data_times_out_with_a_clear_message(sim, awg_device):
+    transfers = []
+
+    def stop_after_one(direction, data):
+        transfers.append(len(data))
+        if len(transfers) > 2:  # FORM... message done, first transfer taken: then NAK for ever
+            raise NoData("the instrument stopped reading")
+
+    with Instrument(AWG, backend=sim, timeout_ms=150) as inst:
+        inst.write("*CLS")
+        awg_device.faults[0x01] = stop_after_one
+        plan = UploadPlan(ShapeSource("ramp", 2 * MIB), TEMPLATES["awg-dac"], name="stuck")
+        with pytest.raises(TmcTimeoutError) as info:
+            run_upload(inst, plan)
+        del awg_device.faults[0x01]
+        text = str(info.value)
+        assert text.startswith("the device did not accept a 1048576-byte Bulk-OUT transfer in time")
+        assert "device clear sent to discard the partial message" in text and "the session is usable" in text
+        assert inst.query("*OPC?") == "1"
+        (entry,) = errors(inst)
+        assert "STUCK" in entry.upper() and "aborted" in entry and "nothing stored" in entry
+
+
+def test_a_device_slower_than_the_timeout_is_aborted_mid_transfer(sim, awg_device):
+    awg_device.set_pacing(ingest_bytes_per_s=1.8e6)  # like a 33622A: a 1 MiB transfer takes 0.58 s
+    with Instrument(AWG, backend=sim, timeout_ms=100) as inst:
+        plan = UploadPlan(ShapeSource("sine", MIB), TEMPLATES["awg-dac"], name="slow")
+        with pytest.raises(TmcTimeoutError) as info:
+            run_upload(inst, plan)
+        assert "aborted Bulk-OUT transfer" in info.value.recovery and "after the device took" in info.value.recovery
+        awg_device.set_pacing()
+        assert inst.query("*OPC?") == "1"
+        assert any("SLOW" in e.upper() and "aborted" in e for e in errors(inst))
+
+
+def test_abort_latency_sizes_transfers_from_the_measured_rate(sim, awg_device, transfer_log):
+    awg_device.set_pacing(ingest_bytes_per_s=2e6)
+    with Instrument(AWG, backend=sim, timeout_ms=2000) as inst:
+        transfer_log.writes.clear()
+        inst.write_stream([b"DATA:ARB:DAC lat,#6524288", bytes(512 * 1024), b"\n"], abort=threading.Event(),
+                          abort_latency_ms=50)
+        sizes = [n for n, _eom in transfer_log.message_transfers()]
+        assert sizes[0] == 64 * 1024  # before a rate is known
+        assert all(n % 512 == 0 for n in sizes[:-1]) and max(sizes) <= 256 * 1024
+        assert len(sizes) >= 4
+        awg_device.set_pacing()
+        assert inst.query("DATA:ATTR:POIN? lat") == "262144"
+
+
+def test_a_large_upload_keeps_one_copy_of_the_waveform(awg, awg_device):
+    plan = UploadPlan(ShapeSource("triangle", 16 * MIB), TEMPLATES["awg-dac"], name="big")  # 32 MiB of int16
+    tracemalloc.start()
+    try:
+        result = run_upload(awg, plan)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.verified
+    waveform = plan.total_bytes
+    # The device's copy, plus transfer-sized buffers on the way: never a second copy of the waveform.
+    assert peak < waveform + 12 * MIB, f"peak {peak / MIB:.1f} MiB for a {waveform / MIB:.1f} MiB upload"
