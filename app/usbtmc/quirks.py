@@ -35,6 +35,59 @@ from .errors import QuirksFileError
 MIB = 1 << 20
 
 
+@dataclass(frozen=True, repr=False)
+class VendorRequest:
+    """One control transfer of a vendor sequence, written in TOML as
+    ``[bmRequestType, bRequest, wValue, wIndex, wLength]`` (an IN request: that many bytes
+    are read and ignored) or ``[bmRequestType, bRequest, wValue, wIndex, [data bytes]]``
+    (an OUT request). Only vendor-type requests (bmRequestType bits 6..5 = 2) are allowed,
+    so a quirks file can never send standard or class requests."""
+
+    request_type: int
+    request: int
+    value: int
+    index: int
+    length: int = 0  # IN: bytes to read
+    data: bytes = b""  # OUT: the data stage
+
+    @property
+    def is_in(self) -> bool:
+        return bool(self.request_type & 0x80)
+
+    def __repr__(self) -> str:
+        return self.as_toml()
+
+    def as_toml(self) -> str:
+        last = str(self.length) if self.is_in else "[" + ", ".join(f"0x{b:02X}" for b in self.data) + "]"
+        return f"[0x{self.request_type:02X}, 0x{self.request:02X}, 0x{self.value:04X}, 0x{self.index:04X}, {last}]"
+
+
+def parse_vendor_requests(value: Any) -> tuple[VendorRequest, ...]:
+    """Validate the TOML form of ``mode_switch_requests``; raises ValueError saying what is wrong."""
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a non-empty list of [bmRequestType, bRequest, wValue, wIndex, wLength or [data]]")
+    requests = []
+    for number, item in enumerate(value, 1):
+        if not isinstance(item, list) or len(item) != 5:
+            raise ValueError(f"request {number} must have 5 items: bmRequestType, bRequest, wValue, wIndex, wLength or [data]")
+        head, last = item[:4], item[4]
+        limits = (0xFF, 0xFF, 0xFFFF, 0xFFFF)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= top for v, top in zip(head, limits)):
+            raise ValueError(f"request {number}: bmRequestType/bRequest are bytes, wValue/wIndex 16-bit numbers")
+        request_type = head[0]
+        if (request_type >> 5) & 0x03 != 2:
+            raise ValueError(f"request {number}: bmRequestType 0x{request_type:02X} is not a vendor request")
+        if request_type & 0x80:
+            if not isinstance(last, int) or isinstance(last, bool) or not 0 <= last <= 0xFFFF:
+                raise ValueError(f"request {number}: an IN request ends with wLength, a number")
+            requests.append(VendorRequest(*head, length=last))
+        else:
+            if not isinstance(last, list) or not all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 0xFF for b in last):
+                raise ValueError(f"request {number}: an OUT request ends with its data, a list of bytes")
+            requests.append(VendorRequest(*head, data=bytes(last)))
+    return tuple(requests)
+
+
 @dataclass(frozen=True)
 class AppliedQuirk:
     """One flag set by a database entry, with the entry's explanation."""
@@ -99,6 +152,22 @@ class Quirks:
     # Slowest rate the device is expected to sustain: a transfer of n bytes gets
     # timeout_ms + n / min_bytes_per_s. 0 means a fixed timeout per transfer.
     min_bytes_per_s: int = 0
+    # INITIATE_CLEAR hangs or wedges the device: never send it (not on open, not to recover
+    # from an error); clear() raises NotSupportedError instead.
+    no_initiate_clear: bool = False
+    # TransferSize never exceeds this many bytes although the device sends more: a transfer
+    # announcing at least this many is read on until a short packet (0: no cap).
+    transfer_size_cap: int = 0
+    # Read Bulk-IN until a short packet after INITIATE_ABORT_BULK_IN (USBTMC 1.0 4.2.1.4).
+    # The spec requires it; devices such as the Tektronix FCA3000 never recover without it.
+    abort_in_drain: bool = True
+    # This PID is a firmware-update (boot) mode: after the vendor control requests in
+    # mode_switch_requests the instrument re-enumerates as USBTMC under this PID (0: none).
+    mode_switch_target_pid: int = 0
+    # The vendor control requests that leave the boot mode, sent in order.
+    mode_switch_requests: tuple[VendorRequest, ...] = ()
+    # How long to wait for the instrument to re-enumerate after the switch, in ms.
+    mode_switch_wait_ms: int = 20000
 
     applied: tuple[AppliedQuirk, ...] = ()
 
@@ -107,11 +176,18 @@ class Quirks:
         return [f"{a.flag} = {a.value!r}: {a.reason}" for a in self.applied]
 
 
-FLAG_TYPES: dict[str, type] = {
-    f.name: (int if f.type in ("int", int) else bool) for f in fields(Quirks) if f.name != "applied"
-}
+def _flag_type(annotation) -> type:
+    if annotation in ("int", int):
+        return int
+    if annotation in ("bool", bool):
+        return bool
+    return tuple  # a list of vendor requests
+
+
+FLAG_TYPES: dict[str, type] = {f.name: _flag_type(f.type) for f in fields(Quirks) if f.name != "applied"}
 DEFAULTS = Quirks()
 _POSITIVE_FLAGS = {"max_out_transfer_bytes", "max_in_transfer_bytes", "read_buffer_bytes"}
+_SIXTEEN_BIT_FLAGS = {"mode_switch_target_pid"}
 _ENTRY_KEYS = {"name", "vid", "pid", "pid_range", "product", "idn", "reason", "source", "flags"}
 
 
@@ -256,12 +332,20 @@ def parse_database(text: str, origin: str = "quirks.toml") -> list[QuirkEntry]:
             expected = FLAG_TYPES.get(flag)
             if expected is None:
                 raise fail(f"entry {name!r}: unknown flag {flag!r} (known: {', '.join(sorted(FLAG_TYPES))})", flag)
+            if expected is tuple:
+                try:
+                    flags[flag] = parse_vendor_requests(value)
+                except ValueError as exc:
+                    raise fail(f"entry {name!r}: flag {flag!r} {exc}", flag) from None
+                continue
             if expected is bool and not isinstance(value, bool):
                 raise fail(f"entry {name!r}: flag {flag!r} must be true or false", flag)
             if expected is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise fail(f"entry {name!r}: flag {flag!r} must be a whole number >= 0", flag)
             if flag in _POSITIVE_FLAGS and value == 0:
                 raise fail(f"entry {name!r}: flag {flag!r} must be at least 1", flag)
+            if flag in _SIXTEEN_BIT_FLAGS and value > 0xFFFF:
+                raise fail(f"entry {name!r}: flag {flag!r} must be a 16-bit number", flag)
         entries.append(
             QuirkEntry(
                 name=name,
