@@ -89,9 +89,12 @@ class Instrument:
         self._out_frame: array | None = None  # the frame of full-size Bulk-OUT transfers, reused
         self._srq: deque[int] = deque()
         self._closed = False
+        self._remote_on_open = False
 
         backend = backend if backend is not None else default_backend()
         db = quirk_db if quirk_db is not None else default_database()
+        if not use_quirks:
+            db = QuirkDatabase()  # as if compliant: no forced class, no firmware-mode switch, no flags
         device, cfg, intf = find_device(self.resource, backend, db)
         self.info: DeviceInfo = describe_interface(device, cfg, intf, probe=False, db=db, strings=None)
         endpoints = find_endpoints(intf)
@@ -109,14 +112,16 @@ class Instrument:
                 self.quirks = DEFAULTS
             self.capabilities = self._get_capabilities()
             self.info = replace(self.info, capabilities=self.capabilities, quirks=self.quirks.applied)
-            if self.quirks.clear_on_open:
+            if self.quirks.clear_on_open and not self.quirks.no_initiate_clear:
                 self.clear()
+            # Before any query: some devices ignore every message until they are remote.
+            if self.quirks.remote_on_open and self.capabilities.ren_control:
+                self.remote()
+                self._remote_on_open = True
             if use_quirks and quirks is None and db.needs_idn(self.info.vid, self.info.pid):
                 idn = self.query("*IDN?")
                 self.quirks = db.lookup(self.info.vid, self.info.pid, self.info.product or None, idn)
                 self.info = replace(self.info, quirks=self.quirks.applied)
-            if self.quirks.remote_on_open and self.capabilities.ren_control:
-                self.remote()
         except BaseException:
             self._transport.close()
             raise
@@ -132,6 +137,11 @@ class Instrument:
     def close(self) -> None:
         """Release the interface. Safe to call twice and after the device is gone."""
         if not self._closed:
+            if self._remote_on_open:
+                try:
+                    self.ren(False)  # give the front panel back (USB488 4.3.2: REN false -> LOCS)
+                except TmcError:
+                    pass  # gone or refusing: closing goes on regardless
             self._closed = True
             if self.quirks.clear_halt_on_close:
                 for endpoint in (self._ep.bulk_out, self._ep.bulk_in):
@@ -313,6 +323,10 @@ class Instrument:
 
     def clear(self) -> None:
         """Device clear: INITIATE_CLEAR, CHECK_CLEAR_STATUS, then clear the Bulk-OUT halt (USBTMC 1.0 4.2.1.6-7)."""
+        if self.quirks.no_initiate_clear:
+            raise NotSupportedError(
+                "this device hangs on INITIATE_CLEAR (quirk no_initiate_clear), so no device clear is sent"
+            )
         status = self._control(Request.INITIATE_CLEAR, 0, 1)[0]
         if status != Status.SUCCESS:
             raise ProtocolError(f"INITIATE_CLEAR answered status 0x{status:02X}")
@@ -332,6 +346,17 @@ class Instrument:
         self._transport.clear_halt(self._ep.bulk_out)
         if self.quirks.clear_halts_bulk_in:
             self._transport.clear_halt(self._ep.bulk_in)
+
+    def _clear_for_recovery(self) -> str:
+        """A device clear to resynchronise after an error; for devices that hang on
+        INITIATE_CLEAR, drain Bulk-IN and clear both halts instead."""
+        if not self.quirks.no_initiate_clear:
+            self.clear()
+            return "device clear sent"
+        drained = self._drain_bulk_in()
+        self._transport.clear_halt(self._ep.bulk_out)
+        self._transport.clear_halt(self._ep.bulk_in)
+        return f"device clear skipped (quirk no_initiate_clear); {drained} bytes drained and halts cleared"
 
     def _drain_bulk_in(self, timeout_ms: int = 300) -> int:
         """Read Bulk-IN until a short packet ends the transfer (USBTMC 1.0 section 4.2.1.4)."""
@@ -354,15 +379,17 @@ class Instrument:
         if status == Status.FAILED:
             return "no Bulk-IN transfer was in progress; the session is usable"
         if status == Status.TRANSFER_NOT_IN_PROGRESS:
-            self.clear()
-            return f"Bulk-IN transfer bTag {btag} was not in progress; device clear sent; the session is usable"
+            done = self._clear_for_recovery()
+            return f"Bulk-IN transfer bTag {btag} was not in progress; {done}; the session is usable"
         if status != Status.SUCCESS:
             raise ProtocolError(f"INITIATE_ABORT_BULK_IN answered status 0x{status:02X}")
-        drained = self._drain_bulk_in()
+        # USBTMC 1.0 4.2.1.4: read Bulk-IN until a short packet, then check the status.
+        drain = self.quirks.abort_in_drain
+        drained = self._drain_bulk_in() if drain else 0
         for _ in range(_MAX_STATUS_POLLS):
             check = self._control(Request.CHECK_ABORT_BULK_IN_STATUS, 0, 8, endpoint=self._ep.bulk_in)
             if check[0] == Status.PENDING:
-                if len(check) > 1 and check[1] & 0x01:
+                if len(check) > 1 and check[1] & 0x01 and drain:
                     drained += self._drain_bulk_in()
                 else:
                     time.sleep(_POLL_INTERVAL_S)
@@ -530,15 +557,14 @@ class Instrument:
     def _discard_partial(self, last: bool) -> str:
         if last:
             return "; the session is usable"
-        self.clear()
-        return "; device clear sent to discard the partial message; the session is usable"
+        done = self._clear_for_recovery()
+        return f"; {done} to discard the partial message; the session is usable"
 
     def _abort_message(self) -> str:
         """Abort between transfers: stop the last transfer and discard the partial message."""
         text = self._abort_bulk_out(self._last_out_btag) if self._last_out_btag else "nothing sent yet"
         if self._last_out_btag:
-            self.clear()
-            text += "; device clear sent to discard the partial message"
+            text += f"; {self._clear_for_recovery()} to discard the partial message"
         return text + "; the session is usable"
 
     def _clear_out_halt(self) -> str:
@@ -612,7 +638,7 @@ class Instrument:
         requested = False
         while True:
             if abort is not None and abort.is_set():
-                recovery = self._recover(lambda: self.clear() or "device clear sent; the session is usable")
+                recovery = self._recover(lambda: self._clear_for_recovery() + "; the session is usable")
                 raise AbortedError(f"the read was aborted by the user ({recovery})", len(out))
             ask = q.max_in_transfer_bytes if max_bytes is None else min(q.max_in_transfer_bytes, max_bytes - len(out))
             if not (requested and q.single_request_per_reply):
@@ -648,9 +674,17 @@ class Instrument:
         q = self.quirks
         packet = self._ep.bulk_in_packet_bytes
         first_buffer = min(_round_up(HEADER_BYTES + ask + 3, packet), max(packet, _round_up(q.read_buffer_bytes, packet)))
+        if q.no_zlp:
+            # Without ZLPs a read only completes early on a short packet or a full buffer: one
+            # packet always completes, and the rest is read with a buffer sized exactly.
+            first_buffer = packet
         first_of_reply = not already
         try:
             data = self._transport.bulk_in(first_buffer, self.timeout_ms)
+            if not data:
+                # A zero-length packet left over from the previous transfer (a device that
+                # ended it on a packet boundary after the host had sized its read exactly).
+                data = self._transport.bulk_in(first_buffer, self.timeout_ms)
             try:
                 header = framing.parse_in_header(
                     data,
@@ -672,6 +706,9 @@ class Instrument:
                     block = None
                 if block is not None and block.payload_bytes is not None:
                     size = block.header_bytes + block.payload_bytes
+            if q.transfer_size_cap and size == header.transfer_size >= q.transfer_size_cap:
+                # The announced size is the device's cap, not the reply's.
+                return header, bytes(self._read_capped(body, len(data) == first_buffer))
             if size > ask and not q.header_in_first_transfer_only:
                 raise ProtocolError(f"the device announced {size} bytes after {ask} were requested")
             # With a header only in the first transfer, later transfers carry bare data (no padding).
@@ -699,6 +736,32 @@ class Instrument:
             raise ProtocolError(f"the device halted its Bulk-IN endpoint ({recovery})") from None
         payload = bytes(body[:size])
         return header, self._strip_padding(payload) if q.transfer_size_includes_padding else payload
+
+    def _read_capped(self, body: bytearray, first_read_full: bool) -> bytearray:
+        """Read a reply whose TransferSize is capped (quirk ``transfer_size_cap``).
+
+        Such a device sends the reply as transfers of ``cap`` data bytes (only the first
+        with a header) and ends it with a shorter one; a transfer that carries more than
+        ``cap`` bytes is the whole reply. Each read uses a buffer larger than one transfer,
+        so it returns exactly one transfer (ended by its short packet or ZLP).
+        """
+        cap = self.quirks.transfer_size_cap
+        packet = self._ep.bulk_in_packet_bytes
+        buffer = _round_up(HEADER_BYTES + cap + 1, packet)
+        current = len(body)  # data bytes of the device transfer being read
+        if first_read_full:  # the first read stopped at its buffer, inside the first transfer
+            more = self._transport.bulk_in(buffer, self.timeout_ms)
+            body += more
+            current += len(more)
+        zlps = 0
+        while current == cap:
+            more = self._transport.bulk_in(buffer, self.timeout_ms)
+            if not more and zlps == 0:
+                zlps = 1  # the ZLP after a transfer that filled whole packets
+                continue
+            body += more
+            current, zlps = len(more), 0
+        return body
 
     def _read_until_short_packet(self, body: bytearray, last_read: int, last_buffer: int) -> bytearray:
         """Keep reading until a short packet ends the transfer (for devices whose TransferSize lies)."""
