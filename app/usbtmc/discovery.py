@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 import usb.core
 import usb.util
 
 from .constants import REQ_IN_CLASS_INTERFACE, USBTMC_CLASS, USBTMC_SUBCLASS, CAPABILITIES_BYTES, InterfaceProtocol, Request
-from .errors import AccessError, DeviceNotFoundError, TmcError
+from .errors import AccessError, DeviceGoneError, DeviceNotFoundError, TmcError
 from .framing import Capabilities, parse_capabilities
-from .quirks import AppliedQuirk, QuirkDatabase, default_database
+from .quirks import AppliedQuirk, QuirkDatabase, Quirks, default_database
 from .resource import Resource, format_resource
 from .transport import default_backend, find_endpoints, translate
 
@@ -52,6 +53,9 @@ class DeviceInfo:
     capabilities: Capabilities | None
     quirks: tuple[AppliedQuirk, ...]
     problem: str | None = None  # why it cannot be opened, and what to do
+    # Set when the instrument sits in its firmware-update mode under this PID; ``pid`` and
+    # ``resource`` already name the USBTMC mode that opening the resource switches it to.
+    firmware_mode_pid: int | None = None
 
     @property
     def vid_pid(self) -> str:
@@ -84,7 +88,8 @@ def _usbtmc_interfaces(device, db: QuirkDatabase):
     """(configuration, interface) pairs that carry the USBTMC class triple (USBTMC 1.0 Table 43).
 
     A device whose quirks set ``force_usbtmc`` offers its first interface with a
-    bulk pair instead, even without the class triple.
+    bulk pair instead, even without the class triple; one in a firmware-update mode
+    (``mode_switch_target_pid``) offers its first interface, whatever it is.
     """
     found = False
     for cfg in device:
@@ -93,7 +98,15 @@ def _usbtmc_interfaces(device, db: QuirkDatabase):
                 if intf.bAlternateSetting == 0:
                     found = True
                     yield cfg, intf
-    if not found and db.lookup(device.idVendor, device.idProduct).force_usbtmc:
+    if found:
+        return
+    quirks = db.lookup(device.idVendor, device.idProduct)
+    if quirks.mode_switch_target_pid:
+        for cfg in device:
+            for intf in cfg:
+                yield cfg, intf
+                return
+    if quirks.force_usbtmc:
         for cfg in device:
             for intf in cfg:
                 if intf.bAlternateSetting == 0 and find_endpoints(intf) is not None:
@@ -111,6 +124,14 @@ def _probe_capabilities(device, intf, usb488: bool) -> Capabilities:
 def describe_interface(device, cfg, intf, *, probe: bool, db: QuirkDatabase, strings: dict | None = None) -> DeviceInfo:
     """A :class:`DeviceInfo` for one USBTMC interface of a pyusb device."""
     problem = None
+    boot: Quirks = db.lookup(device.idVendor, device.idProduct)
+    firmware_mode = bool(boot.mode_switch_target_pid) and not (
+        intf.bInterfaceClass == USBTMC_CLASS and intf.bInterfaceSubClass == USBTMC_SUBCLASS
+    )
+    if strings is None and firmware_mode:
+        # Some instruments cannot even give their serial number in this mode (U2741A).
+        strings = {key: _string_or_empty(device, index) for key, index in (
+            ("manufacturer", device.iManufacturer), ("product", device.iProduct), ("serial", device.iSerialNumber))}
     if strings is None:
         try:
             strings = {
@@ -121,6 +142,12 @@ def describe_interface(device, cfg, intf, *, probe: bool, db: QuirkDatabase, str
         except (usb.core.USBError, ValueError, NotImplementedError) as exc:
             strings = {"manufacturer": "", "product": "", "serial": ""}
             problem = f"The device's strings cannot be read ({exc}). {_access_advice()}."
+    if firmware_mode and not boot.mode_switch_requests:
+        problem = (
+            f"The instrument is in its firmware-update mode (PID 0x{device.idProduct:04X}) and no sequence "
+            f"to switch it to USBTMC mode (PID 0x{boot.mode_switch_target_pid:04X}) is known; "
+            "add mode_switch_requests to your quirks file, or let the vendor's software switch it once."
+        )
     usb488 = intf.bInterfaceProtocol == InterfaceProtocol.USB488
     endpoints = tuple(
         EndpointInfo(
@@ -131,10 +158,10 @@ def describe_interface(device, cfg, intf, *, probe: bool, db: QuirkDatabase, str
         )
         for ep in intf
     )
-    if find_endpoints(intf) is None and problem is None:
+    if find_endpoints(intf) is None and problem is None and not firmware_mode:
         problem = "The interface lacks the Bulk-IN/Bulk-OUT endpoint pair USBTMC requires."
     caps = None
-    if probe and problem is None:
+    if probe and problem is None and not firmware_mode:
         try:
             caps = _probe_capabilities(device, intf, usb488)
         except usb.core.USBError as exc:
@@ -145,12 +172,14 @@ def describe_interface(device, cfg, intf, *, probe: bool, db: QuirkDatabase, str
             caps = None  # a device with a broken GET_CAPABILITIES still opens
     quirks = db.lookup(device.idVendor, device.idProduct, strings["product"] or None)
     n_usbtmc = sum(1 for _ in _usbtmc_interfaces(device, db))
+    # A device in firmware-update mode is listed under the PID it will have once switched.
+    pid = boot.mode_switch_target_pid if firmware_mode else device.idProduct
     return DeviceInfo(
         resource=format_resource(
-            device.idVendor, device.idProduct, strings["serial"], intf.bInterfaceNumber if n_usbtmc > 1 else None
+            device.idVendor, pid, strings["serial"], intf.bInterfaceNumber if n_usbtmc > 1 else None
         ),
         vid=device.idVendor,
-        pid=device.idProduct,
+        pid=pid,
         serial=strings["serial"],
         manufacturer=strings["manufacturer"],
         product=strings["product"],
@@ -164,7 +193,15 @@ def describe_interface(device, cfg, intf, *, probe: bool, db: QuirkDatabase, str
         capabilities=caps,
         quirks=quirks.applied,
         problem=problem,
+        firmware_mode_pid=device.idProduct if firmware_mode else None,
     )
+
+
+def _string_or_empty(device, index: int) -> str:
+    try:
+        return _string(device, index)
+    except (usb.core.USBError, ValueError, NotImplementedError):
+        return ""
 
 
 def list_resources(backend=None, *, probe: bool = True, db: QuirkDatabase | None = None) -> list[DeviceInfo]:
@@ -203,6 +240,7 @@ def find_device(resource: Resource, backend, db: QuirkDatabase | None = None):
     except usb.core.USBError as exc:
         raise translate(exc, "enumerating USB devices") from exc
     unreadable = None
+    not_usbtmc = False
     for device in candidates:
         try:
             serial = _string(device, device.iSerialNumber)
@@ -211,17 +249,94 @@ def find_device(resource: Resource, backend, db: QuirkDatabase | None = None):
             continue
         if serial != resource.serial:
             continue
-        for cfg, intf in _usbtmc_interfaces(device, db):
+        interfaces = list(_usbtmc_interfaces(device, db))
+        not_usbtmc = not_usbtmc or not interfaces
+        for cfg, intf in interfaces:
             if resource.interface is None or intf.bInterfaceNumber == resource.interface:
                 return device, cfg, intf
+    serial = switch_firmware_mode(resource, backend, db)
+    if serial is not None:
+        return find_device(replace(resource, serial=serial), backend, QuirkDatabase(entries=[
+            e for e in db.entries if not e.flags.get("mode_switch_target_pid")]))
     if unreadable is not None:
         raise AccessError(
             f"a device {resource.vid:04X}:{resource.pid:04X} is present but its serial number cannot be read "
             f"({unreadable}). {_access_advice()}."
         )
     what = f"{resource.vid:04X}:{resource.pid:04X} with serial {resource.serial!r}"
+    if not_usbtmc:
+        raise DeviceNotFoundError(
+            f"the device {what} is connected but has no USBTMC interface (class FE/03) and no quirk entry lists it"
+        )
     if resource.interface is not None:
         what += f" and USBTMC interface {resource.interface}"
     if candidates:
         raise DeviceNotFoundError(f"no USBTMC device {what}; {len(candidates)} device(s) with that VID:PID have other serials")
     raise DeviceNotFoundError(f"no USBTMC device {what} is connected")
+
+
+_REENUMERATION_POLL_S = 0.1
+
+
+def switch_firmware_mode(resource: Resource, backend, db: QuirkDatabase) -> str | None:
+    """Switch an instrument that sits in its firmware-update mode to the USBTMC mode ``resource`` names.
+
+    The quirk entry of the firmware-mode PID holds the vendor control requests and the
+    target PID (Agilent/Keysight U27xx modular instruments). Returns the serial number
+    of the re-enumerated instrument, or None when no instrument in firmware-update mode
+    fits ``resource``. Raises :class:`DeviceNotFoundError` when the switch does not
+    bring the instrument back within ``mode_switch_wait_ms``.
+    """
+    try:
+        candidates = list(usb.core.find(find_all=True, backend=backend, idVendor=resource.vid))
+    except usb.core.USBError as exc:
+        raise translate(exc, "enumerating USB devices") from exc
+    for device in candidates:
+        quirks = db.lookup(device.idVendor, device.idProduct)
+        if quirks.mode_switch_target_pid != resource.pid:
+            continue
+        serial = _string_or_empty(device, device.iSerialNumber)
+        if resource.serial and serial and serial != resource.serial:
+            continue
+        where = f"{resource.vid:04X}:{device.idProduct:04X}"
+        if not quirks.mode_switch_requests:
+            raise DeviceNotFoundError(
+                f"the instrument {where} is in its firmware-update mode and no sequence to switch it to "
+                f"{resource.vid:04X}:{resource.pid:04X} is known (quirk mode_switch_requests)"
+            )
+        present = set(_serials(backend, resource.vid, resource.pid))
+        try:
+            for request in quirks.mode_switch_requests:
+                device.ctrl_transfer(request.request_type, request.request, request.value, request.index,
+                                     request.length if request.is_in else request.data, timeout=1000)
+        except usb.core.USBError as exc:
+            error = translate(exc, f"switching {where} out of its firmware-update mode")
+            if not isinstance(error, DeviceGoneError):  # it may reset while answering the last request
+                raise error from exc
+        finally:
+            usb.util.dispose_resources(device)
+        deadline = time.monotonic() + quirks.mode_switch_wait_ms / 1000
+        while True:
+            for found in _serials(backend, resource.vid, resource.pid):
+                if (resource.serial and found == resource.serial) or (not resource.serial and found not in present):
+                    return found
+            if time.monotonic() >= deadline:
+                raise DeviceNotFoundError(
+                    f"the instrument {where} was switched out of its firmware-update mode but did not come back "
+                    f"as {resource.vid:04X}:{resource.pid:04X} within {quirks.mode_switch_wait_ms / 1000:g} s"
+                )
+            time.sleep(_REENUMERATION_POLL_S)
+    return None
+
+
+def _serials(backend, vid: int, pid: int) -> list[str]:
+    """Serial numbers of the devices with ``vid``:``pid`` (unreadable ones as '')."""
+    found = []
+    try:
+        devices = list(usb.core.find(find_all=True, backend=backend, idVendor=vid, idProduct=pid))
+    except usb.core.USBError:
+        return found
+    for device in devices:
+        found.append(_string_or_empty(device, device.iSerialNumber))
+        usb.util.dispose_resources(device)
+    return found
