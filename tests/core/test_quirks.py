@@ -6,8 +6,10 @@ from app.usbtmc.quirks import DEFAULTS, QuirkDatabase, load_database, parse_data
 
 def test_shipped_database_is_valid_and_covers_the_known_devices():
     db = QuirkDatabase(entries=shipped_entries())
-    ds1000z = db.lookup(0x1AB1, 0x04CE)
+    # The DS1000Z framing quirks belong to firmware before 00.04.03 (python-usbtmc #23).
+    ds1000z = db.lookup(0x1AB1, 0x04CE, idn="RIGOL TECHNOLOGIES,DS1104Z,DS1ZA1,00.04.02.SP4")
     assert ds1000z.single_request_per_reply and ds1000z.block_length_from_block_header
+    assert not db.lookup(0x1AB1, 0x04CE, idn="RIGOL TECHNOLOGIES,DS1104Z,DS1ZA1,00.04.04.SP4").single_request_per_reply
     ds1000 = db.lookup(0x1AB1, 0x0588)
     assert ds1000.eom_unreliable and not ds1000.block_length_from_block_header
     advantest = db.lookup(0x1334, 0x1234)
@@ -82,11 +84,11 @@ def test_broken_user_file_is_reported_and_shipped_entries_kept(tmp_path):
     user.write_text("[[quirk]]\nname = 'x'\n")
     db = load_database(user)
     assert db.problems and "user quirks file ignored" in db.problems[0]
-    assert db.lookup(0x1AB1, 0x04CE).single_request_per_reply
+    assert db.lookup(0x1AB1, 0x0588).single_request_per_reply
 
 
 def test_user_file_overrides_shipped_entries(tmp_path):
     user = tmp_path / "quirks.toml"
-    user.write_text(ENTRY.replace("0x1234", "0x1AB1").replace("pid_range = [0x10, 0x20]", "pid = 0x04CE").replace('product = "Model X"\n', ""))
-    quirks = load_database(user).lookup(0x1AB1, 0x04CE)
+    user.write_text(ENTRY.replace("0x1234", "0x1AB1").replace("pid_range = [0x10, 0x20]", "pid = 0x0588").replace('product = "Model X"\n', ""))
+    quirks = load_database(user).lookup(0x1AB1, 0x0588)
     assert quirks.max_out_transfer_bytes == 4096 and quirks.single_request_per_reply
