@@ -21,7 +21,7 @@ from .bus import BusEntry, VirtualBus
 from .clock import Clock, ManualClock, MonotonicClock
 
 __all__ = ["BusEntry", "Clock", "ManualClock", "MonotonicClock", "VirtualBus", "backend", "default_bus",
-           "default_devices"]
+           "default_devices", "quirky_devices"]
 
 
 def default_devices(clock: Clock | None = None) -> list:
@@ -33,11 +33,26 @@ def default_devices(clock: Clock | None = None) -> list:
     return [Sam7Counter(clock=clock), VirtualLoopback(clock=clock), VirtualAwg(clock=clock)]
 
 
-def default_bus(clock: Clock | None = None) -> VirtualBus:
-    """A new virtual bus with the default instruments plugged in (each call is a separate bus)."""
+def quirky_devices(clock: Clock | None = None) -> list:
+    """New instances of the quirky instruments (:mod:`app.sim.quirky`): one per reported
+    misbehaviour, under the real vendors' VID:PID so the shipped quirk entries match."""
+    from .quirky import quirky_devices as build
+
+    return build(clock)
+
+
+def default_bus(clock: Clock | None = None, *, quirky: bool = False) -> VirtualBus:
+    """A new virtual bus with the default instruments plugged in (each call is a separate bus).
+
+    ``quirky`` adds the quirky instruments (:data:`app.sim.quirky.CATALOGUE` describes them).
+    """
     bus = VirtualBus()
     for device in default_devices(clock):
         bus.plug(device)
+    if quirky:
+        from .quirky import plug_quirky
+
+        plug_quirky(bus, clock)  # the instruments that re-enumerate need to know their bus
     return bus
 
 

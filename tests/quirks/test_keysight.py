@@ -99,3 +99,16 @@ mode_switch_requests = [
     with bus.open("keysight-u2741a") as meter:  # resource with an empty serial: the one that appears
         assert meter.query("*IDN?") == "Agilent Technologies,U2741A,MY57029021,V1.00"
         assert meter.info.resource == "USB0::0x0957::0x4918::MY57029021::INSTR"
+
+
+def test_the_quirky_instruments_join_the_virtual_bus_on_request():
+    import app.sim
+    from app.sim.quirky import CATALOGUE, DEFAULT_KEYS
+
+    plain = {(d.device_desc.vid, d.device_desc.pid) for d in app.sim.default_bus().devices()}
+    bus = app.sim.default_bus(quirky=True)
+    found = {(d.device_desc.vid, d.device_desc.pid) for d in bus.devices()} - plain
+    assert found == {(m.vid, m.pid) for m in CATALOGUE if m.key in DEFAULT_KEYS}
+    assert len(app.sim.quirky_devices()) == len(DEFAULT_KEYS)
+    listed = list_resources(app.sim.backend(bus), probe=False)
+    assert sum(1 for info in listed if info.firmware_mode_pid) == 5
