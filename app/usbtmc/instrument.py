@@ -439,7 +439,15 @@ class Instrument:
         is called after each one.
         """
         view = memoryview(data).cast("B")
-        self.write_stream((view,), len(view), abort=abort, progress=progress)
+        size = len(view)
+        if 0 < size <= self.quirks.max_out_transfer_bytes:
+            # One transfer (every command and query): no regrouping needed.
+            self._check_open()
+            self._send_transfer((view,), size, True, abort)
+            if progress is not None:
+                progress(size, size)
+            return
+        self.write_stream((view,), size, abort=abort, progress=progress)
 
     def write_stream(
         self,
@@ -513,18 +521,23 @@ class Instrument:
         # transfers reuse one frame, so a long upload allocates (and page-faults) no
         # memory per transfer.
         length = HEADER_BYTES + size + framing.padding_bytes(size)
-        frame = self._out_frame
-        if frame is None or len(frame) != length:
-            frame = array("B", bytes(length))
-            if length >= _REUSED_FRAME_BYTES:
-                self._out_frame = frame
-        with memoryview(frame) as view:
-            view[:HEADER_BYTES] = framing.dev_dep_msg_out_header(btag, size, eom=last)
-            at = HEADER_BYTES
+        header = framing.dev_dep_msg_out_header(btag, size, eom=last)
+        if length < _REUSED_FRAME_BYTES:
+            frame = array("B", header)
             for part in parts:
-                view[at:at + len(part)] = part
-                at += len(part)
-            view[at:] = bytes(length - at)
+                frame.frombytes(part)
+            frame.frombytes(bytes(length - len(frame)))
+        else:
+            frame = self._out_frame
+            if frame is None or len(frame) != length:
+                frame = self._out_frame = array("B", bytes(length))
+            with memoryview(frame) as view:
+                view[:HEADER_BYTES] = header
+                at = HEADER_BYTES
+                for part in parts:
+                    view[at:at + len(part)] = part
+                    at += len(part)
+                view[at:] = bytes(length - at)
         try:
             written = self._transport.bulk_out(frame, self._timeout_for(size))
             if written != length:  # a backend may report a timed-out transfer by its short count
