@@ -807,14 +807,19 @@ class UploadResult:
 ProgressCallback = Callable[[int, int, float], None]
 
 
+ABORT_LATENCY_MS = 50  # with an abort flag, transfers are sized to last about this long
+
+
 def run_upload(instrument, plan: UploadPlan, *, abort: threading.Event | None = None,
                progress: ProgressCallback | None = None, check: bool = True) -> UploadResult:
     """Send ``plan`` through ``instrument`` (an ``app.usbtmc.Instrument``), then check it.
 
     ``progress(done_bytes, total_bytes, elapsed_s)`` is called after every transfer.
     ``abort`` is checked between transfers (the core then aborts the transfer and clears
-    the device). With ``check``, afterwards: ``*OPC?``, ``SYST:ERR?`` until it answers 0 and
-    the template's verify query, as the template allows. Core errors propagate.
+    the device); with it, transfers are sized to last about :data:`ABORT_LATENCY_MS`, so
+    Cancel works at once even on a slow instrument. With ``check``, afterwards: ``*OPC?``,
+    ``SYST:ERR?`` until it answers 0 and the template's verify query, as the template
+    allows. Core errors propagate.
     """
     stream = plan.open()
     total = plan.total_bytes
@@ -825,7 +830,8 @@ def run_upload(instrument, plan: UploadPlan, *, abort: threading.Event | None = 
             if progress is not None:
                 progress(base + done, total, time.perf_counter() - started)
 
-        instrument.write_stream(message.pieces, message.total_bytes, abort=abort, progress=report)
+        pacing = {"abort_latency_ms": ABORT_LATENCY_MS} if abort is not None else {}
+        instrument.write_stream(message.pieces, message.total_bytes, abort=abort, progress=report, **pacing)
         before += message.total_bytes
     seconds = time.perf_counter() - started
     result = UploadResult(total, seconds, stream.points_sent, stream.crc32, stream.clipped)

@@ -1,0 +1,559 @@
+"""``tmc bench``: TMC Console's core against python-usbtmc and pyvisa-py, side by side, on the virtual AWG.
+
+Every implementation uploads the same waveform message (``DATA:ARB:DAC bench,<int16 block>``,
+sizes from 64 KiB to 64 MiB) and runs ``*IDN?`` queries against the same virtual arbitrary
+waveform generator on the same bus, one after the other, round by round (each round in a
+different order, so none always follows the same neighbour); a figure is the median over
+rounds. After each size the instrument's length and CRC-32 of what it stored are checked.
+
+- In-process (default): the virtual bus of :mod:`app.sim` as a pyusb backend. The peers
+  call ``usb.core.find()`` without a backend, so for the run ``usb.core.find`` gets the
+  virtual backend as its default; nothing else of theirs changes.
+- ``--libusb``: the AWG served through umockdev, every implementation on the real libusb
+  in a host process of its own (Linux, needs umockdev; see docs/testing-your-scripts.md).
+
+Optional pacing of the device (:mod:`app.sim.wire`): ``--wire full|high`` (USB 2.0 bulk
+limits, 1.216 and 53.248 MB/s) and ``--ingest 33622a|<bytes/s>`` (an instrument that takes
+data at that rate). Figures: MB/s (10^6 bytes/s), the query round trip in ms, host CPU time
+per MB (the benchmarking thread's CPU time minus the device model's own), the ratios of
+TMC Console's core to each peer, and with a wire model the share of the wire's limit.
+
+This is a measurement, never a timed test: tests only check that it runs and reports sane records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+RESOURCE = "USB0::0x1209::0x000C::AWG-0001::INSTR"
+VID, PID, SERIAL = 0x1209, 0x000C, "AWG-0001"
+CORE, PYTHON_USBTMC, PYVISA_PY = "app.usbtmc", "python-usbtmc", "pyvisa-py"
+IMPLEMENTATIONS = (CORE, PYTHON_USBTMC, PYVISA_PY)
+KIB, MIB = 1024, 1024 * 1024
+DEFAULT_SIZES = (64 * KIB, 1 * MIB, 8 * MIB, 64 * MIB)
+# pyvisa-py sends one USBTMC transfer per 512-byte packet; beyond this it only makes the run long.
+DEFAULT_PYVISA_MAX = 8 * MIB
+WAVE_NAME = "bench"
+TIMEOUT_MS = 20_000  # every implementation gets the same transfer timeout
+SETTLE_UPLOAD_S = 0.05  # small uploads are repeated until a measurement lasts about this long
+PEERS_HINT = "pip install 'tmc-console[bench]' (python-usbtmc, pyvisa, pyvisa-py)"
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot run as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    sizes: tuple[int, ...] = DEFAULT_SIZES
+    queries: int = 1000
+    rounds: int = 3
+    wire: str | None = None  # "full", "high" or None
+    ingest_bytes_per_s: float | None = None
+    implementations: tuple[str, ...] = IMPLEMENTATIONS
+    pyvisa_max_bytes: int = DEFAULT_PYVISA_MAX
+    libusb: bool = False
+
+
+@dataclass
+class Record:
+    """One implementation and measure: an upload of one size, or the query round trip."""
+
+    implementation: str
+    measure: str  # "upload" or "query"
+    size_bytes: int | None = None
+    MBps: float | None = None
+    round_trip_ms: float | None = None
+    host_cpu_ms_per_MB: float | None = None
+    device_cpu_ms_per_MB: float | None = None
+    verified: bool | None = None
+    of_wire_limit: float | None = None
+    rounds: list[float] = field(default_factory=list)
+    vs: dict[str, float] = field(default_factory=dict)  # core / peer (MB/s) or peer / core (ms): > 1 is better
+    transport: str = "in-process virtual bus"
+    wire: str | None = None
+    ingest_bytes_per_s: float | None = None
+
+
+# --- the waveform -------------------------------------------------------------------------
+
+
+def waveform_message(size_bytes: int) -> tuple[bytes, int, int]:
+    """(the upload message, its points, the CRC-32 the instrument should report) for ``size_bytes`` of int16."""
+    import numpy as np
+
+    points = size_bytes // 2
+    samples = np.rint(32767 * np.sin(np.linspace(0, 2 * np.pi * 7, points, endpoint=False))).astype("<i2")
+    data = samples.tobytes()
+    digits = str(len(data)).encode()
+    message = b"DATA:ARB:DAC " + WAVE_NAME.encode() + b",#" + str(len(digits)).encode() + digits + data + b"\n"
+    return message, points, zlib.crc32(data)
+
+
+# --- the implementations ------------------------------------------------------------------
+
+
+class Peer:
+    """One implementation's session with the AWG, behind the four calls the benchmark needs."""
+
+    name = ""
+
+    def upload(self, message: bytes) -> None:
+        raise NotImplementedError
+
+    def query(self, text: str) -> str:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class CorePeer(Peer):
+    name = CORE
+
+    def __init__(self, backend) -> None:
+        from app.usbtmc import Instrument
+
+        self.inst = Instrument(RESOURCE, backend=backend, timeout_ms=TIMEOUT_MS)
+
+    def upload(self, message: bytes) -> None:
+        self.inst.write_raw(message)
+
+    def query(self, text: str) -> str:
+        return self.inst.query(text)
+
+    def close(self) -> None:
+        self.inst.close()
+
+
+class PythonUsbtmcPeer(Peer):
+    name = PYTHON_USBTMC
+
+    def __init__(self, backend) -> None:
+        import usbtmc
+
+        self.dev = usbtmc.Instrument(VID, PID, SERIAL)
+        self.dev.timeout = TIMEOUT_MS / 1000
+
+    def upload(self, message: bytes) -> None:
+        self.dev.write_raw(message)
+
+    def query(self, text: str) -> str:
+        return self.dev.ask(text)
+
+    def close(self) -> None:
+        self.dev.close()
+
+
+class PyvisaPyPeer(Peer):
+    name = PYVISA_PY
+
+    def __init__(self, backend) -> None:
+        import pyvisa
+
+        self.rm = pyvisa.ResourceManager("@py")
+        self.inst = self.rm.open_resource(RESOURCE)
+        self.inst.timeout = TIMEOUT_MS
+
+    def upload(self, message: bytes) -> None:
+        self.inst.write_raw(message)
+
+    def query(self, text: str) -> str:
+        return self.inst.query(text).rstrip("\n")
+
+    def close(self) -> None:
+        self.inst.close()
+        self.rm.close()
+
+
+PEERS: dict[str, Callable[[object], Peer]] = {CORE: CorePeer, PYTHON_USBTMC: PythonUsbtmcPeer, PYVISA_PY: PyvisaPyPeer}
+
+
+def missing_peers(names) -> list[str]:
+    """The implementations among ``names`` whose package is not installed."""
+    import importlib.util
+
+    modules = {PYTHON_USBTMC: ["usbtmc"], PYVISA_PY: ["pyvisa", "pyvisa_py"]}
+    return [name for name in names if any(importlib.util.find_spec(m) is None for m in modules.get(name, []))]
+
+
+@contextlib.contextmanager
+def default_backend_for_peers(backend) -> Iterator[None]:
+    """Make ``usb.core.find()`` use ``backend`` when its caller names none (python-usbtmc and
+    pyvisa-py never do), for the duration of the block."""
+    import usb.core
+
+    real_find = usb.core.find
+
+    def find(*args, **kwargs):
+        if kwargs.get("backend") is None:
+            kwargs["backend"] = backend
+        return real_find(*args, **kwargs)
+
+    usb.core.find = find
+    try:
+        yield
+    finally:
+        usb.core.find = real_find
+
+
+# --- measuring ----------------------------------------------------------------------------
+
+
+def _device_cpu(awg) -> float:
+    return awg.stats.cpu_s if awg is not None else 0.0
+
+
+def _measure_peer(peer: Peer, options: BenchOptions, messages: dict, awg, samples: dict) -> None:
+    """One round of one implementation: every size, then the queries. Appends to ``samples``."""
+    name = peer.name
+    peer.query("FORM:BORD SWAP;*OPC?")
+    for size in options.sizes:
+        if name == PYVISA_PY and size > options.pyvisa_max_bytes:
+            continue
+        message, points, crc = messages[size]
+        repeats = 1
+        while True:
+            cpu0, dev0, t0 = time.thread_time(), _device_cpu(awg), time.perf_counter()
+            for _ in range(repeats):
+                peer.upload(message)
+            seconds = time.perf_counter() - t0
+            cpu, dev = time.thread_time() - cpu0, _device_cpu(awg) - dev0
+            if seconds >= SETTLE_UPLOAD_S or repeats >= 64:
+                break
+            repeats = min(64, max(repeats * 2, math.ceil(repeats * SETTLE_UPLOAD_S / max(seconds, 1e-6))))
+        megabytes = len(message) * repeats / 1e6
+        answer = peer.query(f"DATA:ATTR:CHEC? {WAVE_NAME}").strip()
+        errors = peer.query("SYST:ERR?").strip()
+        entry = samples.setdefault((name, "upload", size), {"MBps": [], "cpu": [], "dev": [], "verified": True})
+        entry["MBps"].append(megabytes / seconds)
+        entry["cpu"].append((cpu - dev) * 1e3 / megabytes)
+        entry["dev"].append(dev * 1e3 / megabytes if awg is not None else None)
+        entry["verified"] &= answer == f"{points},{crc}" and errors.startswith("0,")
+    peer.query("*IDN?")
+    cpu0, dev0, t0 = time.thread_time(), _device_cpu(awg), time.perf_counter()
+    for _ in range(options.queries):
+        peer.query("*IDN?")
+    seconds = time.perf_counter() - t0
+    entry = samples.setdefault((name, "query", None), {"ms": [], "cpu": []})
+    entry["ms"].append(seconds * 1e3 / options.queries)
+    entry["cpu"].append((time.thread_time() - cpu0 - (_device_cpu(awg) - dev0)) * 1e3 / options.queries)
+
+
+def measure(options: BenchOptions, backend, awg=None) -> dict:
+    """Run every round; returns raw samples keyed by (implementation, measure, size).
+
+    The garbage collector is off while measuring, as in :mod:`timeit`: a collection would
+    land on whichever implementation happens to run then.
+    """
+    messages = {size: waveform_message(size) for size in options.sizes}
+    samples: dict = {}
+    names = list(options.implementations)
+    collecting = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        with default_backend_for_peers(backend):
+            for round_index in range(options.rounds):
+                shift = round_index % len(names)
+                for name in names[shift:] + names[:shift]:
+                    peer = PEERS[name](backend)
+                    try:
+                        _measure_peer(peer, options, messages, awg, samples)
+                    finally:
+                        peer.close()
+                gc.collect()
+    finally:
+        if collecting:
+            gc.enable()
+    return samples
+
+
+def summarize(samples: dict, options: BenchOptions, transport: str) -> list[Record]:
+    """Medians over rounds, the ratios of the core to each peer, the share of the wire limit."""
+    from app.sim.wire import WIRE_MODELS
+
+    records: list[Record] = []
+    wire_limit = WIRE_MODELS[options.wire].bytes_per_s / 1e6 if options.wire else None
+    common = {"transport": transport, "wire": options.wire, "ingest_bytes_per_s": options.ingest_bytes_per_s}
+    for (name, measure_name, size), entry in samples.items():
+        if measure_name == "upload":
+            rate = statistics.median(entry["MBps"])
+            dev = [d for d in entry["dev"] if d is not None]
+            records.append(Record(name, "upload", size, MBps=rate, host_cpu_ms_per_MB=statistics.median(entry["cpu"]),
+                                  device_cpu_ms_per_MB=statistics.median(dev) if dev else None,
+                                  verified=entry["verified"], rounds=entry["MBps"],
+                                  of_wire_limit=rate / wire_limit if wire_limit else None, **common))
+        else:
+            records.append(Record(name, "query", round_trip_ms=statistics.median(entry["ms"]),
+                                  host_cpu_ms_per_MB=None, rounds=entry["ms"], **common))
+    by_key = {(r.implementation, r.measure, r.size_bytes): r for r in records}
+    for record in records:
+        core = by_key.get((CORE, record.measure, record.size_bytes))
+        if record.implementation != CORE or core is None:
+            continue
+        for peer in options.implementations:
+            other = by_key.get((peer, record.measure, record.size_bytes))
+            if peer == CORE or other is None:
+                continue
+            if record.measure == "upload":
+                record.vs[peer] = record.MBps / other.MBps
+            else:
+                record.vs[peer] = other.round_trip_ms / record.round_trip_ms
+    order = {name: i for i, name in enumerate(IMPLEMENTATIONS)}
+    records.sort(key=lambda r: (r.measure != "upload", r.size_bytes or 0, order.get(r.implementation, 9)))
+    return records
+
+
+def run(options: BenchOptions) -> list[Record]:
+    """Measure as ``options`` say and return the records."""
+    missing = missing_peers(options.implementations)
+    if missing:
+        raise BenchError(f"{', '.join(missing)} not installed; {PEERS_HINT} (or leave them out with --only)")
+    if options.libusb:
+        return _run_libusb(options)
+    import app.sim
+    from app.sim.awg import VirtualAwg
+
+    bus = app.sim.VirtualBus()
+    awg = VirtualAwg(wire=options.wire, ingest_bytes_per_s=options.ingest_bytes_per_s,
+                     memory_points=max(options.sizes) // 2 + 1024)
+    bus.plug(awg)
+    samples = measure(options, app.sim.backend(bus), awg)
+    return summarize(samples, options, "in-process virtual bus")
+
+
+# --- over the real libusb (umockdev) ------------------------------------------------------
+
+
+def _run_libusb(options: BenchOptions) -> list[Record]:
+    from app.sim.umockdev.launcher import SimUnavailable, UmockdevBus
+
+    try:
+        bus = UmockdevBus([])
+    except SimUnavailable as exc:
+        raise BenchError(f"--libusb needs umockdev: {exc}") from None
+    with bus:
+        pacing = {"wire": options.wire, "ingest_bytes_per_s": options.ingest_bytes_per_s}
+        bus.plug("app.sim.awg:VirtualAwg", memory_points=max(options.sizes) // 2 + 1024, **pacing)
+        env = bus.environment()
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        host = {**asdict(options), "libusb": False}
+        proc = subprocess.run([sys.executable, "-m", "app.bench", "--host", json.dumps(host)], env=env, cwd=root,
+                              capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise BenchError(f"the benchmark's host process failed: {(proc.stderr or proc.stdout).strip()[-2000:]}")
+    samples = {tuple(json.loads(key)): value for key, value in json.loads(proc.stdout.splitlines()[-1]).items()}
+    return summarize(samples, options, "umockdev + real libusb")
+
+
+def _host_main(options_json: str) -> int:
+    """The host side of ``--libusb``: every implementation on the default (real) libusb."""
+    raw = json.loads(options_json)
+    raw["sizes"] = tuple(raw["sizes"])
+    raw["implementations"] = tuple(raw["implementations"])
+    options = BenchOptions(**raw)
+    from app.usbtmc import default_backend
+
+    samples = measure(options, default_backend())
+    print(json.dumps({json.dumps(list(key)): value for key, value in samples.items()}))
+    return 0
+
+
+# --- the report ---------------------------------------------------------------------------
+
+
+def format_size(n: int) -> str:
+    return f"{n // MIB} MiB" if n >= MIB and n % MIB == 0 else f"{n // KIB} KiB" if n % KIB == 0 else f"{n} B"
+
+
+def describe(options: BenchOptions, transport: str) -> str:
+    from app.sim.awg import LIKE_33622A_BYTES_PER_S
+    from app.sim.wire import WIRE_MODELS
+
+    wire = "off" if not options.wire else f"{WIRE_MODELS[options.wire].name} ({WIRE_MODELS[options.wire].bytes_per_s / 1e6:g} MB/s)"
+    if options.ingest_bytes_per_s is None:
+        ingest = "unlimited"
+    else:
+        ingest = f"{options.ingest_bytes_per_s / 1e6:g} MB/s"
+        if options.ingest_bytes_per_s == LIKE_33622A_BYTES_PER_S:
+            ingest += " (like the 33622A)"
+    return (f"virtual AWG {RESOURCE} over the {transport}; wire model {wire}; instrument ingest {ingest}; "
+            f"median of {options.rounds} rounds, {options.queries} queries per round")
+
+
+def report(records: list[Record], options: BenchOptions) -> str:
+    transport = records[0].transport if records else "?"
+    names = [n for n in IMPLEMENTATIONS if n in options.implementations]
+    peers = [n for n in names if n != CORE]
+    lines = [f"tmc bench: {describe(options, transport)}", "",
+             "Upload of DATA:ARB:DAC with an int16 block: MB/s (10^6 bytes/s), host CPU ms per MB in brackets"]
+    width = 22
+    header = f"{'size':>8}  " + "".join(f"{n:>{width}}" for n in names)
+    header += "".join(f"{'core / ' + p:>{width}}" for p in peers if CORE in names)
+    if options.wire:
+        header += f"{'core of wire limit':>{width}}"
+    lines.append(header)
+    uploads = [r for r in records if r.measure == "upload"]
+    for size in sorted({r.size_bytes for r in uploads}):
+        row = {r.implementation: r for r in uploads if r.size_bytes == size}
+        text = f"{format_size(size):>8}  "
+        for n in names:
+            r = row.get(n)
+            cell = "-" if r is None else f"{r.MBps:.1f} ({r.host_cpu_ms_per_MB:.2f})" + ("" if r.verified else " !")
+            text += f"{cell:>{width}}"
+        core = row.get(CORE)
+        if core is not None:
+            for p in peers:
+                text += f"{(f'{core.vs[p]:.2f}x' if p in core.vs else '-'):>{width}}"
+            if options.wire:
+                text += f"{core.of_wire_limit * 100:>{width - 2}.1f} %"
+        lines.append(text)
+    if any(r.verified is False for r in uploads):
+        lines.append("  ! the instrument did not report the length and CRC-32 that were sent")
+    queries = {r.implementation: r for r in records if r.measure == "query"}
+    if queries:
+        lines += ["", "*IDN? round trip (ms; core / peer ratio above 1 means the core is faster)"]
+        text = "          " + "".join(f"{queries[n].round_trip_ms:>{width}.4f}" for n in names if n in queries)
+        core = queries.get(CORE)
+        if core is not None:
+            text += "".join(f"{(f'{core.vs[p]:.2f}x' if p in core.vs else '-'):>{width}}" for p in peers)
+        lines.append(text)
+    lines += ["", "Targets: " + "; ".join(_targets(records, options))]
+    return "\n".join(lines)
+
+
+def _targets(records: list[Record], options: BenchOptions) -> list[str]:
+    out = []
+    uploads = [r for r in records if r.measure == "upload" and r.implementation == CORE]
+    for peer, factor in ((PYTHON_USBTMC, 1.0), (PYVISA_PY, 10.0)):
+        ratios = [r.vs[peer] for r in uploads if peer in r.vs]
+        if ratios:
+            worst = min(ratios)
+            verdict = "met" if worst >= factor else "MISSED"
+            if verdict == "MISSED" and factor == 1.0 and options.wire and worst >= 0.98 and all(
+                    (r.of_wire_limit or 0) >= 0.9 for r in uploads if peer in r.vs):
+                verdict = "met: both at the bus limit"
+            out.append(f"upload >= {factor:g}x {peer}: {verdict} (worst {worst:.2f}x)")
+    query = next((r for r in records if r.measure == "query" and r.implementation == CORE), None)
+    if query is not None and query.vs:
+        worst = min(query.vs.values())
+        out.append(f"query no slower than the peers: {'met' if worst >= 1.0 else 'MISSED'} (worst {worst:.2f}x)")
+    if options.wire == "high":
+        big = [r for r in uploads if (r.size_bytes or 0) >= MIB]
+        if big:
+            share = min(r.of_wire_limit for r in big)
+            out.append(f"uploads >= 95 % of 53.248 MB/s: {'met' if share >= 0.95 else 'MISSED'} "
+                       f"(worst {share * 100:.1f} % for 1 MiB and up)")
+    return out
+
+
+# --- command line -------------------------------------------------------------------------
+
+
+def parse_size(text: str) -> int:
+    """'64K', '1M', '64MiB', '1048576' -> bytes (K/M are binary)."""
+    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
+    factor = {"K": KIB, "M": MIB, "G": 1024 * MIB}.get(cleaned[-1:], 1)
+    number = cleaned[:-1] if factor != 1 else cleaned
+    try:
+        value = int(float(number) * factor)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 64K, 1M, 64M)") from None
+    if value < 64 or value % 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: sizes are an even number of bytes, at least 64")
+    return value
+
+
+def parse_ingest(text: str) -> float | None:
+    from app.sim.awg import LIKE_33622A_BYTES_PER_S
+
+    word = text.strip().lower()
+    if word in ("off", "none", ""):
+        return None
+    if word == "33622a":
+        return LIKE_33622A_BYTES_PER_S
+    try:
+        value = float(word)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use off, 33622a or a rate in bytes/s") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("the ingest rate must be positive")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", default="64K,1M,8M,64M",
+                        help="upload sizes, comma-separated (K and M are KiB and MiB; default 64K,1M,8M,64M)")
+    parser.add_argument("--queries", type=int, default=1000, help="*IDN? queries per round (default 1000)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; figures are medians (default 3)")
+    parser.add_argument("--wire", choices=["off", "full", "high"], default="off",
+                        help="pace the device like a full-speed (1.216 MB/s) or high-speed (53.248 MB/s) bus")
+    parser.add_argument("--ingest", type=parse_ingest, default=None, metavar="RATE",
+                        help="the instrument's ingest rate: off, 33622a (1.8 MB/s) or bytes/s")
+    parser.add_argument("--only", default=",".join(IMPLEMENTATIONS),
+                        help=f"implementations to run, comma-separated (default {','.join(IMPLEMENTATIONS)})")
+    parser.add_argument("--pyvisa-max", type=parse_size, default=DEFAULT_PYVISA_MAX, metavar="SIZE",
+                        help="largest upload for pyvisa-py, which sends one transfer per packet (default 8M)")
+    parser.add_argument("--libusb", action="store_true",
+                        help="serve the AWG through umockdev and run everything on the real libusb (Linux)")
+    parser.add_argument("--json", action="store_true", help="one JSON record per implementation and measure")
+
+
+def options_from(args: argparse.Namespace) -> BenchOptions:
+    try:
+        sizes = tuple(parse_size(s) for s in args.sizes.split(",") if s.strip())
+    except argparse.ArgumentTypeError as exc:
+        raise BenchError(str(exc)) from None
+    only = tuple(n.strip() for n in args.only.split(",") if n.strip())
+    unknown = [n for n in only if n not in IMPLEMENTATIONS]
+    if unknown:
+        raise BenchError(f"unknown implementation {', '.join(unknown)}; known: {', '.join(IMPLEMENTATIONS)}")
+    if args.rounds < 1 or args.queries < 1 or not sizes:
+        raise BenchError("rounds, queries and sizes must each be at least 1")
+    return BenchOptions(sizes=sizes, queries=args.queries, rounds=args.rounds,
+                        wire=None if args.wire == "off" else args.wire, ingest_bytes_per_s=args.ingest,
+                        implementations=only, pyvisa_max_bytes=args.pyvisa_max, libusb=args.libusb)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``tmc bench``: one line on stderr and exit 1 when it cannot run."""
+    try:
+        options = options_from(args)
+        records = run(options)
+    except BenchError as exc:
+        print(f"tmc bench: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        for record in records:
+            print(json.dumps(asdict(record)))
+    else:
+        print(report(records, options))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.bench", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    parser.add_argument("--host", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.host:
+        return _host_main(args.host)
+    return cmd_bench(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""``tmc bench`` runs and reports sane records. Never timed: a benchmark's figures are not pass/fail."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app import bench, cli
+
+KIB = 1024
+
+
+@pytest.fixture(scope="module")
+def records():
+    options = bench.BenchOptions(sizes=(64 * KIB, 70_000), queries=20, rounds=2)
+    return options, bench.run(options)
+
+
+def test_every_implementation_uploads_and_queries_and_the_device_verifies_it(records):
+    options, found = records
+    keys = {(r.implementation, r.measure, r.size_bytes) for r in found}
+    assert keys == {(name, "upload", size) for name in bench.IMPLEMENTATIONS for size in options.sizes} | {
+        (name, "query", None) for name in bench.IMPLEMENTATIONS}
+    for record in found:
+        assert len(record.rounds) == 2
+        if record.measure == "upload":
+            assert record.verified is True and record.MBps > 0 and record.host_cpu_ms_per_MB > 0
+            assert record.device_cpu_ms_per_MB > 0
+        else:
+            assert 0 < record.round_trip_ms < 1000
+    core = [r for r in found if r.implementation == bench.CORE]
+    assert all(set(r.vs) == {bench.PYTHON_USBTMC, bench.PYVISA_PY} and min(r.vs.values()) > 0 for r in core)
+
+
+def test_the_report_names_sizes_ratios_and_targets(records):
+    options, found = records
+    text = bench.report(found, options)
+    assert "64 KiB" in text and "core / python-usbtmc" in text and "*IDN? round trip" in text
+    assert "Targets: upload >= 1x python-usbtmc" in text and "upload >= 10x pyvisa-py" in text
+
+
+def test_tmc_bench_json_prints_one_record_per_implementation_and_measure(capsys):
+    assert cli.main(["bench", "--sizes", "64K", "--rounds", "1", "--queries", "5", "--json",
+                     "--only", "app.usbtmc,python-usbtmc"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["implementation"], r["measure"]) for r in lines] == [
+        ("app.usbtmc", "upload"), ("python-usbtmc", "upload"), ("app.usbtmc", "query"), ("python-usbtmc", "query")]
+    assert lines[0]["vs"]["python-usbtmc"] > 0 and lines[0]["transport"] == "in-process virtual bus"
+
+
+def test_the_wire_model_is_never_beaten(capsys):
+    assert cli.main(["bench", "--sizes", "64K", "--rounds", "1", "--queries", "5", "--json", "--wire", "full",
+                     "--only", "app.usbtmc"]) == 0
+    upload = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert upload["wire"] == "full" and 0.3 < upload["of_wire_limit"] <= 1.0
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--only", "nope"], "unknown implementation nope"),
+    (["--sizes", "3"], "sizes are an even number of bytes"),
+    (["--rounds", "0"], "at least 1"),
+])
+def test_bad_options_are_one_line(capsys, args, words):
+    assert cli.main(["bench", *args]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tmc bench: ") and words in err and err.count("\n") == 1
