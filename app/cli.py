@@ -136,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     from app.sim.umockdev.cli import register as register_sim
 
     register_sim(sub)
+    from app import bench
+
+    text = "upload and query benchmark: TMC Console's core, python-usbtmc and pyvisa-py on the virtual AWG"
+    bench.add_arguments(sub.add_parser("bench", help=text, description=text))
+    sub.choices["bench"].set_defaults(func=bench.cmd_bench)
     return parser
 
 
