@@ -95,6 +95,33 @@ def cmd_stb(args) -> int:
     return 0
 
 
+def cmd_probe(args) -> int:
+    from app.usbtmc.probe import probe, save_quirk_entry
+
+    backend = None
+    if args.sim:  # the virtual bus with the quirky instruments, so they can be probed too
+        from app.sim import backend as sim_backend
+        from app.sim import default_bus
+
+        backend = sim_backend(default_bus(quirky=True))
+
+    def progress(title: str) -> None:
+        print(f"  {title}...", file=sys.stderr)
+
+    report = probe(args.resource, backend, timeout_ms=args.timeout_ms, progress=None if args.json else progress)
+    print(report.to_json() if args.json else report.text(), end="\n" if args.json else "")
+    if args.save_quirks:
+        from pathlib import Path
+
+        try:
+            path = save_quirk_entry(report, Path(args.quirks_file) if args.quirks_file else None)
+        except ValueError as exc:
+            print(f"tmc: {exc}; nothing saved", file=sys.stderr)
+            return 0
+        print(f"quirk entry saved to {path}", file=sys.stderr)
+    return 0
+
+
 def _simple(action: Callable[[Instrument], None], done: str):
     def run(args) -> int:
         with _open(args) as inst:
@@ -132,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("clear", _simple(lambda i: i.clear(), "device cleared"), "device clear (USBTMC INITIATE_CLEAR)")
     add("trigger", _simple(lambda i: i.trigger(), "triggered"), "send the USB488 TRIGGER message")
     add("pulse", _simple(lambda i: i.indicator_pulse(), "indicator pulsed"), "blink the indicator (INDICATOR_PULSE)")
+    p = add("probe", cmd_probe, "check an instrument against USBTMC/USB488 and suggest quirk flags "
+            "(safe queries only; INITIATE_CLEAR last; default timeout 1000 ms per transfer)")
+    p.set_defaults(timeout_ms=1000)
+    p.add_argument("--json", action="store_true", help="the report as JSON")
+    p.add_argument("--save-quirks", action="store_true", help="append the suggested quirk entry to your quirks file")
+    p.add_argument("--quirks-file", metavar="PATH", help="the quirks file to append to (default: your user file)")
 
     from app.sim.umockdev.cli import register as register_sim
 
