@@ -675,7 +675,9 @@ class _Prober:
         elif (HEADER_BYTES + len(data)) % 4:
             findings.append(Finding("padding", FAIL, f"the transfer is {HEADER_BYTES + len(data)} bytes long"))
         else:
-            findings.append(Finding("padding", PASS, f"{len(data) - min(size, len(data))} alignment bytes"))
+            pad = len(data) - min(size, len(data))
+            findings.append(Finding("padding", PASS, f"{pad} alignment byte{'s' if pad != 1 else ''} to a "
+                                                     "multiple of 4" if pad else "no alignment bytes needed"))
         # EOM: the whole reply is in; is it marked?
         reply = text + stream
         last = transfers[-1].header
