@@ -570,6 +570,7 @@ class AdcmtInstrument(QuirkyInstrument):
             return
         # Not locked: nothing is executed, and a query gets the latest measurement.
         self.messages_ignored += 1
+        self.discard_output()
         if b"?" in data:
             self.respond(self.latest_measurement.encode() + b"\n")
 
