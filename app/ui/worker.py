@@ -518,6 +518,11 @@ for _type, _handler, _needs in (
 # --- the GUI side ----------------------------------------------------------------------
 
 
+def is_background(origin: str) -> bool:
+    """Commands from origins ending in "-poll" (a panel's periodic reads) never make the session "busy"."""
+    return origin.endswith("-poll")
+
+
 @dataclass(frozen=True)
 class CommandRecord:
     """What the GUI submitted, so any panel can tell what an event belongs to."""
@@ -586,7 +591,7 @@ class Session(QObject):
         self._flags.register(cid)
         self._records[cid] = CommandRecord(cid, command, origin, time.time())
         self._to_worker.emit(command)
-        if self.state == "idle":
+        if self.state == "idle" and not is_background(origin):
             self._set_state("busy")
         return cid
 
@@ -632,7 +637,7 @@ class Session(QObject):
     def _on_event(self, event: Event) -> None:
         if isinstance(event, Opened):
             self.info = event.info
-            self._set_state("busy" if len(self._records) > 1 else "idle")
+            self._set_state("busy" if self._foreground_outstanding(besides=event.command_id) else "idle")
         elif isinstance(event, Closed):
             if event.gone:
                 self.last_problem = event.reason
@@ -643,8 +648,11 @@ class Session(QObject):
         self.event.emit(event)
         if isinstance(event, Finished):
             self._records.pop(event.command_id, None)
-            if self.state == "busy" and not self._records:
+            if self.state == "busy" and not self._foreground_outstanding():
                 self._set_state("idle")
+
+    def _foreground_outstanding(self, besides: int = 0) -> bool:
+        return any(cid != besides and not is_background(r.origin) for cid, r in self._records.items())
 
     def _set_state(self, state: str) -> None:
         if state != self.state:
