@@ -178,6 +178,8 @@ class ConsolePanel(QWidget):
         self._busy_since = 0.0
         self._script: ScriptRun | None = None
         self._last_check = ""
+        # False once app.ui.srq watches this session: it writes rate-limited SRQ entries itself.
+        self.srq_entries = True
         self._build()
         session.event.connect(self.handle_event)
         session.state_changed.connect(self._on_state)
@@ -330,11 +332,14 @@ class ConsolePanel(QWidget):
     def termination(self) -> bytes:
         return str(self.termination_combo.currentData() or "").encode("ascii")
 
-    def submit_line(self, text: str | None = None, mode: str = "auto", *, origin: str = "console", tag: str = "") -> int:
+    def submit_line(self, text: str | None = None, mode: str = "auto", *, origin: str = "console", tag: str = "",
+                    check: bool = True, remember: bool = True) -> int:
         """Send a line as the Enter key does; returns the command id (0 when nothing was sent).
 
         ``mode``: "auto" reads a reply when the line is a query (or "Always read" is on),
-        "send" never reads, "query" always reads, "read" only reads.
+        "send" never reads, "query" always reads, "read" only reads. Panels that send on the
+        user's behalf pass ``remember=False`` (their lines stay out of the history) and
+        ``check=False`` where the automatic error check would read away what they show.
         """
         from_input = text is None
         text = self.input.text() if from_input else text
@@ -352,8 +357,8 @@ class ConsolePanel(QWidget):
             payload += term
         query = mode == "query" or (mode == "auto" and (self.always_read.isChecked() or ieee488.is_query(text)))
         command = Query(payload, label=text) if query else Write(payload, label=text)
-        cid = self._submit(command, text, origin, tag, check=not scpi.asks_for_errors(text))
-        if cid:
+        cid = self._submit(command, text, origin, tag, check=check and not scpi.asks_for_errors(text))
+        if cid and remember:
             self.input.remember(text)
             self.settings.set_history(self.resource, self.input.history())
             self.history_panel.set_lines(self.input.history())
@@ -467,6 +472,8 @@ class ConsolePanel(QWidget):
         record = self.session.record(event.command_id)
         origin = record.origin if record else ""
         if isinstance(event, Srq):
+            if not self.srq_entries:
+                return
             names = ", ".join(ieee488.set_bit_names(event.status_byte, ieee488.STB_BITS)) or "no bits set"
             self.transcript.add("srq", f"service request: status byte #H{event.status_byte:02X} ({names})", at=event.at)
         elif isinstance(event, Opened):
