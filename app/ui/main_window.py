@@ -32,6 +32,7 @@ from .icon import app_icon
 from .instrument_tab import STATE_TEXT, InstrumentTab
 from .settings import Settings
 from .settings_dialog import SettingsDialog
+from .srq import SrqCenter
 from .theme import apply_theme
 from .worker import Session, live_threads
 
@@ -168,6 +169,8 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.bus_label)
 
         self._build_menus()
+        # SRQ notifications and badges for every tab.
+        self.srq_center = SrqCenter(self)
         self._apply_virtual_mode(initial=True)
         self.resize(1200, 760)
         geometry, state = self.settings.window_state()
@@ -274,6 +277,7 @@ class MainWindow(QMainWindow):
         """Close every session and stop discovery; True when every thread has ended."""
         if not self._shut_down:
             self._shut_down = True
+            self.srq_center.shutdown()
             self.settings.save_window_state(self.saveGeometry(), self.saveState())
             for tab in list(self._tabs.values()):
                 tab.close_session("the window closed")
