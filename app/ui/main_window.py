@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from app import __version__
 
 from .browser import DeviceBrowser, DeviceRef, device_title
+from .device_panels import attach_panels
 from .discovery import DEFAULT_INTERVAL_MS, BackendProvider, Discovery, Snapshot
 from .events import Control, Failed, Finished, Opened
 from .icon import app_icon
@@ -169,8 +170,9 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.bus_label)
 
         self._build_menus()
-        # SRQ notifications and badges for every tab.
+        # SRQ notifications and badges for every tab, then the status view and demo panels (by device profile).
         self.srq_center = SrqCenter(self)
+        self.tab_opened.connect(lambda tab: attach_panels(tab, self.backends, self.srq_center))
         self._apply_virtual_mode(initial=True)
         self.resize(1200, 760)
         geometry, state = self.settings.window_state()
