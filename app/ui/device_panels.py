@@ -12,6 +12,7 @@ from collections.abc import Callable
 from app.usbtmc import parse_resource
 
 from .device_profile import profile_for_idn
+from .sam7_panel import Sam7Panel
 from .status_view import StatusView
 
 
@@ -36,8 +37,16 @@ def virtual_model(ref, backends, kind: type | None = None) -> Callable[[], objec
     return lookup if lookup() is not None else None
 
 
+def _sam7(tab, profile, backends, view, monitor):
+    from app.sim.sam7 import Sam7Counter
+
+    board = virtual_model(tab.ref, backends, Sam7Counter)
+    return Sam7Panel(tab.session, tab.console, tab.settings, profile, status_view=view, monitor=monitor, board=board,
+                     parent=tab), "SAM7 counter"
+
+
 # A profile's ``panel`` key -> a factory returning (widget, tab title).
-DEMO_PANELS: dict = {}
+DEMO_PANELS = {"sam7": _sam7}
 
 
 def attach_panels(tab, backends, srq_center=None) -> StatusView:
