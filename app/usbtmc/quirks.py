@@ -62,6 +62,13 @@ class VendorRequest:
         return f"[0x{self.request_type:02X}, 0x{self.request:02X}, 0x{self.value:04X}, 0x{self.index:04X}, {last}]"
 
 
+class VendorSequence(tuple):
+    """The requests of ``mode_switch_requests``, in order; shown briefly (device browser, reasons)."""
+
+    def __repr__(self) -> str:
+        return f"{len(self)} vendor control requests"
+
+
 def parse_vendor_requests(value: Any) -> tuple[VendorRequest, ...]:
     """Validate the TOML form of ``mode_switch_requests``; raises ValueError saying what is wrong."""
     if not isinstance(value, list) or not value:
@@ -85,7 +92,7 @@ def parse_vendor_requests(value: Any) -> tuple[VendorRequest, ...]:
             if not isinstance(last, list) or not all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 0xFF for b in last):
                 raise ValueError(f"request {number}: an OUT request ends with its data, a list of bytes")
             requests.append(VendorRequest(*head, data=bytes(last)))
-    return tuple(requests)
+    return VendorSequence(requests)
 
 
 @dataclass(frozen=True)
