@@ -175,11 +175,12 @@ class PulseSource(QWidget):
         grid.addWidget(QLabel("Low for", self), 0, 2)
         grid.addWidget(self.low, 0, 3)
         grid.addWidget(self.start_button, 0, 4)
-        grid.addWidget(self.glitch, 1, 0, 1, 5)
-        grid.addWidget(self.sent_label, 2, 0, 1, 5)
-        grid.addWidget(self.problem_label, 3, 0, 1, 5)
-        grid.addWidget(explain, 4, 0, 1, 5)
+        grid.addWidget(self.glitch, 1, 0, 1, 6)
+        grid.addWidget(self.sent_label, 2, 0, 1, 6)
+        grid.addWidget(self.problem_label, 3, 0, 1, 6)
+        grid.addWidget(explain, 4, 0, 1, 6)
         grid.setColumnStretch(5, 1)
+        self.problem_label.hide()
         self.timer = QTimer(self)
         self.timer.setInterval(50)
         self.timer.timeout.connect(self.tick)
@@ -267,6 +268,7 @@ class PulseSource(QWidget):
         c = colors(self.palette())
         self.problem_label.setText(f"<span style='color:{c.warning if warning else c.error}'>{text}</span>"
                                    if text else "")
+        self.problem_label.setVisible(bool(text))
 
 
 # --- the demo script -----------------------------------------------------------------------

@@ -116,8 +116,8 @@ class SrqNotice:
             text = f"{self.count} more service requests, the last with {status}"
         else:
             text = f"Service request: {status}"
-            if self.cause:
-                text += f" after {self.cause}"
+        if self.cause:
+            text += f" after {self.cause}"
         if self.follow_up:
             text += f"\n{self.follow_up}"
         return text
@@ -176,7 +176,8 @@ class SrqMonitor(QObject):
         self._last_stb = 0
         self._cause: _Cause | None = None
         self._reports: dict[int, ErrorReport] = {}  # by the id of the command they checked
-        self._follow_up: _FollowUp | None = None  # at most one runs at a time, however many SRQs arrive
+        self._follow_up: _FollowUp | None = None
+        self._held_note: SrqNotice | None = None  # at most one runs at a time, however many SRQs arrive
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
         self._flush_timer.timeout.connect(self.flush)
@@ -244,6 +245,8 @@ class SrqMonitor(QObject):
                                         extra={"srq_count": 1})
         if self.notices.offer(now):
             self.notice.emit(note)
+        else:
+            self._held_note = note  # the latest held back: a "N more" notice says what it was
         if entry:
             self._start_follow_up(note, cause)
         self._schedule_flush(now)
@@ -270,8 +273,11 @@ class SrqMonitor(QObject):
         if self.notices.held and self.notices.next_free_s(now) <= 0.01:
             held = self.notices.take_held()
             self.notices.occupy(now)
-            self.notice.emit(SrqNotice(self.session.resource, self.title(), self._last_stb, bits, "", held,
+            last = self._held_note
+            self.notice.emit(replace(last, count=held, total=self.total) if last is not None else
+                             SrqNotice(self.session.resource, self.title(), self._last_stb, bits, "", held,
                                        self.total, time.time()))
+            self._held_note = None
         self._schedule_flush(now)
 
     # --- follow-up ---

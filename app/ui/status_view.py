@@ -215,7 +215,7 @@ class RegisterRow:
         for column, bit in enumerate(range(7, -1, -1), start=1):
             cell = BitCell(bit, str(bit), "", "data", editable=editable, parent=parent)
             cell.setObjectName(f"{name}bit{bit}")
-            cell.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+            cell.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
             self.cells[bit] = cell
             grid.addWidget(cell, row, column)
         self.value_label = QLabel("—", parent)
@@ -228,7 +228,7 @@ class RegisterRow:
         self.source_label.setWordWrap(True)
         self.source_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         self.source_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.source_label.setMinimumWidth(self.source_label.fontMetrics().averageCharWidth() * 18)
+        self.source_label.setMinimumWidth(self.source_label.fontMetrics().averageCharWidth() * 30)
         grid.addWidget(self.source_label, row, 10)
         self.actions = QHBoxLayout()
         self.actions.setSpacing(4)
@@ -310,7 +310,7 @@ class SecondsAgoAxis(pg.AxisItem):
 
     def tickStrings(self, values, scale, spacing):
         now = self.strip.now_x
-        return [f"{v - now:.0f}" for v in values]
+        return [f"{round(v - now) or 0}" for v in values]  # "0", never "-0"
 
 
 class HistoryStrip(pg.PlotWidget):

@@ -47,8 +47,9 @@ def test_the_rate_limiter_lets_a_burst_through_and_counts_the_rest():
 def test_notices_say_what_happened():
     one = SrqNotice("R", "SAM7-EK", 0x60, ("MSS", "ESB"), "FOO:BAR", 1, 1, 0.0)
     assert one.text() == "Service request: status byte #H60 (MSS, ESB) after FOO:BAR"
-    many = SrqNotice("R", "SAM7-EK", 0x60, ("MSS", "ESB"), "", 47, 50, 0.0)
-    assert many.summary and many.text().startswith("47 more service requests")
+    many = SrqNotice("R", "SAM7-EK", 0x60, ("MSS", "ESB"), "NOSUCH:CMD", 47, 50, 0.0)
+    assert many.summary
+    assert many.text() == "47 more service requests, the last with status byte #H60 (MSS, ESB) after NOSUCH:CMD"
     report = ErrorReport(1, 0, "esr", (ErrorEntry(5, "CME (command error)"),), esr=0x20)
     assert describe_report(report) == "*ESR? #H20: CME (command error)"
     queue = ErrorReport(1, 0, "syst_err", (ErrorEntry(-113, "Undefined header"),))
@@ -144,6 +145,21 @@ def test_a_flood_is_rate_limited_without_losing_count(window, sim_backend, qtbot
     follow_ups = [e for e in tab.console.transcript.entries() if e.text.startswith("SRQ follow-up")]
     assert len(follow_ups) <= TIMELINE_BURST
     assert window.browser.device(tab.ref) is not None
+
+
+def test_a_notice_held_back_keeps_its_cause(window, sim_backend, qtbot):
+    sam7 = open_from_browser(window, qtbot)
+    notes = []
+    window.srq_center.notified.connect(notes.append)
+    board = model(sim_backend, "SAM7")
+    with board.changed:
+        board.status.ese = EsrBit.CME
+        board.status.sre = 0x20
+    sam7.console.submit_line("FOO:BAR")  # CME: an SRQ; the error check then reads ESR and clears ESB
+    qtbot.waitUntil(lambda: len(notes) == 1, timeout=3000)
+    sam7.console.submit_line("NOSUCH:CMD")  # a second SRQ within the notice limit's window
+    qtbot.waitUntil(lambda: len(notes) == 2, timeout=5000)
+    assert [n.cause for n in notes] == ["FOO:BAR", "NOSUCH:CMD"] and notes[1].count == 1
 
 
 def test_notifications_can_be_switched_off_but_srqs_still_count(window, sim_backend, qtbot):
