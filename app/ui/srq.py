@@ -407,6 +407,7 @@ class NoticeArea(QWidget):
             while len(self.cards) > MAX_NOTICES:
                 self.remove(self.cards[0])
         self._place()
+        QTimer.singleShot(0, self._place)  # again once the card has laid out its new text
         self.show()
         self.raise_()
         return card
@@ -416,7 +417,7 @@ class NoticeArea(QWidget):
         for card in self.cards:
             if card.note.resource == note.resource and card.note.at == note.at:
                 card.set_note(note)
-                self._place()
+                QTimer.singleShot(0, self._place)  # once the card has laid out its new text
 
     def remove(self, card: NoticeCard) -> None:
         if card in self.cards:
@@ -433,7 +434,10 @@ class NoticeArea(QWidget):
         # Bottom right, above the status bar: out of the way of the tab headers and tool bars.
         width = min(self.fontMetrics().averageCharWidth() * 52, max(200, window.width() - 40))
         self.setFixedWidth(width)
-        self.adjustSize()
+        # Word-wrapped text: the height follows from the width (adjustSize() would use the old one).
+        self._layout.invalidate()
+        height = self._layout.totalHeightForWidth(width) if self._layout.hasHeightForWidth() else -1
+        self.setFixedHeight(max(height, self._layout.totalMinimumSize().height()))
         bottom = window.height() - 12
         status = getattr(window, "statusBar", None)
         if callable(status) and status() is not None and status().isVisible():

@@ -75,7 +75,10 @@ def test_an_srq_is_notified_at_once_and_put_on_the_timeline_after_its_cause(wind
     qtbot.waitUntil(lambda: transcript_has(tab.console, "info", "SRQ follow-up"), timeout=3000)
     follow = next(e for e in tab.console.transcript.entries() if e.text.startswith("SRQ follow-up"))
     assert "OPC" in follow.text
-    assert "Raised by:" in center.notices.cards[-1].body.text()
+    card = center.notices.cards[-1]
+    assert "Raised by:" in card.body.text()
+    area = center.notices  # it grows with its text: nothing is cut off
+    qtbot.waitUntil(lambda: area.height() >= area.layout().totalHeightForWidth(area.width()), timeout=1000)
 
 
 def test_the_follow_up_reads_esr_and_the_error_queue_itself(window, sim_backend, qtbot):
