@@ -1,0 +1,327 @@
+"""A live graph of upload throughput: MB/s against time, redrawn from a timer.
+
+Samples arrive in batches from the worker (one ``(elapsed_s, done_bytes)`` pair per
+transfer); they are appended to the current run's buffers and the plot is redrawn at most
+every :data:`REDRAW_MS` by a timer, never per sample, so drawing never slows the transfer.
+Reference lines mark the USB 2.0 full- and high-speed bulk limits and the run's average;
+earlier runs stay on the plot, dimmed, for comparison. Samples export as CSV, the plot as PNG.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+
+from app.sim.wire import FULL_SPEED, HIGH_SPEED
+
+from ..theme import colors
+
+REDRAW_MS = 40  # 25 Hz at most
+RATE_WINDOW_S = 0.1  # each point is the rate over at least this long, so single transfers do not jitter it
+MAX_RUNS = 6  # runs kept for comparison, the current one included
+RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf")
+
+
+@dataclass
+class Run:
+    """One upload's samples: times (s), bytes done, and the rate (MB/s) at each time."""
+
+    number: int
+    label: str
+    times_s: list[float] = field(default_factory=list)
+    done_bytes: list[int] = field(default_factory=list)
+    rates_MBps: list[float] = field(default_factory=list)
+    finished: bool = False
+    ok: bool = True
+    _window_start: int = 0
+
+    @property
+    def average_MBps(self) -> float:
+        if not self.times_s or self.times_s[-1] <= 0:
+            return 0.0
+        return self.done_bytes[-1] / self.times_s[-1] / 1e6
+
+    def add(self, elapsed_s: float, done: int) -> None:
+        if self.times_s and (elapsed_s <= self.times_s[-1] or done < self.done_bytes[-1]):
+            return  # out of order or repeated: keep the curve monotonic in time
+        self.times_s.append(elapsed_s)
+        self.done_bytes.append(done)
+        i = len(self.times_s) - 1
+        while self._window_start < i - 1 and elapsed_s - self.times_s[self._window_start + 1] >= RATE_WINDOW_S:
+            self._window_start += 1
+        j = self._window_start if self._window_start < i else i - 1
+        if j < 0:
+            rate = done / elapsed_s / 1e6 if elapsed_s > 0 else 0.0
+        else:
+            span = elapsed_s - self.times_s[j]
+            rate = (done - self.done_bytes[j]) / span / 1e6 if span > 0 else self.rates_MBps[-1]
+        self.rates_MBps.append(rate)
+
+
+class ThroughputGraph(QWidget):
+    """MB/s against time for the current upload and the previous ones."""
+
+    exported = Signal(str)  # a file written (CSV or PNG)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("throughputGraph")
+        self.runs: list[Run] = []
+        self.redraws = 0  # how often the plot was redrawn (tests check it follows the timer)
+        self._dirty = False
+        self._run_numbers = 0
+
+        self.plot = pg.PlotWidget(self)
+        self.plot.setObjectName("throughputPlot")
+        self.plot.setMinimumHeight(160)
+        item = self.plot.getPlotItem()
+        item.setLabel("left", "throughput", units="MB/s")
+        item.setLabel("bottom", "time since the upload started", units="s")
+        # No grid: it is most of the cost of a repaint, and the reference lines give the scale.
+        item.setMenuEnabled(False)
+        # Ranges move in round steps (see _fit_range), not on every redraw: each change of range
+        # makes pyqtgraph lay its axes out again, the dearest part of a repaint.
+        item.enableAutoRange(False)
+        item.setMouseEnabled(x=False, y=False)
+        self._range = (0.0, 0.0)
+        self.legend = item.addLegend(offset=(-10, 10), labelTextSize="8pt")
+        self._curves: dict[int, pg.PlotDataItem] = {}
+        c = colors(self.palette())
+        muted = QColor(c.muted)
+        self.reference_lines = []
+        for model, text in ((FULL_SPEED, "USB full speed"), (HIGH_SPEED, "USB high speed")):
+            mbps = model.bytes_per_s / 1e6
+            line = pg.InfiniteLine(pos=mbps, angle=0, movable=False,
+                                   pen=pg.mkPen(muted, width=1, style=Qt.PenStyle.DashLine),
+                                   label=f"{text} limit {mbps:g} MB/s",
+                                   labelOpts={"position": 0.02, "anchors": [(0, 1), (0, 1)], "color": muted})
+            line.value_MBps = mbps
+            item.addItem(line, ignoreBounds=False)
+            self.reference_lines.append(line)
+        self.average_line = pg.InfiniteLine(pos=0, angle=0, movable=False,
+                                            pen=pg.mkPen(QColor(c.ok), width=1, style=Qt.PenStyle.DotLine),
+                                            label="", labelOpts={"position": 0.98, "anchors": [(1, 1), (1, 1)],
+                                                                 "color": QColor(c.ok)})
+        self.average_line.value_MBps = 0.0
+        self.average_line.hide()
+        item.addItem(self.average_line, ignoreBounds=True)
+
+        self.summary = QLabel(self)
+        self.summary.setObjectName("throughputSummary")
+        # Its text changes with every redraw; it must not make the panel lay itself out again.
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.log_scale = QCheckBox("Log scale", self)
+        self.log_scale.setToolTip("Show slow and fast runs, and both bus limits, at once")
+        self.log_scale.toggled.connect(self._set_log)
+        self.clear_button = QPushButton("Clear runs", self)
+        self.clear_button.clicked.connect(self.clear)
+        self.csv_button = QPushButton("Export CSV…", self)
+        self.csv_button.setToolTip("The samples of every run on the plot: run, time, bytes, MB/s")
+        self.png_button = QPushButton("Export PNG…", self)
+        self.png_button.setToolTip("The plot as an image")
+        self.csv_button.clicked.connect(lambda: self._export("csv"))
+        self.png_button.clicked.connect(lambda: self._export("png"))
+
+        bar = QHBoxLayout()
+        bar.addWidget(self.summary, 1)
+        bar.addWidget(self.log_scale)
+        bar.addWidget(self.clear_button)
+        bar.addWidget(self.csv_button)
+        bar.addWidget(self.png_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot, 1)
+        layout.addLayout(bar)
+
+        self.timer = QTimer(self)
+        self.timer.setInterval(REDRAW_MS)
+        self.timer.timeout.connect(self._redraw)
+        self._update_buttons()
+
+    # --- data in -----------------------------------------------------------------------
+
+    def begin_run(self, label: str) -> Run:
+        """Start a new run (the oldest is dropped beyond :data:`MAX_RUNS`) and the redraw timer."""
+        self._run_numbers += 1
+        run = Run(self._run_numbers, label)
+        self.runs.append(run)
+        while len(self.runs) > MAX_RUNS:
+            old = self.runs.pop(0)
+            curve = self._curves.pop(old.number, None)
+            if curve is not None:
+                self.plot.getPlotItem().removeItem(curve)
+                self.legend.removeItem(curve)
+        self.average_line.hide()
+        self._dirty = True
+        self.timer.start()
+        self._update_buttons()
+        return run
+
+    def add_samples(self, samples) -> None:
+        """Append ``(elapsed_s, done_bytes)`` pairs to the current run; drawn at the next tick."""
+        if not self.runs or self.runs[-1].finished:
+            return
+        run = self.runs[-1]
+        for elapsed_s, done in samples:
+            run.add(float(elapsed_s), int(done))
+        self._dirty = True
+
+    def end_run(self, ok: bool, seconds: float | None = None, total_bytes: int | None = None) -> None:
+        """The current run is over: fix its average (from the upload's own timing when given)."""
+        if not self.runs or self.runs[-1].finished:
+            return
+        run = self.runs[-1]
+        if seconds and total_bytes and ok:
+            run.add(seconds, total_bytes)
+        run.finished, run.ok = True, ok
+        self._dirty = True
+        self._redraw()
+        self.timer.stop()
+        self._update_buttons()
+
+    @Slot()
+    def clear(self) -> None:
+        for curve in self._curves.values():
+            self.plot.getPlotItem().removeItem(curve)
+            self.legend.removeItem(curve)
+        self._curves.clear()
+        self.runs = [run for run in self.runs if not run.finished]
+        self.average_line.hide()
+        self.summary.clear()
+        self._dirty = True
+        self._redraw()
+        self._update_buttons()
+
+    # --- drawing -------------------------------------------------------------------------
+
+    @Slot()
+    def _redraw(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        self.redraws += 1
+        item = self.plot.getPlotItem()
+        current = self.runs[-1] if self.runs else None
+        for index, run in enumerate(self.runs):
+            curve = self._curves.get(run.number)
+            color = QColor(RUN_COLORS[(run.number - 1) % len(RUN_COLORS)])
+            latest = run is current
+            if not latest:
+                color.setAlpha(110)
+            pen = pg.mkPen(color, width=2.2 if latest else 1.2,
+                           style=Qt.PenStyle.SolidLine if run.ok else Qt.PenStyle.DashLine)
+            if curve is None:
+                curve = item.plot([], [], pen=pen, name=f"run {run.number}: {run.label}")
+                self._curves[run.number] = curve
+            curve.setPen(pen)
+            curve.setData(run.times_s, run.rates_MBps)
+        self._fit_range()
+        if current is not None and current.times_s:
+            average = current.average_MBps
+            self.average_line.value_MBps = average
+            self.average_line.setPos(self._y(average))
+            self.average_line.label.setFormat(f"run {current.number} average {average:.3g} MB/s")
+            self.average_line.show()
+            done = current.done_bytes[-1]
+            state = "" if current.finished and current.ok else " (cancelled or failed)" if current.finished else " …"
+            self.summary.setText(f"Run {current.number}: {done / 1e6:.3g} MB in {current.times_s[-1]:.3g} s, "
+                                 f"average {average:.3g} MB/s{state}")
+
+    def _fit_range(self) -> None:
+        """Show every run and the bus limits near it, with bounds rounded up to 1, 2 or 5 x 10^n."""
+        times = [run.times_s[-1] for run in self.runs if run.times_s]
+        rates = [max(run.rates_MBps) for run in self.runs if run.rates_MBps]
+        x_top = _nice(max(times, default=1.0) * 1.05)
+        top = max(rates, default=1.0)
+        limits = [line.value_MBps for line in self.reference_lines]
+        # A bus limit is worth showing when it is within reach of the fastest run.
+        y_top = max([top * 1.15] + [limit * 1.1 for limit in limits if limit <= top * 4])
+        y_top = _nice(y_top)
+        if (x_top, y_top) == self._range:
+            return
+        self._range = (x_top, y_top)
+        item = self.plot.getPlotItem()
+        item.setXRange(0, x_top, padding=0)
+        if self.log_scale.isChecked():
+            low = min([r for run in self.runs for r in run.rates_MBps if r > 0] + [limits[0]])
+            item.setYRange(math.log10(low / 2), math.log10(y_top), padding=0)
+        else:
+            item.setYRange(0, y_top, padding=0)
+
+    def _y(self, mbps: float) -> float:
+        if self.log_scale.isChecked():
+            import math
+
+            return math.log10(max(mbps, 1e-3))
+        return mbps
+
+    @Slot(bool)
+    def _set_log(self, on: bool) -> None:
+        self.plot.getPlotItem().setLogMode(y=on)
+        for line in [*self.reference_lines, self.average_line]:
+            line.setPos(self._y(line.value_MBps))
+        self._range = (0.0, 0.0)
+        self._dirty = True
+        self._redraw()
+
+    # --- export --------------------------------------------------------------------------
+
+    def samples_csv(self) -> str:
+        """Every run's samples: run, label, time_s, bytes, MB_per_s."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["run", "label", "time_s", "bytes", "MB_per_s"])
+        for run in self.runs:
+            for t, done, rate in zip(run.times_s, run.done_bytes, run.rates_MBps):
+                writer.writerow([run.number, run.label, f"{t:.6f}", done, f"{rate:.4f}"])
+        return out.getvalue()
+
+    def export_csv(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            handle.write(self.samples_csv())
+        self.exported.emit(path)
+
+    def export_png(self, path: str) -> bool:
+        self._redraw()
+        saved = self.plot.grab().save(path, "PNG")
+        if saved:
+            self.exported.emit(path)
+        return saved
+
+    def _export(self, kind: str) -> None:
+        from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+        title = "Export throughput samples" if kind == "csv" else "Export throughput plot"
+        pattern = "CSV files (*.csv)" if kind == "csv" else "PNG images (*.png)"
+        path, _ = QFileDialog.getSaveFileName(self, title, f"throughput.{kind}", pattern)
+        if not path:
+            return
+        try:
+            if kind == "csv":
+                self.export_csv(path)
+            elif not self.export_png(path):
+                raise OSError("the image could not be written")
+        except OSError as exc:
+            QMessageBox.warning(self, title, f"{path}: {exc.strerror or exc}")
+
+    def _update_buttons(self) -> None:
+        has = any(run.times_s for run in self.runs)
+        self.csv_button.setEnabled(has)
+        self.png_button.setEnabled(bool(self.runs))
+        self.clear_button.setEnabled(any(run.finished for run in self.runs))
+
+
+def _nice(value: float) -> float:
+    """The smallest of 1, 2 and 5 x 10^n that is at least ``value``."""
+    if value <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(value))
+    return next(step * power for step in (1, 2, 5, 10) if step * power >= value)

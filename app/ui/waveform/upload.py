@@ -1,0 +1,78 @@
+"""The waveform upload as a worker command: ``UploadWaveform`` in, ``UploadProgress`` and
+``UploadDone`` out (frozen dataclasses, no Qt), run by the session's worker thread.
+
+The handler streams the plan through the core (``app.waveforms.run_upload``), batches the
+per-transfer progress into at most :data:`EMIT_INTERVAL_S`-spaced events so the GUI never
+gets a signal per transfer, then asks the instrument ``*OPC?``, its error queue and the
+stored length and CRC-32. Cancel is the command's abort flag: the core checks it between
+transfers, which it sizes to last about ``app.waveforms.ABORT_LATENCY_MS``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from app.waveforms import UploadPlan, UploadResult, check_upload, run_upload
+
+from ..events import Command, Event, Progress
+from ..worker import CommandContext, SessionWorker
+
+EMIT_INTERVAL_S = 0.05  # at most 20 progress events a second, each with every transfer since the last
+
+
+@dataclass(frozen=True)
+class UploadWaveform(Command):
+    """Send ``plan``'s messages, then check what the instrument made of them (when ``check``)."""
+
+    plan: UploadPlan
+    check: bool = True
+
+    def describe(self) -> str:
+        return f"waveform upload ({self.plan.total_bytes} bytes)"
+
+
+@dataclass(frozen=True)
+class UploadProgress(Progress):
+    """Progress of an upload; ``samples`` holds (elapsed_s, done_bytes) after each transfer since the last event."""
+
+    samples: tuple[tuple[float, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class UploadChecking(Event):
+    """Every byte is sent; the instrument is being asked about it."""
+
+    seconds: float
+    bytes_sent: int
+
+
+@dataclass(frozen=True)
+class UploadDone(Event):
+    """The upload and its checks are over; ``result`` says what the instrument reported."""
+
+    result: UploadResult
+
+
+def _upload(ctx: CommandContext) -> None:
+    cmd: UploadWaveform = ctx.command
+    batch: list[tuple[float, int]] = []
+    last_emit = [time.perf_counter()]
+
+    def progress(done: int, total: int, elapsed_s: float) -> None:
+        batch.append((elapsed_s, done))
+        now = time.perf_counter()
+        if now - last_emit[0] >= EMIT_INTERVAL_S or done >= total:
+            last_emit[0] = now
+            ctx.emit(UploadProgress(cmd.id, done, total, elapsed_s, tuple(batch)))
+            batch.clear()
+            ctx.worker.poll_srq_between_transfers()
+
+    result = run_upload(ctx.instrument, cmd.plan, abort=ctx.abort, progress=progress, check=False)
+    ctx.emit(UploadChecking(cmd.id, result.seconds, result.bytes_sent))
+    if cmd.check:
+        result = check_upload(ctx.instrument, cmd.plan, result)
+    ctx.emit(UploadDone(cmd.id, result))
+
+
+SessionWorker.register(UploadWaveform, _upload)
