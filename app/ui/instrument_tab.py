@@ -21,6 +21,7 @@ from .console import ConsolePanel
 from .events import Disconnect
 from .settings import Settings
 from .theme import colors
+from .waveform import attach_waveform_panel
 from .worker import Session
 
 STATE_TEXT = {
@@ -117,6 +118,7 @@ class InstrumentTab(QWidget):
         self.console = ConsolePanel(session, settings, self)
         self.console.identified.connect(self._on_identified)
         self.add_panel(self.console, "Console")
+        self.waveform = attach_waveform_panel(self)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

@@ -557,6 +557,7 @@ class Session(QObject):
         super().__init__(parent)
         self.resource = resource
         self.source = source
+        self.backend = backend  # the worker's pyusb backend; a virtual bus's has .bus (its device models)
         self.timeout_ms = timeout_ms
         self.info = None  # DeviceInfo once opened
         self.state = "new"
