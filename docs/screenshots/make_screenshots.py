@@ -141,8 +141,73 @@ def main() -> int:
     save(dialog, "raw-view.png")
     dialog.close()
 
+    # The status view: click CME into ESE and ESB into SRE, then an undefined command raises an SRQ.
+    status = tab.panel("statusView")
+    tab.panels.setCurrentWidget(status)
+    wait(lambda: status.state["ESE"].value is not None and status.state["SRE"].value is not None)
+    status.toggle_bit("ESE", 5)
+    wait(lambda: status.state["ESE"].value == 32)
+    status.toggle_bit("SRE", 5)
+    wait(lambda: status.state["SRE"].value == 32)
+    # ESB stays set until *CLS: neither the error check nor an SRQ follow-up reads ESR meanwhile.
+    console.check_combo.setCurrentIndex(console.check_combo.findData("off"))
+    window.srq_center.monitor(tab).follow_up = False
+    for line, pause_s in (("COUNT:READ?", 0.6), ("FOO:BAR", 2.0), ("*CLS", 0.8), ("PARAM:SET 20000,0", 0.6)):
+        console.submit_line(line)
+        wait(lambda: tab.session.outstanding == 0)
+        pump(pause_s)
+    status.read_esr()
+    status.read_device_register("DEBUG:FLAGS")
+    wait(lambda: "DEBUG:FLAGS" in status.device_values)
+    console.check_combo.setCurrentIndex(console.check_combo.findData("auto"))
+    window.srq_center.monitor(tab).follow_up = True
+    window.resize(1280, 990)  # tall enough for the whole view
+    pump(1.2)
+    save(tab, "status-view.png")
+    window.resize(1280, 800)
+
+    # An SRQ from the SAM7 while another instrument is in front: a notice and a badge.
+    loop_ref = next(r for r in window.browser.devices("virtual") if "Loopback" in window.browser.device(r).product)
+    window.open_device(loop_ref)
+    loop = window.tab_for(loop_ref)
+    wait(lambda: loop.console.idn is not None and loop.session.state == "idle")
+    console.submit_line("NOSUCH:CMD")
+    wait(lambda: window.browser.device(sam7_ref) is not None and "⚑" in window.browser._device_items[sam7_ref].text(0))
+    pump(0.5)
+    save(window, "srq-notification.png")
+
+    # The SAM7 panel with the virtual board: Ready on, remote, a pulse train with glitches running.
+    window.tabs.setCurrentWidget(tab)
+    sam7 = tab.panel("sam7Panel")
+    tab.panels.setCurrentWidget(sam7)
+    for line in ("COUNT:RESET", "INDICATOR 1", "PARAM:SET 1200,-35"):
+        console.submit_line(line)
+        wait(lambda: tab.session.outstanding == 0)
+    console.control("remote")
+    console.submit_line("BUSY?")
+    sam7.busy_button.click()
+    sam7.flags_button.click()
+    sam7.enq_button.click()
+    sam7.pulse_source.rate.setValue(4)
+    sam7.pulse_source.glitch.setChecked(True)
+    sam7.pulse_source.start()
+    pump(3.0)
+    sam7.param1.setText("20000")
+    wait(lambda: sam7.busy_text and sam7.params_text and sam7.flags_text)
+    pump(0.5)
+    save(tab, "sam7-panel.png")
+
     # Dark colours.
     window.set_theme("dark")
+    pump(0.5)
+    save(tab, "sam7-panel-dark.png")
+    tab.panels.setCurrentWidget(status)
+    window.resize(1280, 990)
+    pump(1.2)
+    save(tab, "status-view-dark.png")
+    window.resize(1280, 800)
+    sam7.pulse_source.stop()
+    tab.panels.setCurrentWidget(console)
     pump(0.3)
     save(window, "main-window-dark.png")
     window.set_theme("light")
