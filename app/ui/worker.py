@@ -552,6 +552,7 @@ class Session(QObject):
         source: str = "usb",
         timeout_ms: int = 5000,
         instrument_factory=None,
+        use_quirks: bool = True,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -559,6 +560,7 @@ class Session(QObject):
         self.source = source
         self.backend = backend  # the worker's pyusb backend; a virtual bus's has .bus (its device models)
         self.timeout_ms = timeout_ms
+        self.use_quirks = use_quirks  # False: open as if the device were compliant (no quirk flags)
         self.info = None  # DeviceInfo once opened
         self.state = "new"
         self.last_problem = ""
@@ -581,7 +583,7 @@ class Session(QObject):
         if not self.thread.isRunning() and not self._closing:
             self.thread.start()
         self._set_state("opening")
-        return self.submit(Open(self.resource, timeout_ms=self.timeout_ms), origin="open")
+        return self.submit(Open(self.resource, timeout_ms=self.timeout_ms, use_quirks=self.use_quirks), origin="open")
 
     def submit(self, command: Command, origin: str = "") -> int:
         """Queue ``command`` for the worker; returns its id (0 when the session is closing)."""
