@@ -58,6 +58,8 @@ class DeviceBrowser(QWidget):
     """A tree of devices per source. Double-click or Enter asks to open one."""
 
     open_requested = Signal(object)  # DeviceRef
+    open_without_quirks_requested = Signal(object)  # DeviceRef
+    probe_requested = Signal(object)  # DeviceRef: run the compliance probe
     identify_requested = Signal(object)  # DeviceRef
     alias_changed = Signal(object, str)  # DeviceRef, alias
     rescan_requested = Signal()
@@ -416,12 +418,20 @@ class DeviceBrowser(QWidget):
             font = QFont(open_action.font())
             font.setBold(True)
             open_action.setFont(font)
+            plain = menu.addAction("Open without quirks")
+            plain.setEnabled(bool(info.quirks))
+            plain.setToolTip("Open as if the device were compliant, to see what its quirks work around."
+                             if info.quirks else "No quirk applies to this device.")
+            plain.triggered.connect(lambda: self.open_without_quirks_requested.emit(ref))
             identify = menu.addAction("Identify (indicator pulse)")
             caps = info.capabilities
             identify.setEnabled(caps is None or caps.indicator_pulse)
             if caps is not None and not caps.indicator_pulse:
                 identify.setToolTip("The device does not support INDICATOR_PULSE.")
             identify.triggered.connect(lambda: self.identify_requested.emit(ref))
+            probe = menu.addAction("Probe compliance…")
+            probe.setToolTip("Check the device against USBTMC 1.0 / USB488 1.0 and suggest quirk flags.")
+            probe.triggered.connect(lambda: self.probe_requested.emit(ref))
             copy = menu.addAction("Copy resource string")
             copy.triggered.connect(lambda: self.copy_resource(ref))
             alias = menu.addAction("Set alias…")
