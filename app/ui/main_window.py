@@ -31,6 +31,7 @@ from .discovery import DEFAULT_INTERVAL_MS, BackendProvider, Discovery, Snapshot
 from .events import Control, Failed, Finished, Opened
 from .icon import app_icon
 from .instrument_tab import STATE_TEXT, InstrumentTab
+from .probe_dialog import ProbeDialog
 from .settings import Settings
 from .settings_dialog import SettingsDialog
 from .srq import SrqCenter
@@ -130,12 +131,15 @@ class MainWindow(QMainWindow):
         self._instrument_factory = instrument_factory
         self._tabs: dict[DeviceRef, InstrumentTab] = {}
         self._retiring: set[Session] = set()  # closed sessions whose threads are still ending
+        self._probes: set[ProbeDialog] = set()  # compliance probe dialogs still open
         self._virtual_decided = self.settings.virtual_mode != "auto"
         self._shut_down = False
         self._open_sam7_when_listed = False
 
         self.browser = DeviceBrowser(self.settings, self)
         self.browser.open_requested.connect(self.open_device)
+        self.browser.open_without_quirks_requested.connect(lambda ref: self.open_device(ref, use_quirks=False))
+        self.browser.probe_requested.connect(self.probe_device)
         self.browser.identify_requested.connect(self.identify)
         self.browser.alias_changed.connect(self._on_alias)
         self.browser.rescan_requested.connect(self.rescan)
@@ -295,6 +299,8 @@ class MainWindow(QMainWindow):
             if not session.wait(remaining):
                 log.warning("the session with %s did not end in time", session.resource)
                 ok = False
+        for dialog in list(self._probes):
+            ok = dialog.stop(max(0, int((deadline - time.monotonic()) * 1000))) and ok
         return ok and not live_threads()
 
     def closeEvent(self, event: QCloseEvent) -> None:
@@ -315,12 +321,19 @@ class MainWindow(QMainWindow):
         return [self.tabs.widget(i) for i in range(self.tabs.count())]
 
     @Slot(object)
-    def open_device(self, ref: DeviceRef) -> InstrumentTab | None:
-        """Open a session with ``ref`` in a new tab, or bring its tab forward."""
+    def open_device(self, ref: DeviceRef, use_quirks: bool = True) -> InstrumentTab | None:
+        """Open a session with ``ref`` in a new tab, or bring its tab forward.
+
+        ``use_quirks`` False opens it as if it were compliant (an open tab reopens that way).
+        """
         tab = self._tabs.get(ref)
         if tab is not None:
             self.tabs.setCurrentWidget(tab)
-            if tab.session.state in ("gone", "failed", "closed"):
+            if tab.session.use_quirks != use_quirks:
+                tab.session.use_quirks = use_quirks
+                self._say_quirks(ref, use_quirks)
+                tab.reconnect()
+            elif tab.session.state in ("gone", "failed", "closed"):
                 tab.reconnect()
             return tab
         try:
@@ -330,7 +343,9 @@ class MainWindow(QMainWindow):
             return None
         timeout_ms = self.settings.instrument_value(ref.resource, "timeout_ms", self.settings.default_timeout_ms, int)
         session = Session(ref.resource, backend, source=ref.source, timeout_ms=timeout_ms,
-                          instrument_factory=self._instrument_factory, parent=self)
+                          instrument_factory=self._instrument_factory, use_quirks=use_quirks, parent=self)
+        if not use_quirks:
+            self._say_quirks(ref, use_quirks)
         info = self.browser.device(ref)
         tab = InstrumentTab(ref, session, self.settings, info, self)
         self._tabs[ref] = tab
@@ -345,6 +360,47 @@ class MainWindow(QMainWindow):
         tab.console.input.setFocus()
         self.tab_opened.emit(tab)
         return tab
+
+    def _say_quirks(self, ref: DeviceRef, use_quirks: bool) -> None:
+        if use_quirks:
+            self.statusBar().showMessage(f"{ref.resource}: reopening with its quirks.", 8000)
+        else:
+            self.statusBar().showMessage(
+                f"{ref.resource}: opening without quirks, as if the device were compliant.", 8000)
+
+    @Slot(object)
+    def probe_device(self, ref: DeviceRef) -> ProbeDialog | None:
+        """Run the compliance probe on ``ref`` in a dialog, on its own worker thread.
+
+        The probe opens the interface itself: an open session is closed first (after asking).
+        """
+        tab = self._tabs.get(ref)
+        session = tab.session if tab is not None else None
+        if tab is not None and session.state not in ("gone", "failed", "closed"):
+            answer = QMessageBox.question(
+                self, "Probe compliance",
+                f"The probe needs {ref.resource} to itself. Close its session and probe it?")
+            if answer != QMessageBox.StandardButton.Yes:
+                return None
+        if tab is not None:
+            self.close_tab(self.tabs.indexOf(tab))
+        try:
+            backend = self.backends.get(ref.source)
+        except Exception as exc:  # the backend's own error says what is missing
+            self.statusBar().showMessage(f"Cannot probe {ref.resource}: {exc}", 10000)
+            return None
+        info = self.browser.device(ref)
+        title = device_title(info, self.settings.alias(ref.resource)) if info is not None else ref.resource
+        dialog = ProbeDialog(ref.resource, backend, title=title, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self._probes.add(dialog)
+        dialog.destroyed.connect(lambda *_, d=dialog: self._probes.discard(d))
+        dialog.show()
+        if session is not None and session.thread.isRunning():
+            session.thread.finished.connect(dialog.start)  # the interface is free once its worker ends
+        else:
+            dialog.start()
+        return dialog
 
     @Slot(int)
     def close_tab(self, index: int) -> None:

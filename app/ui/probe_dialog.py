@@ -330,6 +330,13 @@ class ProbeDialog(QDialog):
 
     # --- closing ---
 
+    def stop(self, timeout_ms: int) -> bool:
+        """Cancel a running probe and wait for its thread; True when it has ended."""
+        if not self.running:
+            return True
+        self._cancel.set()
+        return self._thread.wait(max(0, timeout_ms))
+
     def reject(self) -> None:
         """Close; a running probe is cancelled and its thread ends on its own."""
         if self.running:

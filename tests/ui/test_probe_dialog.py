@@ -108,3 +108,92 @@ def test_closing_cancels_a_running_probe(qtbot, quirky_backend, tmp_path):
     dialog.reject()
     assert dialog._cancel.is_set() and not dialog.isVisible()
     qtbot.waitUntil(lambda: not dialog.running, timeout=10000)
+
+
+# --- the hooks in the window and the device browser ----------------------------------------
+
+@pytest.fixture
+def quirky_window(qtbot, settings):
+    """The main window whose virtual group also carries the virtual DHO804 (a stale bTag)."""
+    from app.ui.main_window import MainWindow
+    from conftest import no_usb
+
+    bus = app.sim.default_bus()
+    plug_quirky(bus, keys=["rigol-dho800"])
+    backend = VirtualBackend(bus)
+    settings.virtual_mode = "auto"
+    win = MainWindow(settings, backend_factories={"usb": no_usb, "virtual": lambda: backend},
+                     discovery_interval_ms=100)
+    qtbot.addWidget(win)
+    win.resize(1200, 760)
+    win.show()
+    win.start()
+    yield win
+    assert win.shutdown(timeout_ms=8000), "sessions, probes or discovery did not stop"
+
+
+def _menu_actions(browser, ref):
+    from PySide6.QtWidgets import QMenu
+
+    assert browser.select(ref)
+    item = browser.tree.currentItem()
+    browser._context_menu(browser.tree.visualItemRect(item).center())
+    menu = browser.findChildren(QMenu)[-1]
+    actions = {a.text(): a for a in menu.actions()}
+    menu.close()
+    return actions
+
+
+def test_the_browser_offers_the_probe_and_opening_without_quirks(quirky_window, qtbot):
+    from ui_helpers import find_ref
+
+    dho = find_ref(quirky_window, "DHO804", qtbot)
+    sam7 = find_ref(quirky_window, "SAM7", qtbot)
+    actions = _menu_actions(quirky_window.browser, dho)
+    assert actions["Probe compliance…"].isEnabled() and actions["Open without quirks"].isEnabled()
+    actions = _menu_actions(quirky_window.browser, sam7)
+    assert actions["Probe compliance…"].isEnabled() and not actions["Open without quirks"].isEnabled()
+    with qtbot.waitSignal(quirky_window.browser.probe_requested) as probe:
+        _menu_actions(quirky_window.browser, dho)["Probe compliance…"].trigger()
+    assert probe.args == [dho]
+    qtbot.waitUntil(lambda: not quirky_window._probes or not any(d.running for d in quirky_window._probes),
+                    timeout=15000)
+
+
+def test_open_without_quirks_and_back(quirky_window, qtbot):
+    from ui_helpers import find_ref
+
+    dho = find_ref(quirky_window, "DHO804", qtbot)
+    quirky_window.browser.open_without_quirks_requested.emit(dho)
+    tab = quirky_window.tab_for(dho)
+    qtbot.waitUntil(lambda: tab.session.info is not None and tab.session.state == "idle", timeout=5000)
+    assert not tab.session.use_quirks and tab.session.info.quirks == ()
+    assert "without quirks" in quirky_window.statusBar().currentMessage()
+    quirky_window.open_device(dho)  # with its quirks again: the tab reopens
+    qtbot.waitUntil(lambda: tab.session.state == "idle" and tab.session.info.quirks != (), timeout=5000)
+    assert tab.session.use_quirks
+    assert [q.flag for q in tab.session.info.quirks] == ["tolerate_stale_btag"]
+
+
+def test_probing_an_open_instrument_closes_its_session_first(quirky_window, qtbot, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+    from ui_helpers import find_ref
+
+    dho = find_ref(quirky_window, "DHO804", qtbot)
+    tab = quirky_window.open_device(dho)
+    qtbot.waitUntil(lambda: tab.session.state == "idle", timeout=5000)
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.StandardButton.Yes)
+    dialog = quirky_window.probe_device(dho)
+    assert quirky_window.tab_for(dho) is None and dialog in quirky_window._probes
+    qtbot.waitUntil(lambda: dialog.report is not None and not dialog.running, timeout=20000)
+    assert dialog.report.suggested_flags() == {"tolerate_stale_btag": True} and not dialog.error
+    dialog.close()
+
+
+def test_a_running_probe_is_stopped_when_the_window_shuts_down(quirky_window, qtbot):
+    from ui_helpers import find_ref
+
+    dialog = quirky_window.probe_device(find_ref(quirky_window, "DHO804", qtbot))
+    qtbot.waitUntil(lambda: dialog.running, timeout=2000)
+    assert quirky_window.shutdown(timeout_ms=8000)
+    assert not dialog.running
