@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import queue
 import re
 import struct
 import threading
@@ -41,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 CHUNK_POINTS = 256 * 1024  # samples encoded at a time: large enough for NumPy, small next to a waveform
+PREFETCH_CHUNKS = 2  # chunks encoded ahead of the sender by run_upload, on a thread of their own
 _NOISE_BLOCK = 4096  # noise is drawn per block of this many points, so any chunk can be computed alone
 
 
@@ -143,7 +145,7 @@ class ShapeSource(Source):
 
     @property
     def description(self) -> str:  # type: ignore[override]
-        return f"{self.shape}, {self.points} points, amplitude {self.amplitude:g}, offset {self.offset:g}"
+        return f"{self.shape}, {self.points:,} points, amplitude {self.amplitude:g}, offset {self.offset:g}"
 
     def chunk(self, start: int, stop: int) -> np.ndarray:
         values = self._noise(start, stop) if self.shape == "noise" else \
@@ -321,7 +323,7 @@ def read_csv(path: str | Path, column: int | str | None = None) -> ArraySource:
         bad = int(np.flatnonzero(~np.isfinite(values))[0])
         raise WaveformError(f"{_name(path)} line {lines[bad][0]}: {values[bad]} is not a finite number")
     label = _column_label(index, names)
-    description = f"{_name(path)}: {len(values)} points from column {label}"
+    description = f"{_name(path)}: {len(values):,} points from column {label}"
     return ArraySource(values, description, path=path)
 
 
@@ -387,7 +389,7 @@ def read_npy(path: str | Path, column: int | None = None) -> ArraySource:
         raise WaveformError(f"{_name(path)}: a {data.ndim}-dimensional array {data.shape}; samples need 1-D")
     if data.shape[0] == 0:
         raise WaveformError(f"{_name(path)}: the array is empty")
-    return ArraySource(data, f"{_name(path)}: {data.shape[0]} points of {data.dtype}", path=path)
+    return ArraySource(data, f"{_name(path)}: {data.shape[0]:,} points of {data.dtype}", path=path)
 
 
 def read_raw(path: str | Path, dtype: str = "int16", byte_order: str = "little", offset_bytes: int = 0,
@@ -414,7 +416,7 @@ def read_raw(path: str | Path, dtype: str = "int16", byte_order: str = "little",
         scale = 1.0 / (np.iinfo(kind).max + 1) if kind.kind in "iu" else 1.0
         if kind.kind == "u":
             scale = 2.0 / (np.iinfo(kind).max + 1)  # unsigned: 0..max becomes -1..1 after the offset below
-    source = ArraySource(data, f"{_name(path)}: {len(data)} {dtype} samples, {byte_order}-endian", scale=scale,
+    source = ArraySource(data, f"{_name(path)}: {len(data):,} {dtype} samples, {byte_order}-endian", scale=scale,
                          path=path)
     if kind.kind == "u":
         return _OffsetSource(source)
@@ -481,7 +483,7 @@ def read_wav(path: str | Path, channel: int = 0) -> ArraySource:
     frames = size // frame_bytes
     if frames == 0:
         raise WaveformError(f"{_name(path)}: the 'data' chunk holds no samples")
-    description = f"{_name(path)}: {frames} points, channel {channel} of {channels}, {bits}-bit, {rate} Hz"
+    description = f"{_name(path)}: {frames:,} points, channel {channel} of {channels}, {bits}-bit, {rate} Hz"
     if bits == 24:
         raw = np.memmap(path, dtype="u1", mode="r", offset=offset, shape=(frames * frame_bytes,))
         return _Pcm24Source(raw, channels, channel, description, float(rate), path)
@@ -593,29 +595,29 @@ class Template:
 
 TEMPLATES = {
     "awg-dac": Template(
-        "awg-dac", "DATA:ARB:DAC name,<int16 block> (virtual AWG, Keysight 33500/33600)", "block",
+        "awg-dac", "DATA:ARB:DAC name,<int16 block>", "block",
         "FORM:BORD {bord};:DATA:ARB:DAC {name},", "int16", sample_types=("int16",),
         verify="DATA:ATTR:CHEC? {name}", select="FUNC:ARB {name}",
-        note="int16 DAC codes -32767 .. 32767; FORM:BORD says the byte order"),
+        note="virtual AWG, Keysight 33500/33600: int16 DAC codes -32767 .. 32767; FORM:BORD says the byte order"),
     "awg-float": Template(
-        "awg-float", "DATA:ARB name,<float32 block> (virtual AWG, Keysight 33500/33600)", "block",
+        "awg-float", "DATA:ARB name,<float32 block>", "block",
         "FORM:BORD {bord};:DATA:ARB {name},", "float32", sample_types=("float32",),
         verify="DATA:ATTR:CHEC? {name}", select="FUNC:ARB {name}",
-        note="float32 values -1.0 .. 1.0; FORM:BORD says the byte order"),
+        note="virtual AWG, Keysight 33500/33600: float32 -1.0 .. 1.0; FORM:BORD says the byte order"),
     "generic": Template(
-        "generic", "prefix + <block> (any instrument)", "block", "MEM:DATA ", "int16",
+        "generic", "prefix + <block>", "block", "MEM:DATA ", "int16",
         editable_prefix=True, opc=True, errors=True,
-        note="the prefix is sent as typed, then the definite block and a newline"),
+        note="any instrument: the prefix as typed, then the definite block and a newline"),
     "rigol": Template(
-        "rigol", ":TRAC:DATA:DAC16 VOLATILE,CON|END,<block> (Rigol DG1000Z/DG800)", "chained",
+        "rigol", ":TRAC:DATA:DAC16 VOLATILE,CON|END,<block>", "chained",
         ":SOUR1:TRAC:DATA:DAC16 VOLATILE,{flag},", "uint14", byte_orders=("little",), sample_types=("uint14",),
         chunk_points=16384, errors=False,
-        note="16384 points per message, CON on all but the last (END); 14-bit codes little-endian"),
+        note="Rigol DG1000Z/DG800: 16384 points per message, CON on all but the last (END); 14-bit codes, LSB first"),
     "siglent": Template(
-        "siglent", "C1:WVDT WVNM,name,WAVEDATA,<raw bytes> (Siglent SDG)", "raw",
+        "siglent", "C1:WVDT WVNM,name,WAVEDATA,<raw bytes>", "raw",
         "C1:WVDT WVNM,{name},WAVEDATA,", "int16", byte_orders=("little",), sample_types=("int16",),
         terminator="", errors=False,
-        note="no block header: the data runs to the end of the message (EOM)"),
+        note="Siglent SDG: no block header; the data runs to the end of the message (EOM)"),
 }
 
 
@@ -668,9 +670,9 @@ class UploadPlan:
     def __post_init__(self) -> None:
         t = self.template
         if self.kind not in t.sample_types:
-            raise WaveformError(f"{t.label.split(' (')[0]} takes {', '.join(t.sample_types)} samples, not {self.kind}")
+            raise WaveformError(f"{t.label} takes {', '.join(t.sample_types)} samples, not {self.kind}")
         if self.order not in t.byte_orders:
-            raise WaveformError(f"{t.label.split(' (')[0]} takes {' or '.join(t.byte_orders)}-endian samples")
+            raise WaveformError(f"{t.label} takes {' or '.join(t.byte_orders)}-endian samples")
         if ("{name}" in t.prefix or t.verify) and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,11}", self.name):
             raise WaveformError(f"{self.name!r} is not a waveform name: a letter, then letters, digits or _ "
                                 f"(at most 12)")
@@ -731,9 +733,13 @@ class UploadPlan:
         encoded = Encoder(self).encode(self.source.chunk(start, start + points))
         return head, encoded.tobytes()[:data_bytes]
 
-    def open(self) -> UploadStream:
-        """A fresh stream of this plan's messages (one per upload: it computes the checksum on the way)."""
-        return UploadStream(self)
+    def open(self, prefetch_chunks: int = 0) -> UploadStream:
+        """A fresh stream of this plan's messages (one per upload: it computes the checksum on the way).
+
+        ``prefetch_chunks`` > 0 encodes that many chunks ahead on a thread of its own, so the
+        bus does not idle while the next chunk is computed.
+        """
+        return UploadStream(self, prefetch_chunks)
 
 
 class Encoder:
@@ -759,13 +765,66 @@ class Encoder:
         return self.plan.sample.encode(values, self.plan.order)
 
 
+class _Prefetcher:
+    """Runs an iterator on a thread of its own, at most ``depth`` items ahead of the consumer.
+
+    NumPy and zlib release the GIL, so encoding overlaps with the transfers. :meth:`close`
+    stops the thread (an aborted upload abandons the iterator half-way).
+    """
+
+    _END = object()
+
+    def __init__(self, items: Iterator, depth: int) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(items,), name="waveform-encoder", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, items: Iterator) -> None:
+        try:
+            for item in items:
+                if not self._put(item):
+                    return
+            self._put(self._END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            self._put(exc)
+
+    def __iter__(self) -> Iterator:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join(timeout=5)
+
+
 class UploadStream:
     """The messages of one upload, produced lazily; ``crc32`` and ``clipped`` are complete once
     every message has been consumed. CRC-32 is over the samples little-endian."""
 
-    def __init__(self, plan: UploadPlan) -> None:
+    def __init__(self, plan: UploadPlan, prefetch_chunks: int = 0) -> None:
         self.plan = plan
         self.encoder = Encoder(plan)
+        self.prefetch_chunks = prefetch_chunks
         self.crc32 = 0
         self.points_sent = 0
 
@@ -779,16 +838,25 @@ class UploadStream:
             total = len(head) + (stop - start) * plan.sample_bytes + len(tail)
             yield Message(self._pieces(start, stop, head, tail), total, stop - start)
 
+    def _encoded(self, start: int, stop: int) -> Iterator[np.ndarray]:
+        step = self.plan.chunk_points
+        for first in range(start, stop, step):
+            yield self.encoder.encode(self.plan.source.chunk(first, min(stop, first + step)))
+
     def _pieces(self, start: int, stop: int, head: bytes, tail: bytes) -> Iterator:
         yield head
         swap = self.plan.order == "big"
-        for first in range(start, stop, self.plan.chunk_points):
-            last = min(stop, first + self.plan.chunk_points)
-            samples = self.encoder.encode(self.plan.source.chunk(first, last))
-            little = samples.byteswap() if swap else samples
-            self.crc32 = zlib.crc32(memoryview(little).cast("B"), self.crc32)
-            self.points_sent += last - first
-            yield samples
+        chunks = self._encoded(start, stop)
+        ahead = _Prefetcher(chunks, self.prefetch_chunks) if self.prefetch_chunks > 0 else None
+        try:
+            for samples in ahead if ahead is not None else chunks:
+                little = samples.byteswap() if swap else samples
+                self.crc32 = zlib.crc32(memoryview(little).cast("B"), self.crc32)
+                self.points_sent += len(samples)
+                yield samples
+        finally:
+            if ahead is not None:
+                ahead.close()
         if tail:
             yield tail
 
@@ -803,7 +871,8 @@ class UploadResult:
     crc32: int
     clipped: int
     opc: bool | None = None  # *OPC? answered 1 (None: not asked)
-    errors: tuple[str, ...] = ()  # SYST:ERR? entries other than 0
+    errors: tuple[str, ...] = ()  # SYST:ERR? entries other than 0, read after the upload
+    earlier_errors: tuple[str, ...] = ()  # entries already queued before the upload began
     device_points: int | None = None
     device_crc32: int | None = None
     problems: tuple[str, ...] = ()  # checks that could not run
@@ -827,7 +896,8 @@ ABORT_LATENCY_MS = 50  # with an abort flag, transfers are sized to last about t
 
 
 def run_upload(instrument, plan: UploadPlan, *, abort: threading.Event | None = None,
-               progress: ProgressCallback | None = None, check: bool = True) -> UploadResult:
+               progress: ProgressCallback | None = None, check: bool = True,
+               drain_before: bool | None = None) -> UploadResult:
     """Send ``plan`` through ``instrument`` (an ``app.usbtmc.Instrument``), then check it.
 
     ``progress(done_bytes, total_bytes, elapsed_s)`` is called after every transfer.
@@ -835,9 +905,12 @@ def run_upload(instrument, plan: UploadPlan, *, abort: threading.Event | None = 
     the device); with it, transfers are sized to last about :data:`ABORT_LATENCY_MS`, so
     Cancel works at once even on a slow instrument. With ``check``, afterwards: ``*OPC?``,
     ``SYST:ERR?`` until it answers 0 and the template's verify query, as the template
-    allows. Core errors propagate.
+    allows; errors already queued are read first (``drain_before``, by default as ``check``)
+    so they are not blamed on this upload. Core errors propagate.
     """
-    stream = plan.open()
+    drain = check if drain_before is None else drain_before
+    earlier = drain_errors(instrument) if drain and plan.template.errors else ()
+    stream = plan.open(PREFETCH_CHUNKS)
     total = plan.total_bytes
     started = time.perf_counter()
     before = 0
@@ -847,11 +920,25 @@ def run_upload(instrument, plan: UploadPlan, *, abort: threading.Event | None = 
                 progress(base + done, total, time.perf_counter() - started)
 
         pacing = {"abort_latency_ms": ABORT_LATENCY_MS} if abort is not None else {}
-        instrument.write_stream(message.pieces, message.total_bytes, abort=abort, progress=report, **pacing)
+        try:
+            instrument.write_stream(message.pieces, message.total_bytes, abort=abort, progress=report, **pacing)
+        finally:
+            message.pieces.close()  # an aborted message stops its encoder at once
         before += message.total_bytes
     seconds = time.perf_counter() - started
-    result = UploadResult(total, seconds, stream.points_sent, stream.crc32, stream.clipped)
+    result = UploadResult(total, seconds, stream.points_sent, stream.crc32, stream.clipped, earlier_errors=earlier)
     return check_upload(instrument, plan, result) if check else result
+
+
+def drain_errors(instrument, limit: int = 32) -> tuple[str, ...]:
+    """Read ``SYST:ERR?`` until it answers 0 (at most ``limit`` entries); the entries other than 0."""
+    found = []
+    for _ in range(limit):
+        entry = instrument.query("SYST:ERR?").strip()
+        if not entry or entry.split(",", 1)[0].strip().lstrip("+") in ("0", "-0"):
+            break
+        found.append(entry)
+    return tuple(found)
 
 
 def check_upload(instrument, plan: UploadPlan, result: UploadResult) -> UploadResult:
@@ -862,13 +949,7 @@ def check_upload(instrument, plan: UploadPlan, result: UploadResult) -> UploadRe
     if t.opc:
         changes["opc"] = instrument.query("*OPC?").strip() == "1"
     if t.errors:
-        found = []
-        for _ in range(32):
-            entry = instrument.query("SYST:ERR?").strip()
-            if not entry or entry.split(",", 1)[0].strip().lstrip("+") in ("0", "-0"):
-                break
-            found.append(entry)
-        changes["errors"] = tuple(found)
+        changes["errors"] = drain_errors(instrument)
     if t.verify:
         answer = instrument.query(t.verify.replace("{name}", plan.name)).strip()
         try:

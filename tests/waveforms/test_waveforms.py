@@ -294,12 +294,15 @@ def test_run_upload_sends_every_message_and_checks_as_the_template_says():
     stream = plan.open()
     for m in stream.messages():
         list(m.pieces)
-    recorder = Recorder(["1", '-222,"Data out of range"', "0,\"No error\"", f"1000,{stream.crc32}"])
+    recorder = Recorder(['-113,"Undefined header"', "0,ok", "1", '-222,"Data out of range"', "0,\"No error\"",
+                         f"1000,{stream.crc32}"])
     seen = []
     result = run_upload(recorder, plan, progress=lambda done, total, t: seen.append((done, total)))
     assert seen == [(plan.total_bytes, plan.total_bytes)]
+    assert result.earlier_errors == ('-113,"Undefined header"',)  # queued before: not this upload's
     assert result.opc and result.errors == ('-222,"Data out of range"',) and result.verified
-    assert recorder.messages[1:] == [b"*OPC?", b"SYST:ERR?", b"SYST:ERR?", b"DATA:ATTR:CHEC? sq"]  # no FUNC:ARB after an error
+    assert recorder.messages[:2] == [b"SYST:ERR?", b"SYST:ERR?"]
+    assert recorder.messages[3:] == [b"*OPC?", b"SYST:ERR?", b"SYST:ERR?", b"DATA:ATTR:CHEC? sq"]  # no FUNC:ARB after an error
     rigol = UploadPlan(ShapeSource("sine", 20000), TEMPLATES["rigol"])
     recorder = Recorder(["1"])
     result = run_upload(recorder, rigol)

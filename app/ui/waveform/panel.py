@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QFontDatabase
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QSplitter,
     QStackedWidget,
@@ -56,13 +57,15 @@ from app.waveforms import (
 
 from ..events import Failed, Finished, Started
 from ..theme import colors
-from .throughput import ThroughputGraph
-from .upload import UploadChecking, UploadDone, UploadProgress, UploadWaveform
+from .throughput import ThroughputGraph, style_plot
+from .upload import UploadAborted, UploadChecking, UploadDone, UploadProgress, UploadWaveform
 
 ORIGIN = "waveform"
 PREVIEW_POINTS = 4000
+HEADER_PREVIEW_BYTES = 12
+SETTINGS_WIDTH_EM = 30  # the settings column's starting width, in font heights
 MAX_POINTS = 512 * 1024 * 1024
-BYTE_ORDERS = {"little": "little-endian (LSB first, FORM:BORD SWAP)", "big": "big-endian (MSB first, FORM:BORD NORM)"}
+BYTE_ORDERS = {"little": "little-endian (LSB first)", "big": "big-endian (MSB first)"}
 FILE_FILTER = "Waveforms (*.csv *.txt *.tsv *.npy *.wav *.bin *.raw *.dat);;All files (*)"
 WIRE_CHOICES = (("off", "Off: as fast as the host"), ("full", "USB full speed (1.216 MB/s)"),
                 ("high", "USB high speed (53.248 MB/s)"))
@@ -103,6 +106,7 @@ class WaveformPanel(QWidget):
         self._command_id = 0
         self._started_at = 0.0
         self._last_progress: UploadProgress | None = None
+        self._abort_report: UploadAborted | None = None
         self._template_chosen = False
         self._file_error = ""
         self._build()
@@ -200,8 +204,7 @@ class WaveformPanel(QWidget):
         self.template = QComboBox(self)
         for key, template in TEMPLATES.items():
             self.template.addItem(template.label, key)
-        self.template.setMinimumContentsLength(24)
-        self.template.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            self.template.setItemData(self.template.count() - 1, template.note, Qt.ItemDataRole.ToolTipRole)
         self.name = QLineEdit("tmc_wave", self)
         self.name.setMaxLength(12)
         self.prefix = QLineEdit(self)
@@ -223,7 +226,9 @@ class WaveformPanel(QWidget):
         gain_row.addWidget(self.gain_offset, 1)
         self.select_after = QCheckBox("Select it afterwards (FUNC:ARB)", self)
         self.select_after.setChecked(True)
-        self.check_after = QCheckBox("Check *OPC?, the error queue and the checksum", self)
+        self.check_after = QCheckBox("Check *OPC?, errors and checksum", self)
+        self.check_after.setToolTip("After the upload: *OPC?, SYST:ERR? until it answers 0, and the length "
+                                    "and CRC-32 the instrument reports (when its command set has them)")
         self.check_after.setChecked(True)
         target_form = QFormLayout()
         target_form.addRow("Command", self.template)
@@ -236,6 +241,9 @@ class WaveformPanel(QWidget):
         target_form.addRow("", self.select_after)
         target_form.addRow("", self.check_after)
         self.target_form = target_form
+        for combo in (self.source_kind, self.shape, self.file_kind, self.raw_dtype, self.raw_order, self.template,
+                      self.sample_type, self.byte_order, self.scaling):
+            self._compact(combo)
         self.header_preview = QLabel(self)
         self.header_preview.setObjectName("waveformHeaderPreview")
         self.header_preview.setFont(_fixed_font())
@@ -253,6 +261,8 @@ class WaveformPanel(QWidget):
         self.ingest = QComboBox(self)
         for key, label in INGEST_CHOICES:
             self.ingest.addItem(label, key)
+        for combo in (self.wire, self.ingest):
+            self._compact(combo)
         virtual_form = QFormLayout()
         virtual_form.addRow("USB wire", self.wire)
         virtual_form.addRow("Instrument ingest", self.ingest)
@@ -275,7 +285,6 @@ class WaveformPanel(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(settings.sizeHint().width() + 20)
         self.settings_scroll = scroll
 
         # Preview
@@ -284,9 +293,10 @@ class WaveformPanel(QWidget):
         self.preview.setMinimumHeight(140)
         item = self.preview.getPlotItem()
         item.setLabel("bottom", "point")
-        item.setLabel("left", "value (1.0 = full scale)")
-        item.showGrid(x=True, y=True, alpha=0.25)
+        item.setLabel("left", "value")
+        self.preview.setToolTip("The waveform as it will be scaled; the dashed lines are full scale (±1.0)")
         item.setMenuEnabled(False)
+        style_plot(self.preview, self.palette())
         c = colors(self.palette())
         for level in (-1.0, 1.0):
             item.addItem(pg.InfiniteLine(pos=level, angle=0, movable=False,
@@ -306,8 +316,8 @@ class WaveformPanel(QWidget):
         self.progress.setFormat("")
         self.rate_label = QLabel(self)
         self.rate_label.setObjectName("waveformRate")
-        # A fixed width: its text changes with every progress event and must not relay the panel out.
-        self.rate_label.setFixedWidth(self.fontMetrics().horizontalAdvance("0000.0 MB/s · ETA 00:00.0"))
+        # Its text changes with every progress event: it must not relay the panel out.
+        self.rate_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.result_label = QLabel(self)
         self.result_label.setObjectName("waveformResult")
         self.result_label.setWordWrap(True)
@@ -315,8 +325,7 @@ class WaveformPanel(QWidget):
         upload_row = QHBoxLayout()
         upload_row.addWidget(self.upload_button)
         upload_row.addWidget(self.cancel_button)
-        upload_row.addWidget(self.progress, 1)
-        upload_row.addWidget(self.rate_label)
+        upload_row.addWidget(self.rate_label, 1)
         self.graph = ThroughputGraph(self)
 
         right = QSplitter(Qt.Orientation.Vertical, self)
@@ -326,6 +335,7 @@ class WaveformPanel(QWidget):
         lower_layout = QVBoxLayout(lower)
         lower_layout.setContentsMargins(0, 0, 0, 0)
         lower_layout.addLayout(upload_row)
+        lower_layout.addWidget(self.progress)
         lower_layout.addWidget(self.result_label)
         lower_layout.addWidget(self.graph, 1)
         right.addWidget(lower)
@@ -336,6 +346,11 @@ class WaveformPanel(QWidget):
         splitter.addWidget(scroll)
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 1)
+        # Wide enough for the settings and their scroll bar: they never get cut off on the right.
+        needed = settings.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 8
+        scroll.setMinimumWidth(needed)
+        settings_width = max(needed, self.fontMetrics().height() * SETTINGS_WIDTH_EM)
+        splitter.setSizes([settings_width, settings_width * 2])
         self.splitter = splitter
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -358,6 +373,13 @@ class WaveformPanel(QWidget):
         self.file_kind.currentIndexChanged.connect(self._update_file_rows)
         self._update_file_rows()
         self._update_buttons()
+
+    @staticmethod
+    def _compact(combo: QComboBox, characters: int = 18) -> QComboBox:
+        """A combo box whose width does not follow its longest entry (the popup still shows it whole)."""
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(characters)
+        return combo
 
     def _double(self, value: float, low: float, high: float, tip: str) -> QDoubleSpinBox:
         box = QDoubleSpinBox(self)
@@ -511,7 +533,7 @@ class WaveformPanel(QWidget):
                                    byte_order=self.byte_order.currentData(), scaling=self._scaling(),
                                    prefix=self.prefix.text() if TEMPLATES[key].editable_prefix else None,
                                    select=self.select_after.isChecked())
-            head, first = self.plan.head_preview(16)
+            head, first = self.plan.head_preview(HEADER_PREVIEW_BYTES)
         except WaveformError as exc:
             self.plan = None
             self.header_preview.setText(f"<span style='color:{c.error}'>✗ {escape(str(exc))}</span>")
@@ -625,6 +647,7 @@ class WaveformPanel(QWidget):
         self.result = None
         self._started_at = time.perf_counter()
         self._last_progress = None
+        self._abort_report = None
         self.progress.setValue(0)
         self.progress.setFormat("starting…")
         self.rate_label.setText("")
@@ -661,6 +684,8 @@ class WaveformPanel(QWidget):
         elif isinstance(event, UploadDone):
             self.result = event.result
             self._show_result(event.result)
+        elif isinstance(event, UploadAborted):
+            self._abort_report = event
         elif isinstance(event, Failed):
             self._show_failure(event)
         elif isinstance(event, Finished):
@@ -678,7 +703,7 @@ class WaveformPanel(QWidget):
     def _show_progress(self, done: int, total: int, elapsed_s: float) -> None:
         fraction = done / total if total else 0.0
         self.progress.setValue(int(1000 * fraction))
-        self.progress.setFormat(f"{fraction * 100:.0f} %  ({format_bytes(done)} of {format_bytes(total)})")
+        self.progress.setFormat(f"{fraction * 100:.0f} %  ·  {format_bytes(done)} of {format_bytes(total)}")
         rate = done / elapsed_s if elapsed_s > 0 else 0.0
         eta = (total - done) / rate if rate > 0 else 0.0
         self.rate_label.setText(f"{rate / 1e6:.1f} MB/s · ETA {int(eta // 60):02d}:{eta % 60:04.1f}")
@@ -686,7 +711,7 @@ class WaveformPanel(QWidget):
     def _show_result(self, result) -> None:
         c = colors(self.palette())
         self.progress.setValue(1000)
-        self.progress.setFormat(f"100 %  ({format_bytes(result.bytes_sent)})")
+        self.progress.setFormat(f"100 %  ·  {format_bytes(result.bytes_sent)}")
         self.rate_label.setText(f"{result.bytes_per_s / 1e6:.1f} MB/s · {result.seconds:.3g} s")
         parts = []
         good = True
@@ -710,18 +735,35 @@ class WaveformPanel(QWidget):
             parts.append(f"{result.clipped:,} values clipped to full scale")
         parts += list(result.problems)
         mark, color = ("✓", c.ok) if good else ("✗", c.error)
-        self.result_label.setText(f"<span style='color:{color}'>{mark}</span> " + escape(" · ".join(parts)))
+        text = f"<span style='color:{color}'>{mark}</span> " + escape(" · ".join(parts))
+        if result.earlier_errors:
+            text += (f"<br><span style='color:{c.muted}'>already in the error queue before this upload: "
+                     f"{escape('; '.join(result.earlier_errors))}</span>")
+        self.result_label.setText(text)
 
     def _show_failure(self, event: Failed) -> None:
         c = colors(self.palette())
-        self.progress.setFormat("cancelled" if event.kind == "aborted" else "failed")
+        cancelled = event.kind == "aborted"
+        self.progress.setFormat("cancelled" if cancelled else "failed")
+        last = self._last_progress
+        if last is not None:
+            rate = last.done_bytes / last.elapsed_s / 1e6 if last.elapsed_s > 0 else 0.0
+            self.rate_label.setText(f"stopped after {format_bytes(last.done_bytes)} · {rate:.1f} MB/s")
+        else:
+            self.rate_label.setText("")
         text = escape(event.message)
         if event.recovery:
             text += f"<br><span style='color:{c.muted}'>recovery: {escape(event.recovery)}</span>"
-        if event.kind == "aborted":
-            text += (f"<br><span style='color:{c.muted}'>The instrument's error queue says what it did with the "
-                     f"partial message (SYST:ERR? in the console).</span>")
+        report = self._abort_report
+        if report is not None:
+            said = "; ".join(report.errors) if report.errors else "its error queue is empty"
+            text += f"<br><span style='color:{c.muted}'>the instrument says: {escape(report.problem or said)}</span>"
         self.result_label.setText(f"<span style='color:{c.error}'>✗</span> {text}")
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.PaletteChange:
+            style_plot(self.preview, self.palette())
+        super().changeEvent(event)
 
     def close_panel(self) -> None:
         """Cancel an upload in progress (the tab is closing)."""

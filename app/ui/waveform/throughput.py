@@ -12,12 +12,13 @@ from __future__ import annotations
 import csv
 import io
 import math
+from html import escape as _escape
 from dataclasses import dataclass, field
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from app.sim.wire import FULL_SPEED, HIGH_SPEED
 
@@ -27,6 +28,23 @@ REDRAW_MS = 40  # 25 Hz at most
 RATE_WINDOW_S = 0.1  # each point is the rate over at least this long, so single transfers do not jitter it
 MAX_RUNS = 6  # runs kept for comparison, the current one included
 RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf")
+
+
+def escape(text: str) -> str:
+    return _escape(text, quote=False)
+
+
+def style_plot(plot: pg.PlotWidget, palette: QPalette) -> None:
+    """Colour a plot from the widget palette (light or dark), instead of pyqtgraph's black."""
+    base = palette.color(QPalette.ColorRole.Base)
+    text = palette.color(QPalette.ColorRole.Text)
+    frame = palette.color(QPalette.ColorRole.Mid)
+    plot.setBackground(base)
+    item = plot.getPlotItem()
+    for name in ("left", "bottom"):
+        axis = item.getAxis(name)
+        axis.setPen(pg.mkPen(frame))
+        axis.setTextPen(pg.mkPen(text))
 
 
 @dataclass
@@ -91,7 +109,6 @@ class ThroughputGraph(QWidget):
         item.enableAutoRange(False)
         item.setMouseEnabled(x=False, y=False)
         self._range = (0.0, 0.0)
-        self.legend = item.addLegend(offset=(-10, 10), labelTextSize="8pt")
         self._curves: dict[int, pg.PlotDataItem] = {}
         c = colors(self.palette())
         muted = QColor(c.muted)
@@ -113,11 +130,12 @@ class ThroughputGraph(QWidget):
         self.average_line.hide()
         item.addItem(self.average_line, ignoreBounds=True)
 
-        self.summary = QLabel(self)
-        self.summary.setObjectName("throughputSummary")
-        # Its text changes with every redraw; it must not make the panel lay itself out again.
-        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # The legend, under the plot rather than on it: no curve hides it, and it changes only
+        # when a run begins or ends, never per redraw.
+        self.legend = QLabel(self)
+        self.legend.setObjectName("throughputLegend")
+        self.legend.setWordWrap(True)
+        self.legend.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.log_scale = QCheckBox("Log scale", self)
         self.log_scale.setToolTip("Show slow and fast runs, and both bus limits, at once")
         self.log_scale.toggled.connect(self._set_log)
@@ -131,7 +149,7 @@ class ThroughputGraph(QWidget):
         self.png_button.clicked.connect(lambda: self._export("png"))
 
         bar = QHBoxLayout()
-        bar.addWidget(self.summary, 1)
+        bar.addStretch(1)
         bar.addWidget(self.log_scale)
         bar.addWidget(self.clear_button)
         bar.addWidget(self.csv_button)
@@ -139,12 +157,19 @@ class ThroughputGraph(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot, 1)
+        layout.addWidget(self.legend)
         layout.addLayout(bar)
+        style_plot(self.plot, self.palette())
 
         self.timer = QTimer(self)
         self.timer.setInterval(REDRAW_MS)
         self.timer.timeout.connect(self._redraw)
         self._update_buttons()
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.PaletteChange:
+            style_plot(self.plot, self.palette())
+        super().changeEvent(event)
 
     # --- data in -----------------------------------------------------------------------
 
@@ -158,11 +183,11 @@ class ThroughputGraph(QWidget):
             curve = self._curves.pop(old.number, None)
             if curve is not None:
                 self.plot.getPlotItem().removeItem(curve)
-                self.legend.removeItem(curve)
         self.average_line.hide()
         self._dirty = True
         self.timer.start()
         self._update_buttons()
+        self._update_legend()
         return run
 
     def add_samples(self, samples) -> None:
@@ -186,19 +211,20 @@ class ThroughputGraph(QWidget):
         self._redraw()
         self.timer.stop()
         self._update_buttons()
+        self._update_legend()
 
     @Slot()
     def clear(self) -> None:
         for curve in self._curves.values():
             self.plot.getPlotItem().removeItem(curve)
-            self.legend.removeItem(curve)
         self._curves.clear()
         self.runs = [run for run in self.runs if not run.finished]
         self.average_line.hide()
-        self.summary.clear()
+        self._range = (0.0, 0.0)
         self._dirty = True
         self._redraw()
         self._update_buttons()
+        self._update_legend()
 
     # --- drawing -------------------------------------------------------------------------
 
@@ -219,7 +245,7 @@ class ThroughputGraph(QWidget):
             pen = pg.mkPen(color, width=2.2 if latest else 1.2,
                            style=Qt.PenStyle.SolidLine if run.ok else Qt.PenStyle.DashLine)
             if curve is None:
-                curve = item.plot([], [], pen=pen, name=f"run {run.number}: {run.label}")
+                curve = item.plot([], [], pen=pen)
                 self._curves[run.number] = curve
             curve.setPen(pen)
             curve.setData(run.times_s, run.rates_MBps)
@@ -230,10 +256,21 @@ class ThroughputGraph(QWidget):
             self.average_line.setPos(self._y(average))
             self.average_line.label.setFormat(f"run {current.number} average {average:.3g} MB/s")
             self.average_line.show()
-            done = current.done_bytes[-1]
-            state = "" if current.finished and current.ok else " (cancelled or failed)" if current.finished else " …"
-            self.summary.setText(f"Run {current.number}: {done / 1e6:.3g} MB in {current.times_s[-1]:.3g} s, "
-                                 f"average {average:.3g} MB/s{state}")
+
+    def _update_legend(self) -> None:
+        entries = []
+        for run in self.runs:
+            color = RUN_COLORS[(run.number - 1) % len(RUN_COLORS)]
+            if not run.finished:
+                figures = "running…"
+            elif run.times_s:
+                figures = f"{run.average_MBps:.3g} MB/s in {run.times_s[-1]:.3g} s"
+                figures += "" if run.ok else ", stopped"
+            else:
+                figures = "stopped"
+            entries.append(f"<span style='color:{color}'>■</span>&nbsp;run&nbsp;{run.number}: "
+                           f"{escape(run.label)} — {figures}")
+        self.legend.setText("&nbsp;&nbsp; ".join(entries))
 
     def _fit_range(self) -> None:
         """Show every run and the bus limits near it, with bounds rounded up to 1, 2 or 5 x 10^n."""
@@ -250,11 +287,19 @@ class ThroughputGraph(QWidget):
         self._range = (x_top, y_top)
         item = self.plot.getPlotItem()
         item.setXRange(0, x_top, padding=0)
+        axis = item.getAxis("left")
         if self.log_scale.isChecked():
             low = min([r for run in self.runs for r in run.rates_MBps if r > 0] + [limits[0]])
-            item.setYRange(math.log10(low / 2), math.log10(y_top), padding=0)
+            bottom, top = math.log10(low / 2), math.log10(y_top)
+            item.setYRange(bottom, top + 0.04, padding=0)  # room for the top tick's label
+            # Decades, with 2 and 5 between them: pyqtgraph would label every 2..9 x 10^n.
+            first, last = math.floor(bottom), math.ceil(top)
+            major = [(k, f"{10.0 ** k:g}") for k in range(first, last + 1)]
+            minor = [(k + math.log10(m), f"{m * 10.0 ** k:g}") for k in range(first, last + 1) for m in (2, 5)]
+            axis.setTicks([major, minor])
         else:
-            item.setYRange(0, y_top, padding=0)
+            axis.setTicks(None)
+            item.setYRange(0, y_top * 1.03, padding=0)
 
     def _y(self, mbps: float) -> float:
         if self.log_scale.isChecked():

@@ -13,7 +13,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from app.waveforms import UploadPlan, UploadResult, check_upload, run_upload
+from app.usbtmc import errors as tmc_errors
+from app.waveforms import UploadPlan, UploadResult, check_upload, drain_errors, run_upload
 
 from ..events import Command, Event, Progress
 from ..worker import CommandContext, SessionWorker
@@ -48,6 +49,15 @@ class UploadChecking(Event):
 
 
 @dataclass(frozen=True)
+class UploadAborted(Event):
+    """Cancel took effect; ``errors`` is what the instrument's error queue then said about the
+    partial message (``problem`` when it could not be asked)."""
+
+    errors: tuple[str, ...]
+    problem: str = ""
+
+
+@dataclass(frozen=True)
 class UploadDone(Event):
     """The upload and its checks are over; ``result`` says what the instrument reported."""
 
@@ -68,7 +78,19 @@ def _upload(ctx: CommandContext) -> None:
             batch.clear()
             ctx.worker.poll_srq_between_transfers()
 
-    result = run_upload(ctx.instrument, cmd.plan, abort=ctx.abort, progress=progress, check=False)
+    try:
+        result = run_upload(ctx.instrument, cmd.plan, abort=ctx.abort, progress=progress, check=False,
+                            drain_before=cmd.check)
+    except tmc_errors.AbortedError:
+        if cmd.plan.template.errors:
+            # The session is usable again: ask the instrument what it made of the partial message.
+            try:
+                ctx.emit(UploadAborted(cmd.id, drain_errors(ctx.instrument)))
+            except tmc_errors.DeviceGoneError:
+                raise
+            except tmc_errors.TmcError as exc:
+                ctx.emit(UploadAborted(cmd.id, (), f"the error queue could not be read: {exc}"))
+        raise
     ctx.emit(UploadChecking(cmd.id, result.seconds, result.bytes_sent))
     if cmd.check:
         result = check_upload(ctx.instrument, cmd.plan, result)
