@@ -101,6 +101,16 @@ def test_the_panel_is_there_for_the_sam7_only(manual_window, qtbot):
     assert loop.panel("sam7Panel") is None and loop.panel("statusView") is not None
 
 
+def test_only_a_virtual_board_gets_the_picture_and_the_pulse_source(manual_window, manual_backend):
+    from app.ui.browser import DeviceRef
+    from app.ui.device_panels import virtual_model
+
+    resource = "USB0::0x1209::0x0001::SAM7-0001::INSTR"
+    assert virtual_model(DeviceRef("usb", resource), manual_window.backends) is None, "a real board's inside is out of reach"
+    lookup = virtual_model(DeviceRef("virtual", resource), manual_window.backends, Sam7Counter)
+    assert lookup() is manual_backend.bus.find(kind=Sam7Counter)
+
+
 def test_the_count_follows_sw1_and_respects_the_debounce(panel, board, clock, qtbot):
     view = panel.board_view
     qtbot.waitUntil(view.isVisible, timeout=2000)
