@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from app.usbtmc import parse_resource
+from app.usbtmc.errors import BackendUnavailableError
 
 from .device_profile import profile_for_idn
 from .sam7_panel import Sam7Panel
@@ -26,7 +27,7 @@ def virtual_model(ref, backends, kind: type | None = None) -> Callable[[], objec
     try:
         bus = getattr(backends.get(ref.source), "bus", None)
         wanted = parse_resource(ref.resource)
-    except Exception:  # noqa: BLE001 - no backend or an odd resource: there is simply no model to show
+    except (BackendUnavailableError, KeyError, ValueError):  # no such bus, or an odd resource: no model to show
         return None
     if bus is None:
         return None
