@@ -47,7 +47,7 @@ DEFAULT_SIZES = (64 * KIB, 1 * MIB, 8 * MIB, 64 * MIB)
 DEFAULT_PYVISA_MAX = 8 * MIB
 WAVE_NAME = "bench"
 TIMEOUT_MS = 20_000  # every implementation gets the same transfer timeout
-SETTLE_UPLOAD_S = 0.05  # small uploads are repeated until a measurement lasts about this long
+SETTLE_UPLOAD_S = 0.2  # small uploads are repeated until a measurement lasts about this long
 PEERS_HINT = "pip install 'tmc-console[bench]' (python-usbtmc, pyvisa, pyvisa-py)"
 
 
@@ -59,7 +59,7 @@ class BenchError(RuntimeError):
 class BenchOptions:
     sizes: tuple[int, ...] = DEFAULT_SIZES
     queries: int = 1000
-    rounds: int = 3
+    rounds: int = 5
     wire: str | None = None  # "full", "high" or None
     ingest_bytes_per_s: float | None = None
     implementations: tuple[str, ...] = IMPLEMENTATIONS
@@ -216,51 +216,51 @@ def _device_cpu(awg) -> float:
     return awg.stats.cpu_s if awg is not None else 0.0
 
 
-def _measure_peer(peer: Peer, options: BenchOptions, messages: dict, awg, samples: dict) -> None:
-    """One round of one implementation: every size, then the queries. Appends to ``samples``."""
-    name = peer.name
-    peer.query("FORM:BORD SWAP;*OPC?")
-    for size in options.sizes:
-        if name == PYVISA_PY and size > options.pyvisa_max_bytes:
-            continue
-        message, points, crc = messages[size]
-        repeats = 1
-        while True:
-            cpu0, dev0, t0 = time.thread_time(), _device_cpu(awg), time.perf_counter()
-            for _ in range(repeats):
-                peer.upload(message)
-            seconds = time.perf_counter() - t0
-            cpu, dev = time.thread_time() - cpu0, _device_cpu(awg) - dev0
-            if seconds >= SETTLE_UPLOAD_S or repeats >= 64:
-                break
-            repeats = min(64, max(repeats * 2, math.ceil(repeats * SETTLE_UPLOAD_S / max(seconds, 1e-6))))
-        megabytes = len(message) * repeats / 1e6
-        answer = peer.query(f"DATA:ATTR:CHEC? {WAVE_NAME}").strip()
-        errors = peer.query("SYST:ERR?").strip()
-        entry = samples.setdefault((name, "upload", size), {"MBps": [], "cpu": [], "dev": [], "verified": True})
-        entry["MBps"].append(megabytes / seconds)
-        entry["cpu"].append((cpu - dev) * 1e3 / megabytes)
-        entry["dev"].append(dev * 1e3 / megabytes if awg is not None else None)
-        entry["verified"] &= answer == f"{points},{crc}" and errors.startswith("0,")
+def _measure_upload(peer: Peer, size: int, message: bytes, points: int, crc: int, awg, samples: dict) -> None:
+    """Upload ``message`` until the measurement lasts :data:`SETTLE_UPLOAD_S`, then verify what was stored."""
+    repeats = 1
+    while True:
+        cpu0, dev0, t0 = time.thread_time(), _device_cpu(awg), time.perf_counter()
+        for _ in range(repeats):
+            peer.upload(message)
+        seconds = time.perf_counter() - t0
+        cpu, dev = time.thread_time() - cpu0, _device_cpu(awg) - dev0
+        if seconds >= SETTLE_UPLOAD_S or repeats >= 256:
+            break
+        repeats = min(256, max(repeats * 2, math.ceil(repeats * SETTLE_UPLOAD_S / max(seconds, 1e-6))))
+    megabytes = len(message) * repeats / 1e6
+    answer = peer.query(f"DATA:ATTR:CHEC? {WAVE_NAME}").strip()
+    errors = peer.query("SYST:ERR?").strip()
+    entry = samples.setdefault((peer.name, "upload", size), {"MBps": [], "cpu": [], "dev": [], "verified": True})
+    entry["MBps"].append(megabytes / seconds)
+    entry["cpu"].append((cpu - dev) * 1e3 / megabytes)
+    entry["dev"].append(dev * 1e3 / megabytes if awg is not None else None)
+    entry["verified"] &= answer == f"{points},{crc}" and errors.startswith("0,")
+
+
+def _measure_queries(peer: Peer, count: int, awg, samples: dict) -> None:
     peer.query("*IDN?")
     cpu0, dev0, t0 = time.thread_time(), _device_cpu(awg), time.perf_counter()
-    for _ in range(options.queries):
+    for _ in range(count):
         peer.query("*IDN?")
     seconds = time.perf_counter() - t0
-    entry = samples.setdefault((name, "query", None), {"ms": [], "cpu": []})
-    entry["ms"].append(seconds * 1e3 / options.queries)
-    entry["cpu"].append((time.thread_time() - cpu0 - (_device_cpu(awg) - dev0)) * 1e3 / options.queries)
+    entry = samples.setdefault((peer.name, "query", None), {"ms": [], "cpu": []})
+    entry["ms"].append(seconds * 1e3 / count)
+    entry["cpu"].append((time.thread_time() - cpu0 - (_device_cpu(awg) - dev0)) * 1e3 / count)
 
 
 def measure(options: BenchOptions, backend, awg=None) -> dict:
     """Run every round; returns raw samples keyed by (implementation, measure, size).
 
-    The garbage collector is off while measuring, as in :mod:`timeit`: a collection would
-    land on whichever implementation happens to run then.
+    Implementations take turns measure by measure (each size, then the queries), each
+    round in a different order, so a change in the machine's load falls on all of them
+    alike. The garbage collector is off while measuring, as in :mod:`timeit`: a collection
+    would land on whichever implementation happens to run then.
     """
     messages = {size: waveform_message(size) for size in options.sizes}
     samples: dict = {}
     names = list(options.implementations)
+    steps = [("upload", size) for size in options.sizes] + [("query", None)]
     collecting = gc.isenabled()
     gc.collect()
     gc.disable()
@@ -268,13 +268,20 @@ def measure(options: BenchOptions, backend, awg=None) -> dict:
         with default_backend_for_peers(backend):
             for round_index in range(options.rounds):
                 shift = round_index % len(names)
-                for name in names[shift:] + names[:shift]:
-                    peer = PEERS[name](backend)
-                    try:
-                        _measure_peer(peer, options, messages, awg, samples)
-                    finally:
-                        peer.close()
-                gc.collect()
+                for kind, size in steps:
+                    for name in names[shift:] + names[:shift]:
+                        if kind == "upload" and name == PYVISA_PY and size > options.pyvisa_max_bytes:
+                            continue
+                        peer = PEERS[name](backend)
+                        try:
+                            peer.query("FORM:BORD SWAP;*OPC?")
+                            if kind == "upload":
+                                _measure_upload(peer, size, *messages[size], awg, samples)
+                            else:
+                                _measure_queries(peer, options.queries, awg, samples)
+                        finally:
+                            peer.close()
+                    gc.collect()
     finally:
         if collecting:
             gc.enable()
@@ -499,7 +506,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="64K,1M,8M,64M",
                         help="upload sizes, comma-separated (K and M are KiB and MiB; default 64K,1M,8M,64M)")
     parser.add_argument("--queries", type=int, default=1000, help="*IDN? queries per round (default 1000)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds; figures are medians (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds; figures are medians (default 5)")
     parser.add_argument("--wire", choices=["off", "full", "high"], default="off",
                         help="pace the device like a full-speed (1.216 MB/s) or high-speed (53.248 MB/s) bus")
     parser.add_argument("--ingest", type=parse_ingest, default=None, metavar="RATE",
