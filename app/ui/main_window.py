@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import __version__
+from app.usbtmc.errors import BackendUnavailableError
 
 from .browser import DeviceBrowser, DeviceRef, device_title
 from .device_panels import attach_panels
@@ -178,6 +179,9 @@ class MainWindow(QMainWindow):
         self.srq_center = SrqCenter(self)
         self.tab_opened.connect(lambda tab: attach_panels(tab, self.backends, self.srq_center))
         self._apply_virtual_mode(initial=True)
+        self._quirky_defaults: set[int] | None = None  # ids of the bus's own devices while quirky ones are plugged
+        if self.settings.virtual_quirky:
+            self.set_quirky_virtual(True)
         self.resize(1200, 760)
         geometry, state = self.settings.window_state()
         if geometry is not None:
@@ -250,6 +254,9 @@ class MainWindow(QMainWindow):
         view_menu.addAction(toggle)
         self.virtual_action = self._action(view_menu, "Show &virtual instruments", self._toggle_virtual, None,
                                            "The SAM7 counter and SCPI loopback on an in-process virtual bus", True)
+        self.quirky_action = self._action(view_menu, "Include &quirky virtual instruments", self.set_quirky_virtual,
+                                          None, "Virtual instruments that break the USBTMC spec the way reported "
+                                          "devices do, to see each failure and its quirk entry's cure", True)
         theme_menu = view_menu.addMenu("&Colours")
         group = QActionGroup(self)
         self.theme_actions = {}
@@ -583,6 +590,29 @@ class MainWindow(QMainWindow):
         self.discovery.set_enabled("virtual", on)
         self._update_bus_label()
 
+    def set_quirky_virtual(self, on: bool) -> None:
+        """Plug the quirky virtual instruments into the virtual bus, or take them out again."""
+        self.settings.virtual_quirky = on
+        self.quirky_action.setChecked(on)
+        try:
+            bus = getattr(self.backends.get("virtual"), "bus", None)
+        except BackendUnavailableError:
+            bus = None
+        if bus is None:
+            return
+        if on and self._quirky_defaults is None:
+            import app.sim.quirky
+
+            self._quirky_defaults = {id(device) for device in bus.devices()}
+            app.sim.quirky.plug_quirky(bus)
+        elif not on and self._quirky_defaults is not None:
+            # Unplug everything that came with them, including instruments that re-enumerated.
+            for device in bus.devices():
+                if id(device) not in self._quirky_defaults:
+                    bus.unplug(device)
+            self._quirky_defaults = None
+        self.rescan()
+
     def set_theme(self, theme: str) -> None:
         self.settings.theme = theme
         app = QApplication.instance()
@@ -598,6 +628,8 @@ class MainWindow(QMainWindow):
             mode = self.settings.virtual_mode
             if mode != "auto":
                 self._toggle_virtual(mode == "on")
+            if self.settings.virtual_quirky != (self._quirky_defaults is not None):
+                self.set_quirky_virtual(self.settings.virtual_quirky)
                 self.virtual_action.setChecked(mode == "on")
 
     def reset_layout(self) -> None:

@@ -55,6 +55,15 @@ class Settings:
         self.q.setValue("virtual/mode", mode)
 
     @property
+    def virtual_quirky(self) -> bool:
+        """Whether the quirky virtual instruments (one per quirk database entry) are on the virtual bus."""
+        return str(self.q.value("virtual/quirky", "false")).lower() in ("true", "1")
+
+    @virtual_quirky.setter
+    def virtual_quirky(self, on: bool) -> None:
+        self.q.setValue("virtual/quirky", bool(on))
+
+    @property
     def theme(self) -> str:
         return self._choice("view/theme", "system", THEMES)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QSpinBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QSpinBox, QWidget
 
 from .settings import Settings
 
@@ -16,6 +16,8 @@ class SettingsDialog(QDialog):
         for value, label in (("auto", "When no hardware is found"), ("on", "Always"), ("off", "Never")):
             self.virtual_combo.addItem(label, value)
         self.virtual_combo.setCurrentIndex(self.virtual_combo.findData(settings.virtual_mode))
+        self.quirky_check = QCheckBox("Also the quirky instruments (each misbehaves like a reported device)", self)
+        self.quirky_check.setChecked(settings.virtual_quirky)
         self.theme_combo = QComboBox(self)
         for value, label in (("system", "Follow the system"), ("light", "Light"), ("dark", "Dark")):
             self.theme_combo.addItem(label, value)
@@ -36,6 +38,7 @@ class SettingsDialog(QDialog):
         self.check_combo.setCurrentIndex(self.check_combo.findData(settings.error_check))
         form = QFormLayout(self)
         form.addRow("Show virtual instruments", self.virtual_combo)
+        form.addRow("", self.quirky_check)
         form.addRow("Colours", self.theme_combo)
         form.addRow("Timeout for new sessions", self.timeout_spin)
         form.addRow("Error check after each command", self.check_combo)
@@ -49,6 +52,7 @@ class SettingsDialog(QDialog):
 
     def accept(self) -> None:
         self.settings.virtual_mode = self.virtual_combo.currentData()
+        self.settings.virtual_quirky = self.quirky_check.isChecked()
         self.settings.theme = self.theme_combo.currentData()
         self.settings.default_timeout_ms = self.timeout_spin.value()
         self.settings.error_check = self.check_combo.currentData()
