@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from html import escape
 
-from PySide6.QtCore import QEventLoop, QSize, Qt, QTimer, QUrl, Signal, Slot
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDesktopServices, QKeySequence
+from PySide6.QtCore import QEventLoop, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -40,9 +40,6 @@ from .theme import apply_theme
 from .worker import Session, live_threads
 
 log = logging.getLogger(__name__)
-
-DOCS_URL = "https://github.com/tmc-console/tmc-console/blob/main/docs/ui.md"
-
 
 def default_backend_factories() -> dict[str, Callable[[], object]]:
     """Real USB through libusb, and the in-process virtual bus (one per process)."""
@@ -273,8 +270,7 @@ class MainWindow(QMainWindow):
         self._action(view_menu, "&Reset layout", self.reset_layout)
 
         help_menu = bar.addMenu("&Help")
-        self._action(help_menu, "&Documentation", lambda: QDesktopServices.openUrl(QUrl(DOCS_URL)),
-                     QKeySequence.StandardKey.HelpContents)
+        self._action(help_menu, "&Documentation", self.show_docs, QKeySequence.StandardKey.HelpContents)
         self._action(help_menu, "&Keyboard shortcuts", self.show_shortcuts)
         help_menu.addSeparator()
         self._action(help_menu, "&About TMC Console", self.show_about)
@@ -664,6 +660,13 @@ class MainWindow(QMainWindow):
             self.session_label.setText(f"{escape(tab.title())}: {state}")
 
     # --- help --------------------------------------------------------------------------------
+
+    def show_docs(self) -> None:
+        from .docs_viewer import DocsViewer
+
+        viewer = DocsViewer(self)
+        viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        viewer.show()
 
     def show_about(self) -> None:
         QMessageBox.about(

@@ -221,3 +221,19 @@ def test_without_a_display_the_gui_says_so(monkeypatch, capsys):
         monkeypatch.delenv(name, raising=False)
     assert main_module.main([]) == main_module.EXIT_USAGE
     assert "no display" in capsys.readouterr().err
+
+
+def test_help_shows_the_documentation_offline(window, qtbot):
+    from app.ui.docs_viewer import DocsViewer
+
+    viewer = DocsViewer(window)
+    qtbot.addWidget(viewer)
+    titles = [page.title for page in viewer.pages]
+    assert viewer.pages[0].file_name == "ui.md"
+    assert any("Virtual instruments" in t for t in titles)
+    assert viewer.pages[0].title in viewer.view.toPlainText()  # the first page is rendered
+    other = next(i for i, p in enumerate(viewer.pages) if p.file_name == "virtual-instruments.md")
+    from PySide6.QtCore import QUrl
+
+    viewer._on_link(QUrl("virtual-instruments.md"))
+    assert viewer.list.currentRow() == other
