@@ -459,7 +459,7 @@ def _targets(records: list[Record], options: BenchOptions) -> list[str]:
         ratios = [r.vs[peer] for r in uploads if peer in r.vs]
         if ratios:
             worst = min(ratios)
-            verdict = "met" if worst >= factor else f"all at {paced}'s limit" if at_limit else "MISSED"
+            verdict = "met" if worst >= factor else f"the core is at {paced}'s limit" if at_limit else "MISSED"
             out.append(f"upload >= {factor:g}x {peer}: {verdict} (worst {worst:.2f}x)")
     query = next((r for r in records if r.measure == "query" and r.implementation == CORE), None)
     if query is not None and query.vs:
