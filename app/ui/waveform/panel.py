@@ -693,10 +693,7 @@ class WaveformPanel(QWidget):
             if not self.graph.runs or not self.graph.runs[-1].finished:
                 self.graph.end_run(event.ok)
             self._update_buttons()
-            if self.result is None or not event.ok:
-                self.upload_finished.emit(self.result if event.ok else None)
-            else:
-                self.upload_finished.emit(self.result)
+            self.upload_finished.emit(self.result if event.ok else None)
         elif isinstance(event, Started):
             self.progress.setFormat("sending…")
 
