@@ -36,8 +36,9 @@ import traceback
 KINDS = {
     "sam7": "app.sim.sam7:Sam7Counter",
     "loopback": "app.sim.scpi_device:VirtualLoopback",
+    "awg": "app.sim.awg:VirtualAwg",
 }
-DEFAULT_KINDS = ("sam7", "loopback")  # what app.sim.default_devices() plugs
+DEFAULT_KINDS = ("sam7", "loopback", "awg")  # what app.sim.default_devices() plugs
 _METHOD = re.compile(r"^[a-z][a-z0-9_]*$")
 EXIT_UNAVAILABLE = 3
 
