@@ -2,7 +2,6 @@
 
 import pytest
 from PySide6.QtCore import QPoint, Qt
-from refcount_guard import restore_singleton_refcounts  # noqa: F401  (autouse: see the module)
 from ui_helpers import open_from_browser, transcript_has, wait_idle
 
 import app.sim

@@ -1,7 +1,6 @@
 """Service requests from the virtual instruments: notices, the timeline, badges, follow-ups, floods."""
 
 from PySide6.QtCore import Qt
-from refcount_guard import restore_singleton_refcounts  # noqa: F401  (autouse: see the module)
 from ui_helpers import open_from_browser, transcript_has, wait_idle
 
 from app.sim.usbtmc_device import EsrBit

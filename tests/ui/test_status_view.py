@@ -1,7 +1,6 @@
 """The status-register view against the virtual SAM7 and loopback, and the device profiles behind it."""
 
 import pytest
-from refcount_guard import restore_singleton_refcounts  # noqa: F401  (autouse: see the module)
 from ui_helpers import find_ref, open_from_browser, transcript_has, wait_idle
 
 from app.sim.sam7 import DebugFlag
