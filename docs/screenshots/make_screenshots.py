@@ -30,7 +30,7 @@ def pump(seconds: float) -> None:
         time.sleep(0.01)
 
 
-def wait(predicate, seconds: float = 5.0) -> None:
+def wait(predicate, seconds: float = 30.0) -> None:
     end = time.monotonic() + seconds
     while not predicate():
         if time.monotonic() > end:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -20,29 +19,9 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
+from make_screenshots import save, wait  # noqa: E402  (this folder's shared helpers)
 
 MIB = 1 << 20
-
-
-def pump(seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        time.sleep(0.01)
-
-
-def wait(predicate, seconds: float = 30.0) -> None:
-    end = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > end:
-            raise SystemExit("timed out while preparing a screenshot")
-        pump(0.02)
-
-
-def save(widget, name: str) -> None:
-    pump(0.3)
-    widget.grab().save(str(HERE / name))
-    print(HERE / name)
 
 
 def upload(panel, points: int, wire: str = "off", ingest: str = "off") -> None:
