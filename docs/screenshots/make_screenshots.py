@@ -52,14 +52,10 @@ def save_screen(name: str, rect) -> None:
     print(HERE / name)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--scaled", action="store_true", help="only the 200 % screenshot")
-    args = parser.parse_args()
-    qapp = QApplication(sys.argv[:1])
-    qapp.setOrganizationName("TMC Console")
-    qapp.setApplicationName("TMC Console")
-
+def demo_window(qapp, product: str, size: tuple[int, int]):
+    """The real main window on a fresh virtual bus, light theme, settings in a temporary file and no
+    USB access; returns (window, backend, ref of the first virtual device whose product has
+    ``product``, the temporary folder) once that device is listed."""
     import app.sim
     from app.ui.icon import app_icon
     from app.ui.main_window import MainWindow
@@ -67,6 +63,8 @@ def main() -> int:
     from app.ui.theme import apply_theme
     from app.usbtmc.errors import BackendUnavailableError
 
+    qapp.setOrganizationName("TMC Console")
+    qapp.setApplicationName("TMC Console")
     qapp.setWindowIcon(app_icon())
     apply_theme(qapp, "light")
     tmp = tempfile.mkdtemp(prefix="tmc-shots-")
@@ -80,12 +78,25 @@ def main() -> int:
         )
 
     window = MainWindow(settings, backend_factories={"usb": no_usb, "virtual": lambda: backend}, discovery_interval_ms=300)
-    window.resize(1280, 800)
+    window.resize(*size)
     window.move(0, 0)
     window.show()
     window.start()
-    wait(lambda: any("SAM7" in (window.browser.device(r).product or "") for r in window.browser.devices("virtual")))
-    sam7_ref = next(r for r in window.browser.devices("virtual") if "SAM7" in window.browser.device(r).product)
+
+    def listed():
+        return next((r for r in window.browser.devices("virtual") if product in (window.browser.device(r).product or "")),
+                    None)
+
+    wait(lambda: listed() is not None)
+    return window, backend, listed(), tmp
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scaled", action="store_true", help="only the 200 % screenshot")
+    args = parser.parse_args()
+    qapp = QApplication(sys.argv[:1])
+    window, backend, sam7_ref, _tmp = demo_window(qapp, "SAM7", (1280, 800))
 
     if not args.scaled:
         save(window, "welcome.png")

@@ -11,15 +11,13 @@ Settings go to a temporary file, so your own are left alone.
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
-from make_screenshots import save, wait  # noqa: E402  (this folder's shared helpers)
+from make_screenshots import demo_window, save, wait  # noqa: E402  (this folder's shared helpers)
 
 MIB = 1 << 20
 
@@ -37,33 +35,7 @@ def upload(panel, points: int, wire: str = "off", ingest: str = "off") -> None:
 
 def main() -> int:
     qapp = QApplication(sys.argv[:1])
-    qapp.setOrganizationName("TMC Console")
-    qapp.setApplicationName("TMC Console")
-
-    import app.sim
-    from app.ui.icon import app_icon
-    from app.ui.main_window import MainWindow
-    from app.ui.settings import Settings
-    from app.ui.theme import apply_theme
-    from app.usbtmc.errors import BackendUnavailableError
-
-    qapp.setWindowIcon(app_icon())
-    apply_theme(qapp, "light")
-    tmp = tempfile.mkdtemp(prefix="tmc-shots-")
-    settings = Settings(QSettings(f"{tmp}/s.ini", QSettings.Format.IniFormat))
-    backend = app.sim.backend()
-
-    def no_usb():
-        raise BackendUnavailableError("libusb could not be loaded")
-
-    window = MainWindow(settings, backend_factories={"usb": no_usb, "virtual": lambda: backend},
-                        discovery_interval_ms=300)
-    window.resize(1280, 860)
-    window.move(0, 0)
-    window.show()
-    window.start()
-    wait(lambda: any("AWG" in (window.browser.device(r).product or "") for r in window.browser.devices("virtual")))
-    ref = next(r for r in window.browser.devices("virtual") if "AWG" in window.browser.device(r).product)
+    window, _backend, ref, tmp = demo_window(qapp, "AWG", (1280, 860))
     window.browser.select(ref)
     window.browser.activate()
     tab = window.tab_for(ref)
@@ -109,6 +81,8 @@ def main() -> int:
     panel.template.setCurrentIndex(panel.template.findData("rigol"))
     wait(lambda: panel.plan is not None and panel.plan.template.key == "rigol" and panel.plan.source.points == 40000)
     save(tab, "waveform-rigol.png")
+
+    from app.ui.theme import apply_theme
 
     apply_theme(qapp, "dark")
     panel.template.setCurrentIndex(panel.template.findData("awg-dac"))
