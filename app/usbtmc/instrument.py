@@ -38,7 +38,7 @@ from .errors import (
 from .framing import Capabilities
 from .quirks import DEFAULTS, QuirkDatabase, Quirks, default_database
 from .resource import parse_resource
-from .transport import StallError, UsbTransport, default_backend, find_endpoints
+from .transport import Outcome, StallError, UsbTransport, default_backend, find_endpoints
 
 Progress = Callable[[int, int], None]
 
@@ -516,6 +516,16 @@ class Instrument:
             raise AbortedError(f"the transfer was aborted by the user ({recovery})")
         btag = self._next_btag()
         self._last_out_btag = btag
+        frame = self._frame(parts, size, last, btag)
+        try:
+            written = self._transport.bulk_out(frame, self._timeout_for(size))
+            if written != len(frame):  # a backend may report a timed-out transfer by its short count
+                raise TmcTimeoutError(f"the device took {written} of {len(frame)} bytes")
+        except (TmcTimeoutError, StallError) as exc:
+            self._raise_out_failure(exc, btag, size, last)
+
+    def _frame(self, parts, size: int, last: bool, btag: int) -> array:
+        """The DEV_DEP_MSG_OUT transfer carrying ``parts`` (``size`` bytes in all), padded to 4 bytes."""
         # Built as an array('B'): pyusb hands an array to the backend as it is, so the
         # payload is copied once (into the frame), not again inside pyusb. Full-size
         # transfers reuse one frame, so a long upload allocates (and page-faults) no
@@ -527,27 +537,32 @@ class Instrument:
             for part in parts:
                 frame.frombytes(part)
             frame.frombytes(bytes(length - len(frame)))
-        else:
-            frame = self._out_frame
-            if frame is None or len(frame) != length:
-                frame = self._out_frame = array("B", bytes(length))
-            with memoryview(frame) as view:
-                view[:HEADER_BYTES] = header
-                at = HEADER_BYTES
-                for part in parts:
-                    view[at:at + len(part)] = part
-                    at += len(part)
-                view[at:] = bytes(length - at)
-        try:
-            written = self._transport.bulk_out(frame, self._timeout_for(size))
-            if written != length:  # a backend may report a timed-out transfer by its short count
-                raise TmcTimeoutError(f"the device took {written} of {length} bytes")
-        except TmcTimeoutError:
-            recovery = self._recover(lambda: self._abort_bulk_out(btag) + self._discard_partial(last))
-            raise TmcTimeoutError(f"the device did not accept a {size}-byte Bulk-OUT transfer in time", recovery) from None
-        except StallError:
+            return frame
+        frame = self._out_frame
+        if frame is None or len(frame) != length:
+            frame = self._out_frame = array("B", bytes(length))
+        with memoryview(frame) as view:
+            view[:HEADER_BYTES] = header
+            at = HEADER_BYTES
+            for part in parts:
+                view[at:at + len(part)] = part
+                at += len(part)
+            view[at:] = bytes(length - at)
+        return frame
+
+    def _raise_out_failure(self, exc: TmcError, btag: int, size: int, last: bool, then: Callable[[], str] | None = None):
+        """Recover from a DEV_DEP_MSG_OUT transfer that timed out or stalled, and raise the error.
+
+        ``then`` is a further recovery step (a read request that went out behind the failed message).
+        """
+        if isinstance(exc, StallError):
             recovery = self._recover(lambda: self._clear_out_halt())
             raise ProtocolError(f"the device halted its Bulk-OUT endpoint ({recovery})") from None
+        if not isinstance(exc, TmcTimeoutError):
+            raise exc
+        recovery = self._recover(
+            lambda: self._abort_bulk_out(btag) + (f"; {then()}" if then else self._discard_partial(last)))
+        raise TmcTimeoutError(f"the device did not accept a {size}-byte Bulk-OUT transfer in time", recovery) from None
 
     def _paced_transfer_bytes(self, rate: float | None, latency_ms: int) -> int:
         """A transfer size that takes about ``latency_ms`` at ``rate`` bytes/s (None: not measured
@@ -645,16 +660,32 @@ class Instrument:
         ``quirks.max_in_transfer_bytes``.
         """
         self._check_open()
+        return self._read_message(max_bytes, abort, progress, None)
+
+    def _active_term_char(self) -> int | None:
+        return self.term_char if (self.term_char is not None and self.capabilities.term_char) else None
+
+    def _read_request_size(self, max_bytes: int | None, already: int = 0) -> int:
+        most = self.quirks.max_in_transfer_bytes
+        return most if max_bytes is None else min(most, max_bytes - already)
+
+    def _read_message(self, max_bytes: int | None, abort, progress: Progress | None,
+                      first: tuple[int, int, Outcome] | None) -> bytes:
+        """The loop of :meth:`read_raw`; ``first`` is a request already sent with its first read."""
         q = self.quirks
         out = bytearray()
-        term_char = self.term_char if (self.term_char is not None and self.capabilities.term_char) else None
+        term_char = self._active_term_char()
         requested = False
         while True:
             if abort is not None and abort.is_set():
                 recovery = self._recover(lambda: self._clear_for_recovery() + "; the session is usable")
                 raise AbortedError(f"the read was aborted by the user ({recovery})", len(out))
-            ask = q.max_in_transfer_bytes if max_bytes is None else min(q.max_in_transfer_bytes, max_bytes - len(out))
-            if not (requested and q.single_request_per_reply):
+            ask = self._read_request_size(max_bytes, len(out))
+            read_done = None
+            if first is not None:
+                btag, ask, read_done = first
+                first, requested = None, True
+            elif not (requested and q.single_request_per_reply):
                 btag = self._next_btag()
                 try:
                     self._transport.bulk_out(framing.pack_request_dev_dep_msg_in(btag, ask, term_char), self.timeout_ms)
@@ -662,7 +693,7 @@ class Instrument:
                     recovery = self._recover(lambda: self._abort_bulk_out(btag))
                     raise TmcTimeoutError("the device did not take the read request in time", recovery) from None
                 requested = True
-            header, payload = self._read_transfer(btag, ask, MsgId.DEV_DEP_MSG_IN, len(out))
+            header, payload = self._read_transfer(btag, ask, MsgId.DEV_DEP_MSG_IN, len(out), read_done)
             out += payload
             if progress is not None:
                 progress(len(out), 0)
@@ -676,7 +707,17 @@ class Instrument:
             return bytes(out).rstrip(b"\x00")
         return bytes(out)
 
-    def _read_transfer(self, btag: int, ask: int, msg_id: int, already: int | None):
+    def _first_read_bytes(self, ask: int) -> int:
+        """The buffer of a reply's first Bulk-IN read for a request of ``ask`` bytes."""
+        q = self.quirks
+        packet = self._ep.bulk_in_packet_bytes
+        if q.no_zlp:
+            # Without ZLPs a read only completes early on a short packet or a full buffer: one
+            # packet always completes, and the rest is read with a buffer sized exactly.
+            return packet
+        return min(_round_up(HEADER_BYTES + ask + 3, packet), max(packet, _round_up(q.read_buffer_bytes, packet)))
+
+    def _read_transfer(self, btag: int, ask: int, msg_id: int, already: int | None, read_done: Outcome | None = None):
         """One Bulk-IN transfer: header and payload (padding removed).
 
         The first read uses a small buffer; the rest of the transfer is read with a
@@ -686,14 +727,11 @@ class Instrument:
         """
         q = self.quirks
         packet = self._ep.bulk_in_packet_bytes
-        first_buffer = min(_round_up(HEADER_BYTES + ask + 3, packet), max(packet, _round_up(q.read_buffer_bytes, packet)))
-        if q.no_zlp:
-            # Without ZLPs a read only completes early on a short packet or a full buffer: one
-            # packet always completes, and the rest is read with a buffer sized exactly.
-            first_buffer = packet
+        first_buffer = self._first_read_bytes(ask)
         first_of_reply = not already
         try:
-            data = self._transport.bulk_in(first_buffer, self.timeout_ms)
+            # ``read_done``: this first read already ran in a batch with the request.
+            data = read_done.result() if read_done is not None else self._transport.bulk_in(first_buffer, self.timeout_ms)
             if not data:
                 # A zero-length packet left over from the previous transfer (a device that
                 # ended it on a packet boundary after the host had sized its read exactly).
@@ -819,18 +857,60 @@ class Instrument:
     def query_raw(self, data, *, abort=None, progress: Progress | None = None) -> bytes:
         """Write ``data`` as one message and read the response message, as bytes.
 
-        Devices that answer only while locked (quirk ``vendor_lock_around_query``)
+        A message that fits one transfer goes out together with the read request
+        and the first Bulk-IN read (:meth:`UsbTransport.bulk_batch`): on libusb the
+        three transfers then follow each other on the bus with no host round trip in
+        between. Devices that answer only while locked (quirk ``vendor_lock_around_query``)
         are locked around the pair.
         """
         locked = self.quirks.vendor_lock_around_query
         if locked:
             self._vendor_lock(True)
         try:
-            self.write_raw(data, abort=abort, progress=progress)
+            view = memoryview(data).cast("B")
+            if 0 < len(view) <= self.quirks.max_out_transfer_bytes and not self.quirks.no_pipelining:
+                self._check_open()
+                if abort is not None and abort.is_set():
+                    raise AbortedError("the query was aborted by the user before it was sent")
+                first = self._send_query(view)
+                if progress is not None:
+                    progress(len(view), len(view))
+                return self._read_message(None, abort, None, first)
+            self.write_raw(view, abort=abort, progress=progress)
             return self.read_raw(abort=abort)
         finally:
             if locked:
                 self._vendor_lock(False)
+
+    def _send_query(self, view: memoryview) -> tuple[int, int, Outcome]:
+        """Send a one-transfer message, the read request and the first read as one batch.
+
+        Returns the request's bTag, the bytes it asked for and the first read's outcome,
+        for :meth:`_read_message` to carry on from; failures of the two OUT transfers are
+        recovered here as :meth:`write_raw` and :meth:`read_raw` recover them.
+        """
+        size = len(view)
+        message_btag = self._next_btag()
+        self._last_out_btag = message_btag
+        frame = self._frame((view,), size, True, message_btag)
+        ask, term_char = self._read_request_size(None), self._active_term_char()
+        request_btag = self._next_btag()
+        request = framing.pack_request_dev_dep_msg_in(request_btag, ask, term_char)
+        message, sent_request, reply = self._transport.bulk_batch(
+            [(frame, self._timeout_for(size)), (request, self.timeout_ms)],
+            self._first_read_bytes(ask), self.timeout_ms)
+        if message.ok and message.count != len(frame):
+            message = replace(message, error=TmcTimeoutError(f"the device took {message.count} of {len(frame)} bytes"))
+        if not message.ok:
+            # The request queued behind the message may have gone out before it could be cancelled.
+            then = (lambda: self._abort_bulk_in(request_btag)) if sent_request.started else None
+            self._raise_out_failure(message.error or TmcTimeoutError("cancelled"), message_btag, size, True, then)
+        if isinstance(sent_request.error, TmcTimeoutError):
+            recovery = self._recover(lambda: self._abort_bulk_out(request_btag))
+            raise TmcTimeoutError("the device did not take the read request in time", recovery) from None
+        if sent_request.error is not None:
+            raise sent_request.error
+        return request_btag, ask, reply
 
     def read_block(self) -> bytes:
         """Read a response holding one IEEE 488.2 arbitrary block and return its payload."""
@@ -847,6 +927,12 @@ class Instrument:
         self._transport.control_in(
             REQ_IN_CLASS_INTERFACE, _VENDOR_LOCK_REQUEST, 1 if lock else 0, 0, 1, _CONTROL_TIMEOUT_MS
         )
+
+    @property
+    def pipelined(self) -> bool:
+        """True when a query's command, read request and first read are submitted together
+        (pyusb's libusb 1.0 backend, and no ``no_pipelining`` quirk); else they run one by one."""
+        return not self._closed and not self.quirks.no_pipelining and self._transport.pipelines
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

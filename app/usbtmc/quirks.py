@@ -168,6 +168,10 @@ class Quirks:
     # Read Bulk-IN until a short packet after INITIATE_ABORT_BULK_IN (USBTMC 1.0 4.2.1.4).
     # The spec requires it; devices such as the Tektronix FCA3000 never recover without it.
     abort_in_drain: bool = True
+    # Run a query's transfers one after another instead of submitting the command, the
+    # read request and the first read together (for a device that loses a request
+    # arriving right behind its command).
+    no_pipelining: bool = False
     # This PID is a firmware-update (boot) mode: after the vendor control requests in
     # mode_switch_requests the instrument re-enumerates as USBTMC under this PID (0: none).
     mode_switch_target_pid: int = 0

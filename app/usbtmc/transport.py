@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import usb.core
 import usb.util
 
 from .constants import FEATURE_ENDPOINT_HALT, REQ_OUT_STANDARD_ENDPOINT, STD_CLEAR_FEATURE
+from . import libusb_async
 from .errors import (
     AccessError,
     BackendUnavailableError,
@@ -95,6 +97,46 @@ def translate(exc: usb.core.USBError, what: str) -> TmcError:
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """One transfer of a batch (:meth:`UsbTransport.bulk_batch`).
+
+    ``count`` is the bytes written (OUT) and ``data`` the bytes read (IN). ``error`` is
+    the typed error that ended the transfer, or None. ``started`` is False for a
+    transfer that was never run or was cancelled before any byte moved: it cannot
+    have reached the device.
+    """
+
+    count: int = 0
+    data: bytes = b""
+    error: TmcError | None = None
+    started: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.started and self.error is None
+
+    def result(self) -> bytes:
+        """The data read; raises the transfer's error, or a timeout for one that never ran."""
+        if self.error is not None:
+            raise self.error
+        if not self.started:
+            raise TmcTimeoutError("the transfer was cancelled before it started")
+        return self.data
+
+
+_NOT_STARTED = Outcome(started=False)
+
+# libusb transfer statuses -> the typed errors translate() gives for the synchronous calls.
+_STATUS_ERRORS = {
+    libusb_async.TIMED_OUT: lambda what: TmcTimeoutError(f"{what} timed out"),
+    libusb_async.STALL: lambda what: StallError(f"{what}: the device answered STALL"),
+    libusb_async.NO_DEVICE: lambda what: DeviceGoneError(f"the device is gone ({what} failed)"),
+    libusb_async.OVERFLOW: lambda what: OverflowError_(f"{what}: the device sent more data than requested"),
+    libusb_async.ERROR: lambda what: TransferError(f"{what} failed"),
+}
+
+
+@dataclass(frozen=True)
 class Endpoints:
     """Endpoint addresses and packet sizes of a USBTMC interface (USBTMC 1.0 section 5.4)."""
 
@@ -141,6 +183,8 @@ class UsbTransport:
         self.endpoints = endpoints
         self._claimed = False
         self._detached_kernel_driver = False
+        self._async: libusb_async.AsyncBulk | None = None
+        self._async_checked = False
 
     @classmethod
     def open(cls, device, configuration_value: int, interface_number: int, endpoints: Endpoints) -> UsbTransport:
@@ -179,6 +223,78 @@ class UsbTransport:
         except usb.core.USBError as exc:
             raise translate(exc, "Bulk-IN transfer") from exc
 
+    @property
+    def pipelines(self) -> bool:
+        """True when :meth:`bulk_batch` really overlaps transfers (pyusb's libusb 1.0 backend)."""
+        return self._async_engine() is not None
+
+    def bulk_batch(self, outs: Sequence[tuple[object, int]], in_length: int, in_timeout_ms: int) -> list[Outcome]:
+        """Bulk-OUT transfers ``(data, timeout_ms)`` in order, then one Bulk-IN of ``in_length`` bytes.
+
+        On libusb 1.0 all of them are submitted at once, so they follow each other on
+        the bus without a host round trip in between; elsewhere they run one by one.
+        A transfer that fails stops the ones after it (their outcome says whether they
+        started). Returns one :class:`Outcome` per transfer; never raises for a
+        transfer's failure except :class:`DeviceGoneError` from the synchronous path.
+        """
+        engine = self._async_engine()
+        if engine is None:
+            return self._batch_one_by_one(outs, in_length, in_timeout_ms)
+        requests = [libusb_async.BulkRequest(self.endpoints.bulk_out, max(1, t), data=d) for d, t in outs]
+        requests.append(libusb_async.BulkRequest(self.endpoints.bulk_in, max(1, in_timeout_ms), length=in_length))
+        results = engine.run(requests)
+        outcomes = []
+        for index, result in enumerate(results):
+            what = "Bulk-IN transfer" if index == len(outs) else "Bulk-OUT transfer"
+            if result.status == libusb_async.CANCELLED:
+                outcomes.append(Outcome(result.actual_length, result.data, None, started=result.actual_length > 0))
+            elif result.ok:
+                outcomes.append(Outcome(result.actual_length, result.data))
+            else:
+                error = _STATUS_ERRORS.get(result.status, _STATUS_ERRORS[libusb_async.ERROR])(what)
+                outcomes.append(Outcome(result.actual_length, result.data, error))
+        return outcomes
+
+    def _batch_one_by_one(self, outs, in_length: int, in_timeout_ms: int) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for data, timeout_ms in outs:
+            try:
+                outcomes.append(Outcome(count=self.bulk_out(data, timeout_ms)))
+            except TmcError as exc:
+                if isinstance(exc, DeviceGoneError):
+                    raise
+                outcomes.append(Outcome(error=exc))
+                return outcomes + [_NOT_STARTED] * (len(outs) + 1 - len(outcomes))
+        try:
+            outcomes.append(Outcome(data=self.bulk_in(in_length, in_timeout_ms)))
+        except TmcError as exc:
+            if isinstance(exc, DeviceGoneError):
+                raise
+            outcomes.append(Outcome(error=exc))
+        return outcomes
+
+    def _async_engine(self) -> libusb_async.AsyncBulk | None:
+        if not self._async_checked:
+            self._async_checked = True
+            if os.environ.get("TMC_PIPELINE", "on").strip().lower() not in ("off", "0", "no"):
+                self._async = self._make_async_engine()
+        return self._async
+
+    def _make_async_engine(self) -> libusb_async.AsyncBulk | None:
+        # Reaches into pyusb for what its libusb 1.0 backend already holds: the loaded
+        # library, its context and the open device handle. Any other backend (libusb
+        # 0.1, OpenUSB, the virtual bus) has no such things and runs batches one by one.
+        try:
+            import usb.backend.libusb1 as libusb1
+
+            backend = self.device.backend
+            if not isinstance(backend, libusb1._LibUSB):
+                return None
+            handle = self.device._ctx.managed_open()
+            return libusb_async.AsyncBulk.create(backend.lib, backend.ctx, handle.handle)
+        except (ImportError, AttributeError, usb.core.USBError):
+            return None
+
     def interrupt_in(self, length: int, timeout_ms: int) -> bytes:
         if self.endpoints.interrupt_in is None:
             raise NotSupportedError("the interface has no interrupt-IN endpoint")
@@ -214,4 +330,5 @@ class UsbTransport:
             pass  # the device may be gone already; nothing is left to release
         finally:
             self._claimed = False
+            self._async, self._async_checked = None, True  # its device handle goes with the resources
             usb.util.dispose_resources(self.device)

@@ -152,6 +152,23 @@ def timeout(args) -> dict:
 
 
 @scenario
+def pipelined_query(args) -> dict:
+    """Queries over libusb: whether they are pipelined, their replies, and a silent one timing out inside the batch."""
+    from app.usbtmc import Instrument, TmcTimeoutError
+
+    with Instrument(args["resource"], timeout_ms=args.get("timeout_ms", 300)) as inst:
+        observed = {"pipelined": inst.pipelined, "replies": [inst.query(q) for q in args["queries"]]}
+        start = time.perf_counter()
+        try:
+            observed["silent"] = {"raised": None, "reply": inst.query(args["silent_query"])}
+        except TmcTimeoutError as exc:
+            observed["silent"] = {"raised": type(exc).__name__, "recovery": exc.recovery}
+        observed["silent"]["elapsed_s"] = time.perf_counter() - start
+        observed["next"] = inst.query(args["queries"][0])
+    return observed
+
+
+@scenario
 def stall(args) -> dict:
     """A halted Bulk-OUT endpoint: raw pyusb sees STALL; the session clears the halt and goes on."""
     import usb.core

@@ -61,3 +61,24 @@ def test_a_host_killed_mid_transfer_leaves_the_device_usable_for_the_next(bus, h
     doomed.kill()  # SIGKILL inside the transfer: no release, no discard
     replies = host.run(bus, "sam7", {"resource": SAM7, "script": ["*IDN?"]})["replies"]
     assert replies["00 *IDN?"].startswith("XYZ Company Ltd, SAM7-EK")
+
+
+@pytest.mark.parametrize("pipeline", ["on", "off"])
+def test_queries_overlap_their_transfers_on_libusb_and_recover_a_timeout_inside_the_batch(make_bus, host, pipeline):
+    bus = make_bus(["sam7"])  # a bus of its own: its URB counts are this test's alone
+    key = _key(bus, "sam7")
+    result = host.run(bus, "pipelined_query", {
+        "resource": SAM7, "queries": ["*IDN?", "COUNT:READ?", "DEBUG:FLAGS?"], "silent_query": "NOPE?", "timeout_ms": 300,
+    }, env={"TMC_PIPELINE": pipeline})
+    stats = bus.stats(key)
+    assert result["pipelined"] is (pipeline == "on")
+    assert result["replies"][0].startswith("XYZ Company Ltd, SAM7-EK") and result["replies"][1] == "0"
+    assert result["replies"][2].startswith("#H")
+    # Command, read request and first read are submitted before any is reaped; one by one, never more than one.
+    assert stats["most_outstanding"] == (3 if pipeline == "on" else 1), stats
+    silent = result["silent"]
+    assert silent["raised"] == "TmcTimeoutError", result
+    assert "abort" in silent["recovery"].lower() and "usable" in silent["recovery"]
+    assert 0.25 < silent["elapsed_s"] < 5
+    assert stats["discarded"] >= 1  # libusb timed the read out by discarding its URB
+    assert result["next"] == result["replies"][0]

@@ -93,7 +93,8 @@ class UrbEngine:
         self._completed: dict[Hashable, deque[Urb]] = {}
         self._claims: dict[int, Hashable] = {}
         self._gone = False
-        self._counts = {"submitted": 0, "reaped": 0, "discarded": 0}
+        self._counts = {"submitted": 0, "reaped": 0, "discarded": 0, "most_outstanding": 0}
+        self._outstanding = 0  # submitted and not yet reaped (or dropped with their descriptor)
 
     @property
     def gone(self) -> bool:
@@ -114,6 +115,8 @@ class UrbEngine:
             queue = self._queues.setdefault(urb.queue_key, deque())
             queue.append(urb)
             self._counts["submitted"] += 1
+            self._outstanding += 1
+            self._counts["most_outstanding"] = max(self._counts["most_outstanding"], self._outstanding)
             self._activity.notify_all()
             if len(queue) == 1:
                 self._advance(queue)
@@ -127,6 +130,7 @@ class UrbEngine:
             done = self._completed.get(owner)
             if done:
                 self._counts["reaped"] += 1
+                self._outstanding -= 1
                 return done.popleft()
             self._check_present()
             return None
@@ -137,7 +141,8 @@ class UrbEngine:
             return any(urb.owner == owner for queue in self._queues.values() for urb in queue)
 
     def stats(self) -> dict[str, int]:
-        """Counts of URBs submitted, reaped and discarded so far, and how many are in flight now."""
+        """Counts of URBs submitted, reaped and discarded so far, the most ever submitted and not
+        yet reaped at one time (a host that overlaps transfers has several), and how many are in flight now."""
         with self._lock:
             return {**self._counts, "in_flight": sum(len(queue) for queue in self._queues.values())}
 
@@ -171,7 +176,8 @@ class UrbEngine:
                     self._cancel(urb)
                 if mine:
                     self._advance(queue)
-            self._completed.pop(owner, None)
+                self._outstanding -= len(mine)
+            self._outstanding -= len(self._completed.pop(owner, ()))
             for interface in [i for i, o in self._claims.items() if o == owner]:
                 del self._claims[interface]
 
