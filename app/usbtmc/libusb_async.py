@@ -24,7 +24,6 @@ from dataclasses import dataclass
 # libusb.h: enum libusb_transfer_status and enum libusb_transfer_type.
 COMPLETED, ERROR, TIMED_OUT, CANCELLED, STALL, NO_DEVICE, OVERFLOW = range(7)
 _TRANSFER_TYPE_BULK = 2
-_ERROR_NOT_FOUND = -5  # libusb_cancel_transfer: already finished
 _ERROR_INTERRUPTED = -10
 # How long one libusb_handle_events_timeout_completed call may block; the
 # transfers carry their own timeouts, this only bounds a wait on a lost callback.
@@ -95,12 +94,27 @@ class BulkResult:
         return self.status == COMPLETED
 
 
+class Pending:
+    """A transfer libusb holds: :meth:`AsyncBulk.wait` turns it into a :class:`BulkResult`."""
+
+    __slots__ = ("transfer", "buffer", "is_in", "order", "timeout_s", "done")
+
+    def __init__(self, transfer, buffer, is_in: bool, order: int, timeout_s: float) -> None:
+        self.transfer = transfer
+        self.buffer = buffer  # kept alive while libusb may touch it
+        self.is_in = is_in
+        self.order = order
+        self.timeout_s = timeout_s
+        self.done = ctypes.c_int(0)  # set by the completion callback; libusb waits on it
+
+
 class AsyncBulk:
-    """Bulk transfers submitted together on one libusb device handle.
+    """Bulk transfers in flight together on one libusb device handle.
 
     Thread-safe in libusb's sense: another thread may run synchronous transfers on
     the same context (the interrupt-IN listener does); whichever thread handles
-    events runs our completion callback, and :meth:`run` waits on its own flag.
+    events runs our completion callback, and :meth:`wait` waits on the transfer's own flag.
+    Submitting and waiting belong to the one session thread that owns the handle.
     """
 
     def __init__(self, lib, ctx, handle) -> None:
@@ -119,11 +133,9 @@ class AsyncBulk:
         self._handle_events.argtypes = [ctypes.c_void_p, ctypes.POINTER(_Timeval), ctypes.POINTER(ctypes.c_int)]
         self._handle_events.restype = ctypes.c_int
         self._callback = _Callback(self._on_complete)  # kept alive as long as we are
-        self._pending: dict[int, int] = {}  # transfer address -> index in the running batch
-        self._finished: list[bool] = []
-        self._transfers: list = []
-        self._all_done = ctypes.c_int(0)
-        self._stop_after_failure = True
+        self._in_flight: dict[int, Pending] = {}  # transfer address -> its Pending
+        self._order = 0
+        self.stop_after_failure = True
 
     @classmethod
     def create(cls, lib, ctx, handle) -> AsyncBulk | None:
@@ -135,113 +147,107 @@ class AsyncBulk:
         except (AttributeError, TypeError):
             return None
 
-    def run(self, requests: list[BulkRequest], stop_after_failure: bool = True) -> list[BulkResult]:
+    def submit(self, request: BulkRequest) -> Pending:
+        """Hand one transfer to libusb and return at once. A transfer libusb refuses comes
+        back already finished (NO_DEVICE when the device is gone, else CANCELLED)."""
+        transfer = self._alloc(0)
+        if not transfer:
+            raise MemoryError("libusb could not allocate a transfer")
+        if request.data is not None:
+            view = memoryview(request.data).cast("B")
+            if view.readonly:
+                buffer = ctypes.create_string_buffer(view.tobytes(), len(view))
+            else:
+                buffer = (ctypes.c_char * len(view)).from_buffer(view)
+            length = len(view)
+        else:
+            buffer = ctypes.create_string_buffer(request.length)
+            length = request.length
+        t = transfer.contents
+        t.dev_handle = self._handle
+        t.flags = 0
+        t.endpoint = request.endpoint
+        t.type = _TRANSFER_TYPE_BULK
+        t.timeout = max(1, int(request.timeout_ms))
+        t.status = COMPLETED
+        t.length = length
+        t.actual_length = 0
+        t.callback = self._callback
+        t.user_data = None
+        t.buffer = ctypes.addressof(buffer) if length else None
+        t.num_iso_packets = 0
+        self._order += 1
+        pending = Pending(transfer, buffer, request.data is None, self._order, max(1, request.timeout_ms) / 1000)
+        address = ctypes.addressof(t)
+        self._in_flight[address] = pending
+        rc = self._submit(transfer)
+        if rc < 0:
+            del self._in_flight[address]
+            t.status = NO_DEVICE if rc == -4 else CANCELLED  # LIBUSB_ERROR_NO_DEVICE
+            pending.done.value = 1
+        return pending
+
+    def wait(self, pending: Pending) -> BulkResult:
+        """Wait until ``pending`` has finished (libusb times it out itself) and return its result."""
+        self._wait_for(pending)
+        t = pending.transfer.contents
+        data = ctypes.string_at(pending.buffer, t.actual_length) if pending.is_in and t.actual_length > 0 else b""
+        result = BulkResult(int(t.status), int(t.actual_length), data)
+        if pending.done.value:
+            self._free(pending.transfer)
+        # else: libusb still owns the transfer (a callback never came); leaking it is safer than freeing it
+        pending.transfer, pending.buffer = None, None
+        return result
+
+    def run(self, requests: list[BulkRequest]) -> list[BulkResult]:
         """Submit every transfer in order, wait for all of them, return their results in order.
 
-        With ``stop_after_failure`` a transfer that does not complete cancels the ones
-        submitted after it (a query's request must not follow a command that failed).
-        A transfer that could not be submitted at all comes back CANCELLED, as do the
-        ones after it. Never raises for a transfer's failure; the caller reads the statuses.
+        With :attr:`stop_after_failure` (the default) a transfer that does not complete
+        cancels the ones submitted after it (a query's request must not follow a command
+        that failed). Never raises for a transfer's failure; the caller reads the statuses.
         """
-        count = len(requests)
-        buffers, transfers = [], []
-        self._stop_after_failure = stop_after_failure
-        self._finished = [False] * count
-        self._pending = {}
-        self._all_done.value = 0
-        submitted = 0
-        try:
-            for index, request in enumerate(requests):
-                transfer = self._alloc(0)
-                if not transfer:
-                    raise MemoryError("libusb could not allocate a transfer")
-                transfers.append(transfer)
-                if request.data is not None:
-                    view = memoryview(request.data).cast("B")
-                    if view.readonly:
-                        buffer = ctypes.create_string_buffer(view.tobytes(), len(view))
-                    else:
-                        buffer = (ctypes.c_char * len(view)).from_buffer(view)
-                    length = len(view)
-                else:
-                    buffer = ctypes.create_string_buffer(request.length)
-                    length = request.length
-                buffers.append(buffer)
-                t = transfer.contents
-                t.dev_handle = self._handle
-                t.flags = 0
-                t.endpoint = request.endpoint
-                t.type = _TRANSFER_TYPE_BULK
-                t.timeout = max(1, int(request.timeout_ms))
-                t.status = COMPLETED
-                t.length = length
-                t.actual_length = 0
-                t.callback = self._callback
-                t.user_data = None
-                t.buffer = ctypes.addressof(buffer) if length else None
-                t.num_iso_packets = 0
-            self._transfers = transfers
-            for index, transfer in enumerate(transfers):
-                self._pending[ctypes.addressof(transfer.contents)] = index
-                rc = self._submit(transfer)
-                if rc < 0:
-                    del self._pending[ctypes.addressof(transfer.contents)]
-                    transfer.contents.status = NO_DEVICE if rc == -4 else CANCELLED
-                    self._finished[index] = True
-                    break
-                submitted += 1
-            for index in range(submitted + 1, count):
-                transfers[index].contents.status = CANCELLED
-                self._finished[index] = True
-            self._wait(max((r.timeout_ms for r in requests), default=0) / 1000)
-            results = []
-            for index, transfer in enumerate(transfers):
-                t = transfer.contents
-                data = b""
-                if requests[index].data is None and t.actual_length > 0:
-                    data = ctypes.string_at(buffers[index], t.actual_length)
-                results.append(BulkResult(int(t.status), int(t.actual_length), data))
-            return results
-        finally:
-            self._transfers = []
-            if not self._pending:
-                for transfer in transfers:
-                    self._free(transfer)
-            # else: libusb still owns some transfer (a callback never came); leaking it is safer than freeing it
+        pending = []
+        for request in requests:
+            item = self.submit(request)
+            pending.append(item)
+            if item.done.value and item.transfer.contents.status != COMPLETED:
+                break  # refused: submit nothing after it
+        results = [self.wait(item) for item in pending]
+        return results + [BulkResult(CANCELLED, 0)] * (len(requests) - len(results))
+
+    def cancel_after(self, pending: Pending) -> None:
+        """Cancel every transfer submitted after ``pending`` that is still in flight."""
+        self._cancel_from(pending.order + 1)
 
     def _on_complete(self, pointer) -> None:
-        index = self._pending.pop(ctypes.addressof(pointer.contents), None)
-        if index is None:
+        pending = self._in_flight.pop(ctypes.addressof(pointer.contents), None)
+        if pending is None:
             return
-        self._finished[index] = True
-        if self._stop_after_failure and pointer.contents.status != COMPLETED:
-            self._cancel_from(index + 1)
-        if not self._pending:
-            self._all_done.value = 1
+        pending.done.value = 1
+        if self.stop_after_failure and pointer.contents.status != COMPLETED:
+            self._cancel_from(pending.order + 1)
 
-    def _cancel_from(self, first: int) -> None:
-        for address, index in list(self._pending.items()):
-            if index >= first:
-                rc = self._cancel(self._transfers[index])
-                if rc == _ERROR_NOT_FOUND:
-                    continue  # finishing already; its callback is on the way
+    def _cancel_from(self, first_order: int) -> None:
+        for pending in list(self._in_flight.values()):
+            if pending.order >= first_order:
+                self._cancel(pending.transfer)  # LIBUSB_ERROR_NOT_FOUND: finishing already, its callback is on the way
 
-    def _wait(self, longest_timeout_s: float) -> None:
+    def _wait_for(self, pending: Pending) -> None:
         # libusb times each transfer out itself; the deadline only guards against a callback that never comes.
-        deadline = time.monotonic() + longest_timeout_s + _CANCEL_GRACE_S
+        deadline = time.monotonic() + pending.timeout_s + _CANCEL_GRACE_S
         cancelled = False
         tv = _Timeval(0, int(_EVENT_SLICE_S * 1e6))
-        while self._pending:
-            rc = self._handle_events(self._ctx, ctypes.byref(tv), ctypes.byref(self._all_done))
-            if rc < 0 and rc != _ERROR_INTERRUPTED:
-                # The context itself failed (the device is gone with it): stop what is left.
-                if not cancelled:
-                    self._cancel_from(0)
-                    cancelled = True
-                    deadline = time.monotonic() + _CANCEL_GRACE_S
-            if time.monotonic() > deadline:
+        while not pending.done.value:
+            rc = self._handle_events(self._ctx, ctypes.byref(tv), ctypes.byref(pending.done))
+            failed = rc < 0 and rc != _ERROR_INTERRUPTED  # the context itself failed
+            if failed:
+                time.sleep(0.001)  # do not spin on a context that fails at once
+            if failed or time.monotonic() > deadline:
                 if cancelled:
-                    return
-                self._cancel_from(0)
+                    if time.monotonic() > deadline:
+                        return
+                    continue
+                self._cancel(pending.transfer)
+                self._cancel_from(pending.order + 1)
                 cancelled = True
                 deadline = time.monotonic() + _CANCEL_GRACE_S

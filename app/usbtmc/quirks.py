@@ -168,9 +168,9 @@ class Quirks:
     # Read Bulk-IN until a short packet after INITIATE_ABORT_BULK_IN (USBTMC 1.0 4.2.1.4).
     # The spec requires it; devices such as the Tektronix FCA3000 never recover without it.
     abort_in_drain: bool = True
-    # Run a query's transfers one after another instead of submitting the command, the
-    # read request and the first read together (for a device that loses a request
-    # arriving right behind its command).
+    # Run every transfer to its end before the next: no query submitted as one batch of
+    # command, read request and first read, no second upload transfer queued behind the
+    # first (for a device that loses a transfer arriving right behind another).
     no_pipelining: bool = False
     # This PID is a firmware-update (boot) mode: after the vendor control requests in
     # mode_switch_requests the instrument re-enumerates as USBTMC under this PID (0: none).

@@ -243,17 +243,41 @@ class UsbTransport:
         requests = [libusb_async.BulkRequest(self.endpoints.bulk_out, max(1, t), data=d) for d, t in outs]
         requests.append(libusb_async.BulkRequest(self.endpoints.bulk_in, max(1, in_timeout_ms), length=in_length))
         results = engine.run(requests)
-        outcomes = []
-        for index, result in enumerate(results):
-            what = "Bulk-IN transfer" if index == len(outs) else "Bulk-OUT transfer"
-            if result.status == libusb_async.CANCELLED:
-                outcomes.append(Outcome(result.actual_length, result.data, None, started=result.actual_length > 0))
-            elif result.ok:
-                outcomes.append(Outcome(result.actual_length, result.data))
-            else:
-                error = _STATUS_ERRORS.get(result.status, _STATUS_ERRORS[libusb_async.ERROR])(what)
-                outcomes.append(Outcome(result.actual_length, result.data, error))
-        return outcomes
+        return [self._outcome(result, "Bulk-IN transfer" if index == len(outs) else "Bulk-OUT transfer")
+                for index, result in enumerate(results)]
+
+    def start_bulk_out(self, data, timeout_ms: int):
+        """Begin a Bulk-OUT transfer of ``data`` and return a token for :meth:`finish_bulk_out`.
+
+        On libusb 1.0 the transfer is only submitted, so the caller can prepare the next
+        one while it runs (``data`` must then stay untouched until it is finished);
+        elsewhere it runs to completion here.
+        """
+        engine = self._async_engine()
+        if engine is None:
+            try:
+                return Outcome(count=self.bulk_out(data, timeout_ms))
+            except TmcError as exc:
+                if isinstance(exc, DeviceGoneError):
+                    raise
+                return Outcome(error=exc)
+        return engine.submit(libusb_async.BulkRequest(self.endpoints.bulk_out, max(1, timeout_ms), data=data))
+
+    def finish_bulk_out(self, token) -> Outcome:
+        """Wait for a transfer begun by :meth:`start_bulk_out`. If it failed, the transfers
+        begun after it are cancelled (their outcomes say whether they started)."""
+        if isinstance(token, Outcome):
+            return token
+        return self._outcome(self._async.wait(token), "Bulk-OUT transfer")
+
+    @staticmethod
+    def _outcome(result: libusb_async.BulkResult, what: str) -> Outcome:
+        if result.status == libusb_async.CANCELLED:
+            return Outcome(result.actual_length, result.data, None, started=result.actual_length > 0)
+        if result.ok:
+            return Outcome(result.actual_length, result.data)
+        error = _STATUS_ERRORS.get(result.status, _STATUS_ERRORS[libusb_async.ERROR])(what)
+        return Outcome(result.actual_length, result.data, error)
 
     def _batch_one_by_one(self, outs, in_length: int, in_timeout_ms: int) -> list[Outcome]:
         outcomes: list[Outcome] = []

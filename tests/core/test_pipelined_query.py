@@ -91,3 +91,58 @@ def test_a_request_that_times_out_is_aborted_on_bulk_out(sam7, spy):
         sam7.query("*IDN?")
     assert "usable" in caught.value.recovery or "Bulk-OUT" in caught.value.recovery
     assert sam7.query("*IDN?").startswith("XYZ Company Ltd, SAM7-EK")
+
+
+@pytest.fixture
+def overlapping(monkeypatch):
+    """A loopback session whose transport claims to overlap transfers; ``events`` records starts and finishes."""
+    from app.usbtmc.transport import UsbTransport
+
+    monkeypatch.setattr(UsbTransport, "pipelines", property(lambda self: True))
+
+    def make(sim, fail_at: int | None = None):
+        resource = next(i.resource for i in list_resources(sim) if i.pid == LOOPBACK_PID)
+        inst = Instrument(resource, backend=sim, quirks=replace(Quirks(), max_out_transfer_bytes=4096))
+        transport, events, headers = inst._transport, [], []
+        real_out = transport.bulk_out
+
+        def start(data, timeout_ms):
+            headers.append(bytes(data[:12]))
+            n = len(headers)
+            events.append(f"start {n}")
+            if n == fail_at:
+                return ("failed", n, Outcome(error=TmcTimeoutError("Bulk-OUT transfer timed out")))
+            if fail_at is not None and n == fail_at + 1:
+                return ("queued", n, Outcome(count=len(data)))  # it reached the device before the cancel
+            return ("sent", n, Outcome(count=real_out(data, timeout_ms)))
+
+        def finish(token):
+            events.append(f"finish {token[1]}")
+            return token[2]
+
+        monkeypatch.setattr(transport, "start_bulk_out", start)
+        monkeypatch.setattr(transport, "finish_bulk_out", finish)
+        return inst, events, headers
+
+    return make
+
+
+def test_an_upload_in_small_transfers_queues_the_next_before_waiting_for_the_last(sim, overlapping):
+    inst, events, _headers = overlapping(sim)
+    with inst:
+        inst.write_block("MEM:DATA ", bytes(range(256)) * 64)  # 16 KiB: five 4 KiB transfers
+        assert events[:6] == ["start 1", "start 2", "finish 1", "start 3", "finish 2", "start 4"]
+        assert events[-1] == f"finish {len([e for e in events if e.startswith('start')])}"
+        assert inst.query("MEM:DATA:LEN?") == str(256 * 64)
+
+
+def test_an_overlapped_transfer_that_fails_aborts_the_newest_one_sent_and_discards_the_message(sim, overlapping):
+    inst, events, headers = overlapping(sim, fail_at=3)
+    with inst:
+        with pytest.raises(TmcTimeoutError) as caught:
+            inst.write_block("MEM:DATA ", bytes(64 * 1024))
+        recovery = caught.value.recovery
+        assert f"bTag {headers[3][1]}" in recovery, recovery  # the 4th transfer, queued behind the failed 3rd
+        assert "partial message" in recovery and recovery.endswith("usable")
+        assert "start 5" not in events  # nothing more was sent after the failure was seen
+        assert inst.query("*OPC?") == "1"

@@ -5,8 +5,9 @@
 Side by side on the same channel: a raw pyusb loop that frames USBTMC by hand (the
 channel's own limit: frames built before the clock starts, nothing else done), TMC
 Console's core (app.usbtmc), python-usbtmc and pyvisa-py. Methods take turns round
-by round and each figure is the median over rounds, so a busy machine slows all of
-them alike. All of them run in one host process on the same libusb.
+by round; each figure is the median over rounds, and each ratio the median of the
+ratios taken within a round, so a busy spell of the machine slows both sides of a
+ratio alike. All of them run in one host process on the same libusb.
 
 Figures:
 - query round trip (ms) of a short query (``*OPC?``), against two raw loops: a
@@ -142,46 +143,66 @@ def host_measure(options: dict) -> dict:
         raw.upload(frames)
     raw.close()
 
-    def measure_raw() -> None:
+    # Queries and uploads are measured in phases of their own, so that the query figures of
+    # one round are taken close together, not minutes apart between multi-MiB uploads.
+    def query_raw() -> None:
         raw = RawUsbtmc(backend)
         assert raw.query_write_read(b"*OPC?\n").endswith(b"1\n\x00\x00")
         sample("query_ms/raw write+read", 1e3 * _timed(lambda: raw.query_write_read(b"*OPC?\n"), queries))
         sample("query_ms/raw 3 transfers", 1e3 * _timed(lambda: raw.query_three_transfers(b"*OPC?\n"), queries))
+        raw.close()
+
+    def query_core() -> None:
+        with Instrument(LOOPBACK, backend=backend, timeout_ms=20000) as inst:
+            inst.query("*OPC?")
+            sample("query_ms/app.usbtmc", 1e3 * _timed(lambda: inst.query("*OPC?"), queries))
+
+    def query_python_usbtmc() -> None:
+        dev = usbtmc.Instrument(vid, pid, serial)
+        dev.ask("*OPC?")
+        sample("query_ms/python-usbtmc", 1e3 * _timed(lambda: dev.ask("*OPC?"), queries))
+        dev.close()
+
+    def query_pyvisa_py() -> None:
+        rm = pyvisa.ResourceManager("@py")
+        visa = rm.open_resource(LOOPBACK)
+        visa.query("*OPC?")
+        sample("query_ms/pyvisa-py", 1e3 * _timed(lambda: visa.query("*OPC?"), queries))
+        visa.close()
+        rm.close()
+
+    def upload_raw() -> None:
+        raw = RawUsbtmc(backend)
         sample("upload_MBps/raw", len(message) / _timed(lambda: raw.upload(frames), repeats) / 1e6)
         sample("small_upload_MBps/raw", len(small_message) / _timed(lambda: raw.upload(small_frames), repeats) / 1e6)
         raw.close()
 
-    def measure_core() -> None:
+    def upload_core() -> None:
         with Instrument(LOOPBACK, backend=backend, timeout_ms=20000) as inst:
-            inst.query("*OPC?")
-            sample("query_ms/app.usbtmc", 1e3 * _timed(lambda: inst.query("*OPC?"), queries))
             upload = lambda: inst.write_block("MEM:DATA ", payload)  # noqa: E731
             sample("upload_MBps/app.usbtmc", len(message) / _timed(upload, repeats) / 1e6)
             assert inst.query("MEM:DATA:LEN?") == str(len(payload))
 
-    def measure_python_usbtmc() -> None:
+    def upload_python_usbtmc() -> None:
         dev = usbtmc.Instrument(vid, pid, serial)
         dev.timeout = 20
-        dev.ask("*OPC?")
-        sample("query_ms/python-usbtmc", 1e3 * _timed(lambda: dev.ask("*OPC?"), queries))
         sample("upload_MBps/python-usbtmc", len(message) / _timed(lambda: dev.write_raw(message), repeats) / 1e6)
         dev.close()
 
-    def measure_pyvisa_py() -> None:
+    def upload_pyvisa_py() -> None:
         rm = pyvisa.ResourceManager("@py")
         visa = rm.open_resource(LOOPBACK)
         visa.timeout = 20000
-        visa.query("*OPC?")
-        sample("query_ms/pyvisa-py", 1e3 * _timed(lambda: visa.query("*OPC?"), queries))
         sample("small_upload_MBps/pyvisa-py", len(small_message) / _timed(lambda: visa.write_raw(small_message)) / 1e6)
         visa.close()
         rm.close()
 
-    methods = [measure_raw, measure_core, measure_python_usbtmc, measure_pyvisa_py]
-    for index in range(rounds):
-        # Each method goes first in turn, so none always follows the same neighbour.
-        for method in methods[index % len(methods):] + methods[: index % len(methods)]:
-            method()
+    for phase in ([query_raw, query_core, query_python_usbtmc, query_pyvisa_py],
+                  [upload_raw, upload_core, upload_python_usbtmc, upload_pyvisa_py]):
+        for index in range(rounds):
+            # Each method goes first in turn, so none always follows the same neighbour.
+            for method in phase[index % len(phase):] + phase[: index % len(phase)]:
+                method()
     return {"samples": samples, "libusb": getattr(getattr(backend, "lib", None), "_name", "?")}
 
 
@@ -201,22 +222,27 @@ def run(upload_mib: float = 8, queries: int = 100, rounds: int = 5) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"the benchmark's host process failed:\n{proc.stdout}\n{proc.stderr}")
     measured = json.loads(proc.stdout.splitlines()[-1])
-    figures = {name: statistics.median(values) for name, values in measured["samples"].items()}
-    spread = {name: (min(values), max(values)) for name, values in measured["samples"].items()}
-    raw_rt, raw_3 = figures["query_ms/raw write+read"], figures["query_ms/raw 3 transfers"]
-    raw_up, raw_small = figures["upload_MBps/raw"], figures["small_upload_MBps/raw"]
+    samples = measured["samples"]
+    figures = {name: statistics.median(values) for name, values in samples.items()}
+    spread = {name: (min(values), max(values)) for name, values in samples.items()}
+
+    def paired(numerator: str, denominator: str) -> tuple[float, float, float]:
+        # Ratios are taken within each round, between figures measured minutes apart at most,
+        # so a slow spell of the shared machine cancels out; then the median over rounds.
+        per_round = [a / b for a, b in zip(samples[numerator], samples[denominator])]
+        return statistics.median(per_round), min(per_round), max(per_round)
+
     ratios = {}
-    for name, value in figures.items():
+    for name in figures:
         kind, method = name.split("/")
         if method.startswith("raw"):
             continue
         if kind == "query_ms":
-            ratios[f"{method} query / raw write+read"] = value / raw_rt
-            ratios[f"{method} query / raw 3 transfers"] = value / raw_3
+            ratios[f"{method} query / raw write+read"] = paired(name, "query_ms/raw write+read")
+            ratios[f"{method} query / raw 3 transfers"] = paired(name, "query_ms/raw 3 transfers")
         else:
-            ratios[f"{method} upload / raw"] = value / (raw_up if kind == "upload_MBps" else raw_small)
-    ratios["app.usbtmc upload / python-usbtmc upload"] = (
-        figures["upload_MBps/app.usbtmc"] / figures["upload_MBps/python-usbtmc"])
+            ratios[f"{method} upload / raw"] = paired(name, f"{kind}/raw")
+    ratios["app.usbtmc upload / python-usbtmc upload"] = paired("upload_MBps/app.usbtmc", "upload_MBps/python-usbtmc")
     return {"options": options, "libusb": measured["libusb"], "figures": figures, "spread": spread, "ratios": ratios}
 
 
@@ -232,8 +258,9 @@ def report(result: dict) -> str:
         unit = {"query_ms": "ms per query", "upload_MBps": "MB/s upload", "small_upload_MBps": "MB/s small upload"}[kind]
         low, high = result["spread"][name]
         lines.append(f"  {method:<18} {value:9.2f} {unit:<18} (rounds: {low:.2f} to {high:.2f})")
-    lines.append("Ratios:")
-    lines += [f"  {name:<48} {value:7.3g}" for name, value in result["ratios"].items()]
+    lines.append("Ratios (median of the per-round ratios; lowest to highest round):")
+    lines += [f"  {name:<48} {value:7.3g}   ({low:.3g} to {high:.3g})"
+              for name, (value, low, high) in result["ratios"].items()]
     return "\n".join(lines)
 
 

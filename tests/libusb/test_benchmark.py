@@ -23,3 +23,5 @@ def test_the_benchmark_measures_every_method_and_prints_the_ratios(umockdev_avai
     assert set(result["figures"]) == expected
     assert all(value > 0 for value in result["figures"].values())
     assert "libusb-1.0" in result["libusb"]
+    for name, (median, low, high) in result["ratios"].items():
+        assert 0 < low <= median <= high, name

@@ -24,6 +24,16 @@ def test_a_multi_mib_block_goes_out_and_comes_back_byte_for_byte(bus, host):
     assert result["idn_after"].startswith("TMC Console,Virtual Loopback")
 
 
+def test_an_upload_in_small_transfers_keeps_two_in_flight_and_arrives_intact(make_bus, host):
+    bus = make_bus(["loopback"])
+    size = 256 * 1024 + 5
+    common = {"resource": LOOPBACK, "bytes": size, "transfer_bytes": 4096}
+    host.run(bus, "block", {**common, "write_prefix": "MEM:DATA "})  # the upload alone, nothing else
+    assert bus.stats(_key(bus, "loopback"))["most_outstanding"] == 2
+    result = host.run(bus, "block", {**common, "read_query": "MEM:DATA?"})
+    assert result["got_sha256"] == result["sent_sha256"] and result["got_bytes"] == size
+
+
 def test_a_read_timeout_is_recovered_by_abort_through_discardurb(bus, host):
     key = _key(bus, "sam7")
     before = bus.stats(key)["discarded"]

@@ -19,6 +19,7 @@ import math
 import struct
 import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 
@@ -129,7 +130,7 @@ class UsbdevfsHandler(UMockdev.IoctlBase):
     def do_handle_ioctl(self, client) -> bool:
         request = client.get_request() & 0xFFFFFFFF
         if self.trace:
-            _log(f"devnum {self.devnum}: {request_name(request)}")
+            _log(f"{time.monotonic():.6f} devnum {self.devnum}: {request_name(request)}")
         if client not in self._watched:
             # umockdev 0.17 never emits client-vanished; its "connected" property does change.
             self._watched.add(client)
