@@ -10,9 +10,11 @@ ratios taken within a round, so a busy spell of the machine slows both sides of 
 ratio alike. All of them run in one host process on the same libusb.
 
 Figures:
-- query round trip (ms) of a short query (``*OPC?``), against two raw loops: a
+- query round trip (ms) of a short query (``*OPC?``), against three raw loops: a
   write+read (one Bulk-OUT carrying the message and REQUEST_DEV_DEP_MSG_IN, one
-  Bulk-IN) and the three-transfer form (message, request, reply);
+  Bulk-IN: two URBs, the channel's round trip, though not a form USBTMC devices
+  accept), the three-transfer form (message, request, reply, each waited for), and
+  the same three transfers submitted together (the least a valid query costs);
 - upload (MB/s, 10^6 bytes/s) of a definite-length block to ``MEM:DATA``, against raw
   Bulk-OUT transfers of the same size (1 MiB payload each, like the core's default).
 
@@ -64,6 +66,10 @@ class RawUsbtmc:
                           and usb.util.endpoint_direction(e.bEndpointAddress) == usb.util.ENDPOINT_IN)
         usb.util.claim_interface(self.device, 0)
         self._tag = 0
+        from app.usbtmc.libusb_async import AsyncBulk
+
+        # libusb's asynchronous calls on pyusb's handle, for the overlapped form of the query.
+        self._async = AsyncBulk.create(backend.lib, backend.ctx, self.device._ctx.handle.handle)
 
     def _next_tag(self) -> int:
         self._tag = self._tag % 255 + 1
@@ -89,6 +95,16 @@ class RawUsbtmc:
         self.device.write(self.out_ep, self.message(command), 2000)
         self.device.write(self.out_ep, self.request(), 2000)
         return bytes(self.device.read(self.in_ep, 1024 + 12, 2000))
+
+    def query_overlapped(self, command: bytes) -> bytes:
+        """The three transfers submitted together: the least a valid USBTMC query costs."""
+        from app.usbtmc.libusb_async import BulkRequest
+
+        message, request = array.array("B", self.message(command)), array.array("B", self.request())
+        *_, reply = self._async.run([BulkRequest(self.out_ep, 2000, data=message),
+                                     BulkRequest(self.out_ep, 2000, data=request),
+                                     BulkRequest(self.in_ep, 2000, length=1024 + 12)])
+        return reply.data
 
     def upload(self, frames: list) -> None:
         for frame in frames:
@@ -150,6 +166,8 @@ def host_measure(options: dict) -> dict:
         assert raw.query_write_read(b"*OPC?\n").endswith(b"1\n\x00\x00")
         sample("query_ms/raw write+read", 1e3 * _timed(lambda: raw.query_write_read(b"*OPC?\n"), queries))
         sample("query_ms/raw 3 transfers", 1e3 * _timed(lambda: raw.query_three_transfers(b"*OPC?\n"), queries))
+        assert raw.query_overlapped(b"*OPC?\n").endswith(b"1\n\x00\x00")
+        sample("query_ms/raw 3 overlapped", 1e3 * _timed(lambda: raw.query_overlapped(b"*OPC?\n"), queries))
         raw.close()
 
     def query_core() -> None:
@@ -240,6 +258,7 @@ def run(upload_mib: float = 8, queries: int = 100, rounds: int = 5) -> dict:
         if kind == "query_ms":
             ratios[f"{method} query / raw write+read"] = paired(name, "query_ms/raw write+read")
             ratios[f"{method} query / raw 3 transfers"] = paired(name, "query_ms/raw 3 transfers")
+            ratios[f"{method} query / raw 3 overlapped"] = paired(name, "query_ms/raw 3 overlapped")
         else:
             ratios[f"{method} upload / raw"] = paired(name, f"{kind}/raw")
     ratios["app.usbtmc upload / python-usbtmc upload"] = paired("upload_MBps/app.usbtmc", "upload_MBps/python-usbtmc")

@@ -16,7 +16,7 @@ def test_the_benchmark_measures_every_method_and_prints_the_ratios(umockdev_avai
     with capsys.disabled():
         print("\n" + benchmark.report(result))
     expected = {
-        "query_ms/raw write+read", "query_ms/raw 3 transfers", "upload_MBps/raw", "small_upload_MBps/raw",
+        "query_ms/raw write+read", "query_ms/raw 3 transfers", "query_ms/raw 3 overlapped", "upload_MBps/raw", "small_upload_MBps/raw",
         "query_ms/app.usbtmc", "upload_MBps/app.usbtmc", "query_ms/python-usbtmc", "upload_MBps/python-usbtmc",
         "query_ms/pyvisa-py", "small_upload_MBps/pyvisa-py",
     }
