@@ -132,7 +132,6 @@ class AsyncBulk:
         self._handle_events = lib["libusb_handle_events_timeout_completed"]
         self._handle_events.argtypes = [ctypes.c_void_p, ctypes.POINTER(_Timeval), ctypes.POINTER(ctypes.c_int)]
         self._handle_events.restype = ctypes.c_int
-        self._callback = _Callback(self._on_complete)  # kept alive as long as we are
         self._in_flight: dict[int, Pending] = {}  # transfer address -> its Pending
         self._order = 0
         self.stop_after_failure = True
@@ -172,7 +171,7 @@ class AsyncBulk:
         t.status = COMPLETED
         t.length = length
         t.actual_length = 0
-        t.callback = self._callback
+        t.callback = _CALLBACK
         t.user_data = None
         t.buffer = ctypes.addressof(buffer) if length else None
         t.num_iso_packets = 0
@@ -180,9 +179,11 @@ class AsyncBulk:
         pending = Pending(transfer, buffer, request.data is None, self._order, max(1, request.timeout_ms) / 1000)
         address = ctypes.addressof(t)
         self._in_flight[address] = pending
+        _ENGINES[address] = self
         rc = self._submit(transfer)
         if rc < 0:
             del self._in_flight[address]
+            _ENGINES.pop(address, None)
             t.status = NO_DEVICE if rc == -4 else CANCELLED  # LIBUSB_ERROR_NO_DEVICE
             pending.done.value = 1
         return pending
@@ -219,13 +220,16 @@ class AsyncBulk:
         """Cancel every transfer submitted after ``pending`` that is still in flight."""
         self._cancel_from(pending.order + 1)
 
-    def _on_complete(self, pointer) -> None:
-        pending = self._in_flight.pop(ctypes.addressof(pointer.contents), None)
+    def _on_complete(self, address: int, status: int) -> None:
+        pending = self._in_flight.pop(address, None)
         if pending is None:
             return
-        pending.done.value = 1
-        if self.stop_after_failure and pointer.contents.status != COMPLETED:
-            self._cancel_from(pending.order + 1)
+        try:
+            if self.stop_after_failure and status != COMPLETED:
+                self._cancel_from(pending.order + 1)
+        finally:
+            # Last: once the flag is set the waiting thread may free the transfer.
+            pending.done.value = 1
 
     def _cancel_from(self, first_order: int) -> None:
         for pending in list(self._in_flight.values()):
@@ -251,3 +255,22 @@ class AsyncBulk:
                 self._cancel_from(pending.order + 1)
                 cancelled = True
                 deadline = time.monotonic() + _CANCEL_GRACE_S
+
+
+# One callback for the whole process, alive as long as the module: libusb may call it for a
+# transfer whose engine is gone (a session closed while a transfer it gave up on was pending).
+_ENGINES: dict[int, AsyncBulk] = {}  # transfer address -> the engine that submitted it
+
+
+def _dispatch(pointer) -> None:
+    # Runs on whichever thread is handling libusb's events; it must never raise into C.
+    try:
+        address = ctypes.addressof(pointer.contents)
+        engine = _ENGINES.pop(address, None)
+        if engine is not None:
+            engine._on_complete(address, int(pointer.contents.status))
+    except Exception:  # noqa: BLE001 - an exception cannot cross into libusb
+        pass
+
+
+_CALLBACK = _Callback(_dispatch)

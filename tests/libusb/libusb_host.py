@@ -176,6 +176,49 @@ def pipelined_query(args) -> dict:
 
 
 @scenario
+def concurrent_sessions(args) -> dict:
+    """Sessions on two devices, each on its own thread, share libusb's context: either thread may
+    run the other's completions. Every reply must still reach its own session intact."""
+    import threading
+    from dataclasses import replace
+
+    from app.usbtmc import Instrument, Quirks
+
+    rounds = args.get("rounds", 200)
+    results: dict[str, object] = {}
+
+    def sam7() -> None:
+        with Instrument(args["sam7"], timeout_ms=5000) as inst:
+            replies = [inst.query("*IDN?") for _ in range(rounds)]
+            results["sam7_pipelined"] = inst.pipelined
+            results["sam7_distinct"] = sorted(set(replies))
+
+    def loopback() -> None:
+        quirks = replace(Quirks(), max_out_transfer_bytes=4096)  # uploads overlap their transfers
+        with Instrument(args["loopback"], timeout_ms=5000, quirks=quirks) as inst:
+            payload = bytes(range(256)) * 40
+            ok = 0
+            for index in range(rounds // 10):
+                inst.write_block("MEM:DATA ", payload[index:])
+                ok += inst.query_block("MEM:DATA?") == payload[index:]
+            results["loopback_blocks_ok"] = ok
+
+    def run(target) -> None:
+        try:
+            target()
+        except Exception as exc:  # reported, not raised: the other thread keeps going
+            results.setdefault("errors", []).append(f"{target.__name__}: {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in (sam7, loopback)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    results["alive"] = [t.name for t in threads if t.is_alive()]
+    return results
+
+
+@scenario
 def stall(args) -> dict:
     """A halted Bulk-OUT endpoint: raw pyusb sees STALL; the session clears the halt and goes on."""
     import usb.core

@@ -92,3 +92,12 @@ def test_queries_overlap_their_transfers_on_libusb_and_recover_a_timeout_inside_
     assert 0.25 < silent["elapsed_s"] < 5
     assert stats["discarded"] >= 1  # libusb timed the read out by discarding its URB
     assert result["next"] == result["replies"][0]
+
+
+def test_sessions_on_two_threads_share_libusb_and_each_gets_its_own_replies(bus, host):
+    rounds = 200
+    result = host.run(bus, "concurrent_sessions", {"sam7": SAM7, "loopback": LOOPBACK, "rounds": rounds})
+    assert "errors" not in result and result["alive"] == [], result
+    assert result["sam7_pipelined"] is True
+    assert len(result["sam7_distinct"]) == 1 and result["sam7_distinct"][0].startswith("XYZ Company Ltd, SAM7-EK")
+    assert result["loopback_blocks_ok"] == rounds // 10
