@@ -559,6 +559,9 @@ class ConsolePanel(QWidget):
         self.transcript.add("note", f"session open: {info.product or info.vid_pid} ({info.resource}, {info.protocol}, {info.speed})")
         for quirk in info.quirks:
             self.transcript.add("note", f"quirk {quirk.flag} = {quirk.value!r}: {quirk.reason}")
+        if event.pipelined:
+            self.transcript.add("note", "queries go out as one batch (command, read request and first read "
+                                        "submitted together through libusb)")
         self._apply_capabilities()
         if self.timeout_spin.value() != self.session.timeout_ms or self.term_char_box.isChecked():
             self._apply_timeout()

@@ -223,10 +223,12 @@ class Finished(Event):
 
 @dataclass(frozen=True)
 class Opened(Event):
-    """The session is open. ``info`` is an ``app.usbtmc.DeviceInfo`` with capabilities and quirks."""
+    """The session is open. ``info`` is an ``app.usbtmc.DeviceInfo`` with capabilities and quirks;
+    ``pipelined``: a query's transfers are submitted together (``Instrument.pipelined``)."""
 
     info: Any
     has_interrupt_in: bool
+    pipelined: bool = False
 
 
 @dataclass(frozen=True)

@@ -364,7 +364,7 @@ def _open(ctx: CommandContext) -> None:
         inst = Instrument(cmd.resource, backend=worker._backend, timeout_ms=cmd.timeout_ms, use_quirks=cmd.use_quirks)
     worker.instrument = inst
     inst.term_char = worker._term_char
-    ctx.emit(Opened(cmd.id, inst.info, inst.has_interrupt_in))
+    ctx.emit(Opened(cmd.id, inst.info, inst.has_interrupt_in, bool(getattr(inst, "pipelined", False))))
     worker._restart_timers()
 
 

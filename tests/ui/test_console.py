@@ -206,3 +206,14 @@ def test_a_script_stops_at_the_first_error(sam7_tab, qtbot, tmp_path):
     assert transcript_has(console, "error", "EXE")
     assert transcript_has(console, "warning", "stopped at line 2")
     assert not transcript_has(console, "sent", "INDICATOR 1")
+
+
+def test_the_transcript_says_when_queries_go_out_as_one_batch(sam7_tab, qtbot):
+    from app.ui.events import Opened
+
+    console = sam7_tab.console
+    # The in-process bus runs transfers one at a time: no such note on open.
+    assert not transcript_has(console, "note", "one batch")
+    # A session over libusb reports its queries batched, and the transcript says so.
+    console.handle_event(Opened(0, console.info, True, pipelined=True))
+    assert transcript_has(console, "note", "queries go out as one batch")
