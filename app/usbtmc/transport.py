@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import usb.core
@@ -136,6 +136,16 @@ _STATUS_ERRORS = {
 }
 
 
+def _synchronous(transfer: Callable[[], Outcome]) -> Outcome:
+    """Run a synchronous transfer; its typed error becomes the outcome, but a gone device still raises."""
+    try:
+        return transfer()
+    except DeviceGoneError:
+        raise
+    except TmcError as exc:
+        return Outcome(error=exc)
+
+
 @dataclass(frozen=True)
 class Endpoints:
     """Endpoint addresses and packet sizes of a USBTMC interface (USBTMC 1.0 section 5.4)."""
@@ -255,12 +265,7 @@ class UsbTransport:
         """
         engine = self._async_engine()
         if engine is None:
-            try:
-                return Outcome(count=self.bulk_out(data, timeout_ms))
-            except TmcError as exc:
-                if isinstance(exc, DeviceGoneError):
-                    raise
-                return Outcome(error=exc)
+            return _synchronous(lambda: Outcome(count=self.bulk_out(data, timeout_ms)))
         return engine.submit(libusb_async.BulkRequest(self.endpoints.bulk_out, max(1, timeout_ms), data=data))
 
     def finish_bulk_out(self, token) -> Outcome:
@@ -282,19 +287,10 @@ class UsbTransport:
     def _batch_one_by_one(self, outs, in_length: int, in_timeout_ms: int) -> list[Outcome]:
         outcomes: list[Outcome] = []
         for data, timeout_ms in outs:
-            try:
-                outcomes.append(Outcome(count=self.bulk_out(data, timeout_ms)))
-            except TmcError as exc:
-                if isinstance(exc, DeviceGoneError):
-                    raise
-                outcomes.append(Outcome(error=exc))
+            outcomes.append(_synchronous(lambda: Outcome(count=self.bulk_out(data, timeout_ms))))
+            if outcomes[-1].error is not None:
                 return outcomes + [_NOT_STARTED] * (len(outs) + 1 - len(outcomes))
-        try:
-            outcomes.append(Outcome(data=self.bulk_in(in_length, in_timeout_ms)))
-        except TmcError as exc:
-            if isinstance(exc, DeviceGoneError):
-                raise
-            outcomes.append(Outcome(error=exc))
+        outcomes.append(_synchronous(lambda: Outcome(data=self.bulk_in(in_length, in_timeout_ms))))
         return outcomes
 
     def _async_engine(self) -> libusb_async.AsyncBulk | None:
