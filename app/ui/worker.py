@@ -404,6 +404,8 @@ def _query(ctx: CommandContext) -> None:
         ctx.emit(Sent(cmd.id, len(cmd.data), 0.0))
         ctx.emit(Reply(cmd.id, data, ctx.elapsed_ms(), ctx.elapsed_ms()))
         return
+    # Written and read apart (not batched by query_raw), so that the transcript shows the line
+    # as sent at once, even when the instrument takes seconds to answer.
     inst.write_raw(cmd.data, abort=ctx.abort)
     sent_ms = ctx.elapsed_ms()
     ctx.emit(Sent(cmd.id, len(cmd.data), sent_ms))
@@ -453,14 +455,12 @@ def _check_errors(ctx: CommandContext) -> None:
     esr = None
     try:
         if cmd.method == "esr":
-            inst.write_raw(b"*ESR?" + cmd.termination)
-            answer = inst.read_raw().decode("ascii", errors="replace")
+            answer = inst.query_raw(b"*ESR?" + cmd.termination).decode("ascii", errors="replace")
             esr = ieee488.parse_register_value(answer)
             entries.extend(scpi.esr_entries(esr))
         else:
             for _ in range(cmd.max_entries):
-                inst.write_raw(b"SYST:ERR?" + cmd.termination)
-                entry = scpi.parse_error_entry(inst.read_raw().decode("utf-8", errors="replace"))
+                entry = scpi.parse_error_entry(inst.query_raw(b"SYST:ERR?" + cmd.termination).decode("utf-8", errors="replace"))
                 if entry.code == 0:
                     break
                 entries.append(entry)
