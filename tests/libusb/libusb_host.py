@@ -261,7 +261,8 @@ def stall(args) -> dict:
 
 @scenario
 def unplug(args) -> dict:
-    """The device disappears while a read waits: the session raises DeviceGoneError, the process lives on."""
+    """The device disappears while a read (or a batched query's read) waits: the session raises
+    DeviceGoneError, the process lives on."""
     from app.usbtmc import DeviceGoneError, Instrument, TmcError, list_resources
 
     inst = Instrument(args["resource"], timeout_ms=args.get("timeout_ms", 20000))
@@ -270,7 +271,10 @@ def unplug(args) -> dict:
     start = time.perf_counter()
     outcome: dict = {}
     try:
-        inst.read_raw()  # no query pending: the device has nothing to send, so the IN transfer waits
+        if args.get("during") == "query":
+            inst.query_raw(b"NOPE?\n")  # no answer comes (a command error): the batch's read waits
+        else:
+            inst.read_raw()  # no query pending: the device has nothing to send, so the IN transfer waits
         outcome["raised"] = None
     except TmcError as exc:
         outcome.update(raised=type(exc).__name__, message=str(exc))

@@ -7,10 +7,11 @@ pytestmark = pytest.mark.libusb
 SAM7 = "USB0::0x1209::0x0001::SAM7-0001::INSTR"
 
 
-def test_unplugging_during_a_transfer_raises_device_gone_and_the_process_lives_on(make_bus, host):
+@pytest.mark.parametrize("during", ["read", "query"])
+def test_unplugging_during_a_transfer_raises_device_gone_and_the_process_lives_on(make_bus, host, during):
     bus = make_bus(["sam7"])
     key = bus.devices[0]["key"]
-    reader = host.start(bus, "unplug", {"resource": SAM7, "timeout_ms": 20000})
+    reader = host.start(bus, "unplug", {"resource": SAM7, "timeout_ms": 20000, "during": during})
     assert reader.step()["step"] == "reading"
     assert bus.wait_in_flight(key), "the host never started its transfer"
     bus.unplug(key)
