@@ -140,5 +140,6 @@ def test_a_large_upload_keeps_one_copy_of_the_waveform(awg, awg_device):
         tracemalloc.stop()
     assert result.verified
     waveform = plan.total_bytes
-    # The device's copy, plus transfer-sized buffers on the way: never a second copy of the waveform.
-    assert peak < waveform + 12 * MIB, f"peak {peak / MIB:.1f} MiB for a {waveform / MIB:.1f} MiB upload"
+    # The device's copy, plus transfer- and chunk-sized buffers on the way (the encoder's queue,
+    # the frame): 42-45 MiB here. A second copy of the waveform anywhere would reach 64 MiB.
+    assert peak < 1.5 * waveform, f"peak {peak / MIB:.1f} MiB for a {waveform / MIB:.1f} MiB upload"
