@@ -399,8 +399,8 @@ class MainWindow(QMainWindow):
         self._probes.add(dialog)
         dialog.destroyed.connect(lambda *_, d=dialog: self._probes.discard(d))
         dialog.show()
-        if session is not None and session.thread.isRunning():
-            session.thread.finished.connect(dialog.start)  # the interface is free once its worker ends
+        if session is not None:
+            dialog.start_after(session.thread)  # the interface is free once its worker ends
         else:
             dialog.start()
         return dialog

@@ -96,6 +96,8 @@ class ProbeDialog(QDialog):
         self.error = ""
         self._cancel = threading.Event()
         self._thread: WorkerThread | None = None
+        self._busy = False
+        self._waiting_for = None  # a session thread to end before the probe starts
         self._runner: ProbeRunner | None = None
         self.setWindowTitle(f"Compliance probe: {title or resource}")
         self.setSizeGripEnabled(True)
@@ -182,8 +184,26 @@ class ProbeDialog(QDialog):
         self.status.setText("Opening the instrument…")
         self._thread.start()
 
+    def start_after(self, thread) -> None:
+        """Start once ``thread`` (the session that held the interface) has ended, or now if it has."""
+        self._waiting_for = thread
+        thread.finished.connect(self._start_once)
+        # Checked after connecting: a thread that ended in between has emitted finished already.
+        if not thread.isRunning():
+            self._start_once()
+
+    @Slot()
+    def _start_once(self) -> None:
+        if self._waiting_for is not None:
+            self._waiting_for = None
+            self.start()
+
     @property
     def running(self) -> bool:
+        """From :meth:`start` until the dialog has shown the probe's end (its thread may end a moment earlier)."""
+        return self._busy
+
+    def _thread_alive(self) -> bool:
         return self._thread is not None and self._thread.isRunning()
 
     @Slot()
@@ -195,6 +215,7 @@ class ProbeDialog(QDialog):
             self.cancel_button.setEnabled(False)
 
     def _set_running(self, running: bool) -> None:
+        self._busy = running
         self.progress.setVisible(running)
         self.cancel_button.setEnabled(running)
         self.cancel_button.setVisible(running)
@@ -332,14 +353,17 @@ class ProbeDialog(QDialog):
 
     def stop(self, timeout_ms: int) -> bool:
         """Cancel a running probe and wait for its thread; True when it has ended."""
-        if not self.running:
+        if not self._thread_alive():
             return True
         self._cancel.set()
-        return self._thread.wait(max(0, timeout_ms))
+        ended = self._thread.wait(max(0, timeout_ms))
+        if ended:
+            self._set_running(False)  # the thread's finished signal may not be delivered before shutdown
+        return ended
 
     def reject(self) -> None:
         """Close; a running probe is cancelled and its thread ends on its own."""
-        if self.running:
+        if self._thread_alive():
             self.cancel()
             thread = self._thread
             self.hide()

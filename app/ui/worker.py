@@ -86,7 +86,14 @@ class WorkerThread(QThread):
 
 def live_threads() -> list[QThread]:
     """Worker and discovery threads that are still running (tests and shutdown check this)."""
-    return [thread for thread in list(_threads) if thread.isRunning()]
+    running = []
+    for thread in list(_threads):
+        try:
+            if thread.isRunning():
+                running.append(thread)
+        except RuntimeError:
+            pass  # its C++ object went with its parent widget: nothing is left to run
+    return running
 
 
 class AbortFlags:

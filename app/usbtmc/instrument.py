@@ -532,7 +532,9 @@ class Instrument:
             self._last_out_btag = btag
             frame = self._frame(parts, n, last, btag, slot=sent % depth)
             started = time.perf_counter()
-            token = self._transport.start_bulk_out(frame, self._timeout_for(n))
+            # A transfer queued behind others waits for them on the bus first. Its longer limit
+            # delays nothing: the one ahead times out sooner and cancels it.
+            token = self._transport.start_bulk_out(frame, self._timeout_for(n) * (1 + len(in_flight)))
             sent += 1
             in_flight.append((token, btag, n, last, len(frame), started))
             if depth == 1:

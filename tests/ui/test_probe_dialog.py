@@ -197,3 +197,38 @@ def test_a_running_probe_is_stopped_when_the_window_shuts_down(quirky_window, qt
     qtbot.waitUntil(lambda: dialog.running, timeout=2000)
     assert quirky_window.shutdown(timeout_ms=8000)
     assert not dialog.running
+
+
+def test_the_probe_starts_once_when_the_session_thread_it_waits_for_ends(qtbot, quirky_backend, tmp_path):
+    import threading
+
+    from app.ui.worker import WorkerThread
+
+    release = threading.Event()
+
+    class Holder(WorkerThread):
+        def run(self) -> None:
+            release.wait(5)
+
+    # A thread that ended before start_after() was called: the probe starts at once.
+    ended = Holder("ended session")
+    release.set()
+    ended.start()
+    assert ended.wait(3000)
+    dialog = _dialog(qtbot, DHO, quirky_backend, tmp_path)
+    dialog.start_after(ended)
+    assert dialog.running
+    qtbot.waitUntil(lambda: dialog.report is not None and not dialog.running, timeout=15000)
+    # A thread still running: nothing starts until it ends, and then only once.
+    release.clear()
+    busy = Holder("busy session")
+    busy.start()
+    second = _dialog(qtbot, DHO, quirky_backend, tmp_path)
+    reports = []
+    second.report_ready.connect(reports.append)
+    second.start_after(busy)
+    assert not second.running and second.report is None
+    release.set()
+    qtbot.waitUntil(lambda: second.report is not None and not second.running, timeout=15000)
+    assert busy.wait(3000)
+    assert len(reports) == 1 and not second.running
