@@ -424,10 +424,10 @@ class MainWindow(QMainWindow):
 
     def _retire(self, session: Session) -> None:
         """Keep a closing session alive until its thread has ended."""
-        if not session.thread.isRunning():
-            return
         self._retiring.add(session)
         session.thread.finished.connect(lambda s=session: self._retiring.discard(s))
+        if not session.thread.isRunning():  # checked after connecting: it may have ended in between
+            self._retiring.discard(session)
 
     def open_virtual_sam7(self) -> None:
         """Open the virtual SAM7 (switching the virtual instruments on if needed)."""
