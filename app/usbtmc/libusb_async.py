@@ -25,6 +25,8 @@ from dataclasses import dataclass
 COMPLETED, ERROR, TIMED_OUT, CANCELLED, STALL, NO_DEVICE, OVERFLOW = range(7)
 _TRANSFER_TYPE_BULK = 2
 _ERROR_INTERRUPTED = -10
+# libusb_submit_transfer's errors (libusb.h enum libusb_error) -> the status the transfer is given.
+_SUBMIT_ERRORS = {-4: NO_DEVICE, -9: STALL}  # LIBUSB_ERROR_NO_DEVICE, LIBUSB_ERROR_PIPE
 # How long one libusb_handle_events_timeout_completed call may block; the
 # transfers carry their own timeouts, this only bounds a wait on a lost callback.
 _EVENT_SLICE_S = 0.5
@@ -111,10 +113,12 @@ class Pending:
 class AsyncBulk:
     """Bulk transfers in flight together on one libusb device handle.
 
-    Thread-safe in libusb's sense: another thread may run synchronous transfers on
-    the same context (the interrupt-IN listener does); whichever thread handles
-    events runs our completion callback, and :meth:`wait` waits on the transfer's own flag.
-    Submitting and waiting belong to the one session thread that owns the handle.
+    Thread-safe in libusb's sense: other threads may run transfers on the same context
+    (every session of the process shares pyusb's); whichever thread handles events runs
+    the completion callback, and :meth:`wait` waits on the transfer's own flag. A transfer
+    that does not complete cancels the ones this engine submitted after it (a query's
+    request must not follow a command that failed). Submitting and waiting belong to
+    the one session thread that owns the handle.
     """
 
     def __init__(self, lib, ctx, handle) -> None:
@@ -134,7 +138,6 @@ class AsyncBulk:
         self._handle_events.restype = ctypes.c_int
         self._in_flight: dict[int, Pending] = {}  # transfer address -> its Pending
         self._order = 0
-        self.stop_after_failure = True
 
     @classmethod
     def create(cls, lib, ctx, handle) -> AsyncBulk | None:
@@ -148,7 +151,8 @@ class AsyncBulk:
 
     def submit(self, request: BulkRequest) -> Pending:
         """Hand one transfer to libusb and return at once. A transfer libusb refuses comes
-        back already finished (NO_DEVICE when the device is gone, else CANCELLED)."""
+        back already finished (NO_DEVICE when the device is gone, STALL on a halted endpoint,
+        else ERROR)."""
         transfer = self._alloc(0)
         if not transfer:
             raise MemoryError("libusb could not allocate a transfer")
@@ -184,7 +188,7 @@ class AsyncBulk:
         if rc < 0:
             del self._in_flight[address]
             _ENGINES.pop(address, None)
-            t.status = NO_DEVICE if rc == -4 else CANCELLED  # LIBUSB_ERROR_NO_DEVICE
+            t.status = _SUBMIT_ERRORS.get(rc, ERROR)
             pending.done.value = 1
         return pending
 
@@ -196,16 +200,17 @@ class AsyncBulk:
         result = BulkResult(int(t.status), int(t.actual_length), data)
         if pending.done.value:
             self._free(pending.transfer)
-        # else: libusb still owns the transfer (a callback never came); leaking it is safer than freeing it
-        pending.transfer, pending.buffer = None, None
+            pending.transfer, pending.buffer = None, None
+        else:
+            # libusb still owns the transfer (its callback never came): keep it and its buffer
+            # alive for good, since libusb may yet write there; freeing either could corrupt memory.
+            _ABANDONED.append(pending)
         return result
 
     def run(self, requests: list[BulkRequest]) -> list[BulkResult]:
         """Submit every transfer in order, wait for all of them, return their results in order.
 
-        With :attr:`stop_after_failure` (the default) a transfer that does not complete
-        cancels the ones submitted after it (a query's request must not follow a command
-        that failed). Never raises for a transfer's failure; the caller reads the statuses.
+        Never raises for a transfer's failure; the caller reads the statuses.
         """
         pending = []
         for request in requests:
@@ -216,16 +221,12 @@ class AsyncBulk:
         results = [self.wait(item) for item in pending]
         return results + [BulkResult(CANCELLED, 0)] * (len(requests) - len(results))
 
-    def cancel_after(self, pending: Pending) -> None:
-        """Cancel every transfer submitted after ``pending`` that is still in flight."""
-        self._cancel_from(pending.order + 1)
-
     def _on_complete(self, address: int, status: int) -> None:
         pending = self._in_flight.pop(address, None)
         if pending is None:
             return
         try:
-            if self.stop_after_failure and status != COMPLETED:
+            if status != COMPLETED:
                 self._cancel_from(pending.order + 1)
         finally:
             # Last: once the flag is set the waiting thread may free the transfer.
@@ -260,6 +261,7 @@ class AsyncBulk:
 # One callback for the whole process, alive as long as the module: libusb may call it for a
 # transfer whose engine is gone (a session closed while a transfer it gave up on was pending).
 _ENGINES: dict[int, AsyncBulk] = {}  # transfer address -> the engine that submitted it
+_ABANDONED: list[Pending] = []  # transfers whose callback never came (see AsyncBulk.wait)
 
 
 def _dispatch(pointer) -> None:
