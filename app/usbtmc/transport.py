@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import usb.core
 import usb.util
 
-from .constants import FEATURE_ENDPOINT_HALT, REQ_OUT_STANDARD_ENDPOINT, STD_CLEAR_FEATURE
 from . import libusb_async
+from .constants import FEATURE_ENDPOINT_HALT, REQ_OUT_STANDARD_ENDPOINT, STD_CLEAR_FEATURE
 from .errors import (
     AccessError,
     BackendUnavailableError,
