@@ -32,17 +32,6 @@ _SUBMIT_ERRORS = {-4: NO_DEVICE, -9: STALL}  # LIBUSB_ERROR_NO_DEVICE, LIBUSB_ER
 _EVENT_SLICE_S = 0.5
 _CANCEL_GRACE_S = 2.0
 
-STATUS_NAMES = {
-    COMPLETED: "completed",
-    ERROR: "failed",
-    TIMED_OUT: "timed out",
-    CANCELLED: "cancelled",
-    STALL: "stalled",
-    NO_DEVICE: "device gone",
-    OVERFLOW: "overflowed",
-}
-
-
 class _Transfer(ctypes.Structure):
     pass
 
