@@ -97,7 +97,7 @@ class ProbeDialog(QDialog):
         self._cancel = threading.Event()
         self._thread: WorkerThread | None = None
         self._busy = False
-        self._waiting_for = None  # a session thread to end before the probe starts
+        self._start_pending = False  # start_after() waits for a session thread to end
         self._runner: ProbeRunner | None = None
         self.setWindowTitle(f"Compliance probe: {title or resource}")
         self.setSizeGripEnabled(True)
@@ -186,7 +186,7 @@ class ProbeDialog(QDialog):
 
     def start_after(self, thread) -> None:
         """Start once ``thread`` (the session that held the interface) has ended, or now if it has."""
-        self._waiting_for = thread
+        self._start_pending = True
         thread.finished.connect(self._start_once)
         # Checked after connecting: a thread that ended in between has emitted finished already.
         if not thread.isRunning():
@@ -194,8 +194,8 @@ class ProbeDialog(QDialog):
 
     @Slot()
     def _start_once(self) -> None:
-        if self._waiting_for is not None:
-            self._waiting_for = None
+        if self._start_pending:
+            self._start_pending = False
             self.start()
 
     @property
