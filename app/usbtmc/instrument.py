@@ -12,6 +12,7 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from typing import NoReturn
 
 from . import framing, ieee488
 from .constants import (
@@ -55,6 +56,13 @@ _FIRST_PACED_TRANSFER_BYTES = 64 * 1024  # with abort_latency_ms: the first tran
 # +7 % at 64 KiB, and nothing but a second frame's memory traffic at 1 MiB, so only below this.
 _OUT_TRANSFERS_IN_FLIGHT = 2
 _OVERLAP_BELOW_BYTES = 256 * 1024
+
+
+def _short_write_as_timeout(outcome: Outcome, length: int) -> Outcome:
+    """A Bulk-OUT outcome that moved fewer than ``length`` bytes: some backends report a timeout that way."""
+    if outcome.ok and outcome.count != length:
+        return replace(outcome, error=TmcTimeoutError(f"the device took {outcome.count} of {length} bytes"))
+    return outcome
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -476,8 +484,7 @@ class Instrument:
         self._check_open()
         chunk = self.quirks.max_out_transfer_bytes
         # A paced upload keeps one transfer in flight, so that a cancel waits for one at most.
-        overlap = (abort_latency_ms is None and chunk < _OVERLAP_BELOW_BYTES and not self.quirks.no_pipelining
-                   and self._transport.pipelines)
+        overlap = abort_latency_ms is None and chunk < _OVERLAP_BELOW_BYTES and self.pipelined
         depth = _OUT_TRANSFERS_IN_FLIGHT if overlap else 1
         if abort_latency_ms is not None:
             chunk = self._paced_transfer_bytes(None, abort_latency_ms)
@@ -490,9 +497,7 @@ class Instrument:
         def finish_oldest() -> None:
             nonlocal done, chunk
             token, btag, size, last, length, started = in_flight.popleft()
-            outcome = self._transport.finish_bulk_out(token)
-            if outcome.ok and outcome.count != length:
-                outcome = replace(outcome, error=TmcTimeoutError(f"the device took {outcome.count} of {length} bytes"))
+            outcome = _short_write_as_timeout(self._transport.finish_bulk_out(token), length)
             if not outcome.ok:
                 # Later transfers were cancelled with it; abort the newest one that reached the device.
                 later = [self._transport.finish_bulk_out(item[0]) for item in in_flight]
@@ -740,8 +745,7 @@ class Instrument:
                 try:
                     self._transport.bulk_out(framing.pack_request_dev_dep_msg_in(btag, ask, term_char), self.timeout_ms)
                 except TmcTimeoutError:
-                    recovery = self._recover(lambda: self._abort_bulk_out(btag))
-                    raise TmcTimeoutError("the device did not take the read request in time", recovery) from None
+                    self._raise_request_timeout(btag)
                 requested = True
             header, payload = self._read_transfer(btag, ask, MsgId.DEV_DEP_MSG_IN, len(out), read_done)
             out += payload
@@ -949,18 +953,21 @@ class Instrument:
         message, sent_request, reply = self._transport.bulk_batch(
             [(frame, self._timeout_for(size)), (request, self.timeout_ms)],
             self._first_read_bytes(ask), self.timeout_ms)
-        if message.ok and message.count != len(frame):
-            message = replace(message, error=TmcTimeoutError(f"the device took {message.count} of {len(frame)} bytes"))
+        message = _short_write_as_timeout(message, len(frame))
         if not message.ok:
             # The request queued behind the message may have gone out before it could be cancelled.
             then = (lambda: self._abort_bulk_in(request_btag)) if sent_request.started else None
             self._raise_out_failure(message.error or TmcTimeoutError("cancelled"), message_btag, size, True, then)
         if isinstance(sent_request.error, TmcTimeoutError):
-            recovery = self._recover(lambda: self._abort_bulk_out(request_btag))
-            raise TmcTimeoutError("the device did not take the read request in time", recovery) from None
+            self._raise_request_timeout(request_btag)
         if sent_request.error is not None:
             raise sent_request.error
         return request_btag, ask, reply
+
+    def _raise_request_timeout(self, btag: int) -> NoReturn:
+        """Abort a REQUEST_DEV_DEP_MSG_IN the device did not take in time, and raise the timeout."""
+        recovery = self._recover(lambda: self._abort_bulk_out(btag))
+        raise TmcTimeoutError("the device did not take the read request in time", recovery) from None
 
     def read_block(self) -> bytes:
         """Read a response holding one IEEE 488.2 arbitrary block and return its payload."""

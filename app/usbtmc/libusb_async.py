@@ -32,6 +32,7 @@ _SUBMIT_ERRORS = {-4: NO_DEVICE, -9: STALL}  # LIBUSB_ERROR_NO_DEVICE, LIBUSB_ER
 _EVENT_SLICE_S = 0.5
 _CANCEL_GRACE_S = 2.0
 
+
 class _Transfer(ctypes.Structure):
     pass
 
