@@ -9,23 +9,32 @@ from __future__ import annotations
 
 
 class TmcError(Exception):
-    """Base of every error raised by :mod:`app.usbtmc`."""
+    """Base of every error raised by :mod:`app.usbtmc`.
 
-
-class TmcTimeoutError(TmcError, TimeoutError):
-    """The device did not complete a transfer in time.
-
-    ``recovery`` says what the session did afterwards (for example which abort
-    sequence it ran) so a console can tell the user whether the session is usable.
+    ``recovery`` says what the session did after the failure (which abort or clear it
+    ran) as text; when it came from a :class:`~app.usbtmc.recovery.RecoveryReport`,
+    :attr:`usable` says whether that recovery left the session in a known state.
+    ``received`` holds the bytes that arrived before a transfer failed (for a raw view).
     """
 
-    def __init__(self, message: str, recovery: str = "") -> None:
+    def __init__(self, message: str = "", recovery: object = "", *, received: bytes = b"") -> None:
         super().__init__(message)
-        self.recovery = recovery
+        self.report = None if isinstance(recovery, str) else recovery
+        self.recovery = str(recovery) if recovery else ""
+        self.received = bytes(received)
+
+    @property
+    def usable(self) -> bool | None:
+        """True or False when a recovery ran and said so; None when none ran."""
+        return getattr(self.report, "usable", None)
 
     def __str__(self) -> str:
         base = super().__str__()
         return f"{base} ({self.recovery})" if self.recovery else base
+
+
+class TmcTimeoutError(TmcError, TimeoutError):
+    """The device did not complete a transfer in time."""
 
 
 class DeviceGoneError(TmcError):
@@ -59,9 +68,14 @@ class AccessError(TmcError):
 class AbortedError(TmcError):
     """The caller aborted the transfer; the session ran the abort sequence."""
 
-    def __init__(self, message: str, transferred_bytes: int = 0) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, transferred_bytes: int = 0, recovery: object = "") -> None:
+        super().__init__(message, recovery)
         self.transferred_bytes = transferred_bytes
+
+
+class UsageError(TmcError, ValueError):
+    """The caller asked for something USBTMC cannot carry (an empty message, a TermChar
+    on a device without the capability); nothing was sent."""
 
 
 class BackendUnavailableError(TmcError):
