@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import threading
 import time
-from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import NoReturn
 
 from . import framing, ieee488
 from .constants import (
-    HEADER_BYTES,
+    CAPABILITIES_BYTES,
     NOTIFY_READ_STATUS_BYTE_FLAG,
     NOTIFY_SRQ,
-    REQ_IN_CLASS_ENDPOINT,
     REQ_IN_CLASS_INTERFACE,
-    CAPABILITIES_BYTES,
     InterfaceProtocol,
     MsgId,
     Request,
@@ -35,38 +31,25 @@ from .errors import (
     ProtocolError,
     TmcError,
     TmcTimeoutError,
+    UsageError,
 )
 from .framing import Capabilities
+from .link import CONTROL_TIMEOUT_MS, Link
 from .quirks import DEFAULTS, QuirkDatabase, Quirks, default_database
+from .reader import MessageReader
+from .recovery import Recovery
 from .resource import parse_resource
 from .transport import Outcome, StallError, UsbTransport, default_backend, find_endpoints
+from .writer import MessageWriter, short_write_as_timeout
 
 Progress = Callable[[int, int], None]
 
 # Vendor request used by Advantest/ADCMT instruments to lock/unlock remote control.
 _VENDOR_LOCK_REQUEST = 0xA0
-_CONTROL_TIMEOUT_MS = 1000
-_POLL_INTERVAL_S = 0.005
-_MAX_STATUS_POLLS = 200  # PENDING answers tolerated per abort/clear (about 1 s)
-_REUSED_FRAME_BYTES = 64 * 1024  # Bulk-OUT frames this large are kept for the next transfer
-_FIRST_PACED_TRANSFER_BYTES = 64 * 1024  # with abort_latency_ms: the first transfer, before a rate is known
-# Bulk-OUT transfers of one message kept in flight at once where the transport can (libusb):
-# the next frame is built and queued while the last one is on the bus. It pays where the
-# host's turnaround is a sizeable part of a transfer: over umockdev +21 % at 4 KiB transfers,
-# +7 % at 64 KiB, and nothing but a second frame's memory traffic at 1 MiB, so only below this.
-_OUT_TRANSFERS_IN_FLIGHT = 2
-_OVERLAP_BELOW_BYTES = 256 * 1024
-
-
-def _short_write_as_timeout(outcome: Outcome, length: int) -> Outcome:
-    """A Bulk-OUT outcome that moved fewer than ``length`` bytes: some backends report a timeout that way."""
-    if outcome.ok and outcome.count != length:
-        return replace(outcome, error=TmcTimeoutError(f"the device took {outcome.count} of {length} bytes"))
-    return outcome
-
-
-def _round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
+#: Transfers of large messages get this much more time per byte when the quirks give no
+#: rate of their own (``min_bytes_per_s``): a slow full-speed instrument still takes a
+#: megabyte within the timeout plus 4 s, and a hung one is found no later than that.
+DEFAULT_MIN_BYTES_PER_S = 250_000
 
 
 class Instrument:
@@ -95,16 +78,12 @@ class Instrument:
         self.write_termination = write_termination
         self.read_termination = read_termination
         self.encoding = encoding
-        #: TermChar asked for in reads when the device supports it (None: rely on EOM).
-        self.term_char: int | None = None
-        self._btag = 0
-        self._stb_tag = 1
-        self._last_out_btag = 0
-        # Frames of full-size Bulk-OUT transfers, reused: one per transfer that can be in flight.
-        self._out_frames: list[array | None] = [None] * _OUT_TRANSFERS_IN_FLIGHT
+        self._term_char: int | None = None
         self._srq: deque[int] = deque()
+        self._notes: list[str] = []
         self._closed = False
         self._remote_on_open = False
+        self.capabilities: Capabilities | None = None
 
         backend = backend if backend is not None else default_backend()
         db = quirk_db if quirk_db is not None else default_database()
@@ -118,13 +97,18 @@ class Instrument:
         self._transport = UsbTransport.open(device, cfg.bConfigurationValue, intf.bInterfaceNumber, endpoints)
         self._ep = endpoints
         self._usb488 = intf.bInterfaceProtocol == InterfaceProtocol.USB488
+        self._link = Link(self._transport, endpoints, usb488=self._usb488)
         try:
             if quirks is not None:
-                self.quirks = quirks
+                initial = quirks
             elif use_quirks:
-                self.quirks = db.lookup(self.info.vid, self.info.pid, self.info.product or None)
+                initial = db.lookup(self.info.vid, self.info.pid, self.info.product or None)
             else:
-                self.quirks = DEFAULTS
+                initial = DEFAULTS
+            self._quirks = initial
+            self._recovery = Recovery.for_quirks(self._link, initial, timeout_ms)
+            self._reader = MessageReader(self._link, self._recovery, self)
+            self._writer = MessageWriter(self._link, self._recovery, self)
             self.capabilities = self._get_capabilities()
             self.info = replace(self.info, capabilities=self.capabilities, quirks=self.quirks.applied)
             if self.quirks.clear_on_open and not self.quirks.no_initiate_clear:
@@ -174,32 +158,75 @@ class Instrument:
         if self._closed:
             raise DeviceGoneError(f"the session with {self.resource} is closed")
 
-    # --- bTags ---
+    # --- settings the reader, writer and recovery follow ---
 
-    def _next_btag(self) -> int:
-        self._btag = framing.next_btag(self._btag)
-        return self._btag
+    @property
+    def quirks(self) -> Quirks:
+        """The quirks applied to this session (replacing them reconfigures its recovery)."""
+        return self._quirks
 
-    def _next_stb_tag(self) -> int:
-        # USB488 1.0 section 4.3.1: READ_STATUS_BYTE bTag runs 2..127.
-        self._stb_tag = self._stb_tag + 1 if self._stb_tag < 127 else 2
-        return self._stb_tag
+    @quirks.setter
+    def quirks(self, value: Quirks) -> None:
+        self._quirks = value
+        self._recovery = Recovery.for_quirks(self._link, value, self._timeout_ms)
+        self._reader.recovery = self._writer.recovery = self._recovery
+        if value.no_zlp:
+            self._reader.zlp.sends = False
+
+    @property
+    def timeout_ms(self) -> int:
+        """The timeout of each transfer, in milliseconds."""
+        return self._timeout_ms
+
+    @timeout_ms.setter
+    def timeout_ms(self, value: int) -> None:
+        if not 0 < int(value):
+            raise UsageError(f"a timeout must be at least 1 ms, got {value}")
+        self._timeout_ms = int(value)
+        recovery = getattr(self, "_recovery", None)
+        if recovery is not None:
+            recovery.timeout_ms = self._timeout_ms
+            recovery.status_wait_ms = max(self._timeout_ms, recovery.status_wait_ms)
+
+    @property
+    def term_char(self) -> int | None:
+        """TermChar asked for in reads (None: replies end at EOM). Setting one on a device
+        whose capabilities lack TermChar raises :class:`UsageError` (USBTMC 1.0 Table 37)."""
+        return self._term_char
+
+    @term_char.setter
+    def term_char(self, value: int | None) -> None:
+        if value is not None:
+            if not 0 <= int(value) <= 255:
+                raise UsageError(f"a TermChar is one byte (0..255), got {value}")
+            if self.capabilities is not None and not self.capabilities.term_char:
+                raise UsageError("the device does not support TermChar (per its capabilities); replies end at EOM")
+        self._term_char = None if value is None else int(value)
+
+    def active_term_char(self) -> int | None:
+        return self._term_char if (self._term_char is not None and self.capabilities is not None
+                                   and self.capabilities.term_char) else None
+
+    def timeout_for(self, size: int) -> int:
+        """The timeout for a transfer of ``size`` bytes: the session's, plus time for the bytes
+        at ``quirks.min_bytes_per_s`` (or :data:`DEFAULT_MIN_BYTES_PER_S`)."""
+        rate = self._quirks.min_bytes_per_s or DEFAULT_MIN_BYTES_PER_S
+        return self._timeout_ms + size * 1000 // rate
+
+    def note(self, text: str) -> None:
+        """Remember something the session learned about the device, for :meth:`take_notes`."""
+        self._notes.append(text)
+
+    def take_notes(self) -> list[str]:
+        """What the session learned about the device since the last call (for a transcript)."""
+        notes, self._notes = self._notes, []
+        return notes
 
     # --- control requests ---
 
     def _control(self, request: Request, value: int, length: int, *, endpoint: int | None = None) -> bytes:
         self._check_open()
-        if endpoint is None:
-            rtype, index = REQ_IN_CLASS_INTERFACE, self._transport.interface_number
-        else:
-            rtype, index = REQ_IN_CLASS_ENDPOINT, endpoint
-        try:
-            reply = self._transport.control_in(rtype, request, value, index, length, _CONTROL_TIMEOUT_MS)
-        except StallError:
-            raise NotSupportedError(f"the device refused {request.name} (STALL)") from None
-        if not reply:
-            raise ProtocolError(f"{request.name}: the device sent an empty control reply")
-        return reply
+        return self._link.control(request, value, length, endpoint=endpoint)
 
     def _simple_request(self, request: Request, value: int = 0) -> None:
         status = self._control(request, value, 1)[0]
@@ -256,11 +283,11 @@ class Instrument:
         if not self._usb488:
             raise NotSupportedError("READ_STATUS_BYTE needs a USB488 interface")
         for _ in range(3):
-            tag = self._next_stb_tag()
+            tag = self._link.next_stb_tag()
             reply = self._control(Request.READ_STATUS_BYTE, tag, 3)
             status = reply[0]
             if status == Status.INTERRUPT_IN_BUSY:
-                self._drain_interrupts(timeout_ms=_CONTROL_TIMEOUT_MS)
+                self._drain_interrupts(timeout_ms=CONTROL_TIMEOUT_MS)
                 continue
             if status != Status.SUCCESS:
                 raise ProtocolError(f"READ_STATUS_BYTE answered status 0x{status:02X}")
@@ -334,115 +361,12 @@ class Instrument:
     def has_interrupt_in(self) -> bool:
         return self._ep.interrupt_in is not None
 
-    # --- clear and aborts ---
+    # --- clear ---
 
     def clear(self) -> None:
         """Device clear: INITIATE_CLEAR, CHECK_CLEAR_STATUS, then clear the Bulk-OUT halt (USBTMC 1.0 4.2.1.6-7)."""
-        if self.quirks.no_initiate_clear:
-            raise NotSupportedError(
-                "this device hangs on INITIATE_CLEAR (quirk no_initiate_clear), so no device clear is sent"
-            )
-        status = self._control(Request.INITIATE_CLEAR, 0, 1)[0]
-        if status != Status.SUCCESS:
-            raise ProtocolError(f"INITIATE_CLEAR answered status 0x{status:02X}")
-        for _ in range(_MAX_STATUS_POLLS):
-            reply = self._control(Request.CHECK_CLEAR_STATUS, 0, 2)
-            if reply[0] == Status.PENDING:
-                if len(reply) > 1 and reply[1] & 0x01 and not self.quirks.no_drain_on_clear:
-                    self._drain_bulk_in()  # bmClear.D0: the device wants its Bulk-IN FIFO read
-                else:
-                    time.sleep(_POLL_INTERVAL_S)
-                continue
-            if reply[0] != Status.SUCCESS:
-                raise ProtocolError(f"CHECK_CLEAR_STATUS answered status 0x{reply[0]:02X}")
-            break
-        else:
-            raise TmcTimeoutError("the device clear did not finish", "the device kept answering PENDING")
-        self._transport.clear_halt(self._ep.bulk_out)
-        if self.quirks.clear_halts_bulk_in:
-            self._transport.clear_halt(self._ep.bulk_in)
-
-    def _clear_for_recovery(self) -> str:
-        """A device clear to resynchronise after an error; for devices that hang on
-        INITIATE_CLEAR, drain Bulk-IN and clear both halts instead."""
-        if not self.quirks.no_initiate_clear:
-            self.clear()
-            return "device clear sent"
-        drained = self._drain_bulk_in()
-        self._transport.clear_halt(self._ep.bulk_out)
-        self._transport.clear_halt(self._ep.bulk_in)
-        return f"device clear skipped (quirk no_initiate_clear); {drained} bytes drained and halts cleared"
-
-    def _drain_bulk_in(self, timeout_ms: int = 300) -> int:
-        """Read Bulk-IN until a short packet ends the transfer (USBTMC 1.0 section 4.2.1.4)."""
-        packet = self._ep.bulk_in_packet_bytes
-        drained = 0
-        for _ in range(1 << 14):
-            try:
-                data = self._transport.bulk_in(packet * 64, timeout_ms)
-            except TmcTimeoutError:
-                return drained
-            drained += len(data)
-            if len(data) % packet or not data:
-                return drained
-        return drained
-
-    def _abort_bulk_in(self, btag: int) -> str:
-        """The ABORT_BULK_IN sequence with its drain; returns what happened, for messages."""
-        reply = self._control(Request.INITIATE_ABORT_BULK_IN, btag, 2, endpoint=self._ep.bulk_in)
-        status = reply[0]
-        if status == Status.FAILED:
-            return "no Bulk-IN transfer was in progress; the session is usable"
-        if status == Status.TRANSFER_NOT_IN_PROGRESS:
-            done = self._clear_for_recovery()
-            return f"Bulk-IN transfer bTag {btag} was not in progress; {done}; the session is usable"
-        if status != Status.SUCCESS:
-            raise ProtocolError(f"INITIATE_ABORT_BULK_IN answered status 0x{status:02X}")
-        # USBTMC 1.0 4.2.1.4: read Bulk-IN until a short packet, then check the status.
-        drain = self.quirks.abort_in_drain
-        drained = self._drain_bulk_in() if drain else 0
-        for _ in range(_MAX_STATUS_POLLS):
-            check = self._control(Request.CHECK_ABORT_BULK_IN_STATUS, 0, 8, endpoint=self._ep.bulk_in)
-            if check[0] == Status.PENDING:
-                if len(check) > 1 and check[1] & 0x01 and drain:
-                    drained += self._drain_bulk_in()
-                else:
-                    time.sleep(_POLL_INTERVAL_S)
-                continue
-            if check[0] != Status.SUCCESS:
-                raise ProtocolError(f"CHECK_ABORT_BULK_IN_STATUS answered status 0x{check[0]:02X}")
-            return f"aborted Bulk-IN transfer bTag {btag} ({drained} bytes drained); the session is usable"
-        raise ProtocolError("CHECK_ABORT_BULK_IN_STATUS stayed PENDING")
-
-    def _abort_bulk_out(self, btag: int) -> str:
-        """The ABORT_BULK_OUT sequence, then clear the Bulk-OUT halt (USBTMC 1.0 4.2.1.2-3)."""
-        reply = self._control(Request.INITIATE_ABORT_BULK_OUT, btag, 2, endpoint=self._ep.bulk_out)
-        status = reply[0]
-        if status == Status.SUCCESS:
-            for _ in range(_MAX_STATUS_POLLS):
-                check = self._control(Request.CHECK_ABORT_BULK_OUT_STATUS, 0, 8, endpoint=self._ep.bulk_out)
-                if check[0] == Status.PENDING:
-                    time.sleep(_POLL_INTERVAL_S)
-                    continue
-                if check[0] != Status.SUCCESS:
-                    raise ProtocolError(f"CHECK_ABORT_BULK_OUT_STATUS answered status 0x{check[0]:02X}")
-                received = int.from_bytes(check[4:8], "little") if len(check) >= 8 else 0
-                self._transport.clear_halt(self._ep.bulk_out)
-                return f"aborted Bulk-OUT transfer bTag {btag} after the device took {received} bytes"
-            raise ProtocolError("CHECK_ABORT_BULK_OUT_STATUS stayed PENDING")
-        if status in (Status.FAILED, Status.TRANSFER_NOT_IN_PROGRESS):
-            self._transport.clear_halt(self._ep.bulk_out)
-            return f"no Bulk-OUT transfer bTag {btag} was in progress"
-        raise ProtocolError(f"INITIATE_ABORT_BULK_OUT answered status 0x{status:02X}")
-
-    def _recover(self, step: Callable[[], str]) -> str:
-        """Run a recovery step; if it fails too, say so instead of hiding the first error."""
-        try:
-            return step()
-        except DeviceGoneError:
-            raise
-        except TmcError as exc:
-            return f"recovery failed ({exc}); try a device clear or reopen the session"
+        self._check_open()
+        self._recovery.clear()
 
     # --- writing ---
 
@@ -451,18 +375,10 @@ class Instrument:
         ``quirks.max_out_transfer_bytes`` payload bytes each, EOM on the last only.
 
         ``abort`` is checked between transfers; ``progress(done_bytes, total_bytes)``
-        is called after each one.
+        is called after each one. An empty message raises :class:`UsageError`.
         """
-        view = memoryview(data).cast("B")
-        size = len(view)
-        if 0 < size <= self.quirks.max_out_transfer_bytes:
-            # One transfer (every command and query): no regrouping needed.
-            self._check_open()
-            self._send_transfer((view,), size, True, abort)
-            if progress is not None:
-                progress(size, size)
-            return
-        self.write_stream((view,), size, abort=abort, progress=progress)
+        self._check_open()
+        self._writer.write_raw(data, abort=abort, progress=progress)
 
     def write_stream(
         self,
@@ -482,177 +398,8 @@ class Instrument:
         ``quirks.max_out_transfer_bytes``), so a slow instrument can be stopped at once.
         """
         self._check_open()
-        chunk = self.quirks.max_out_transfer_bytes
-        # A paced upload keeps one transfer in flight, so that a cancel waits for one at most.
-        overlap = abort_latency_ms is None and chunk < _OVERLAP_BELOW_BYTES and self.pipelined
-        depth = _OUT_TRANSFERS_IN_FLIGHT if overlap else 1
-        if abort_latency_ms is not None:
-            chunk = self._paced_transfer_bytes(None, abort_latency_ms)
-        pending: list[memoryview] = []
-        pending_bytes = 0
-        done = 0
-        sent = 0  # transfers begun
-        in_flight: deque = deque()  # (token, btag, size, last, frame length, started at)
-
-        def finish_oldest() -> None:
-            nonlocal done, chunk
-            token, btag, size, last, length, started = in_flight.popleft()
-            outcome = _short_write_as_timeout(self._transport.finish_bulk_out(token), length)
-            if not outcome.ok:
-                # Later transfers were cancelled with it; abort the newest one that reached the device.
-                later = [self._transport.finish_bulk_out(item[0]) for item in in_flight]
-                started_btags = [item[1] for item, result in zip(in_flight, later) if result.started]
-                in_flight.clear()
-                self._raise_out_failure(outcome.error or TmcTimeoutError("cancelled"),
-                                        started_btags[-1] if started_btags else btag, size, last and not started_btags)
-            if abort_latency_ms is not None:
-                rate = size / max(time.perf_counter() - started, 1e-6)
-                chunk = min(2 * size, self._paced_transfer_bytes(rate, abort_latency_ms))
-            done += size
-            if progress is not None:
-                progress(done, total_bytes if total_bytes is not None else done + pending_bytes)
-
-        def send(n: int, last: bool) -> None:
-            nonlocal pending_bytes, sent
-            parts, take = [], n
-            while take:
-                head = pending[0]
-                if len(head) <= take:
-                    parts.append(head)
-                    pending.pop(0)
-                    take -= len(head)
-                else:
-                    parts.append(head[:take])
-                    pending[0] = head[take:]
-                    take = 0
-            pending_bytes -= n
-            if abort is not None and abort.is_set():
-                while in_flight:
-                    finish_oldest()
-                recovery = self._recover(lambda: self._abort_message())
-                raise AbortedError(f"the transfer was aborted by the user ({recovery})")
-            if len(in_flight) == depth:
-                finish_oldest()  # its frame is the one to reuse
-            btag = self._next_btag()
-            self._last_out_btag = btag
-            frame = self._frame(parts, n, last, btag, slot=sent % depth)
-            started = time.perf_counter()
-            # A transfer queued behind others waits for them on the bus first. Its longer limit
-            # delays nothing: the one ahead times out sooner and cancels it.
-            token = self._transport.start_bulk_out(frame, self._timeout_for(n) * (1 + len(in_flight)))
-            sent += 1
-            in_flight.append((token, btag, n, last, len(frame), started))
-            if depth == 1:
-                finish_oldest()  # one by one: a failure is met before anything else is sent
-
-        try:
-            for piece in pieces:
-                view = memoryview(piece).cast("B")
-                if not len(view):
-                    continue
-                pending.append(view)
-                pending_bytes += len(view)
-                while pending_bytes > chunk:  # strictly more: what remains is not the last transfer
-                    send(chunk, last=False)
-            if pending_bytes == 0 and sent == 0:
-                raise ValueError("nothing to send: a USBTMC message carries at least one byte")
-            if pending_bytes:
-                send(pending_bytes, last=True)
-            while in_flight:
-                finish_oldest()
-        finally:
-            # An error from the caller's generator (or ours) must not leave transfers behind.
-            for item in list(in_flight):
-                self._transport.finish_bulk_out(item[0])
-
-    def _send_transfer(self, parts: list, size: int, last: bool, abort: threading.Event | None) -> None:
-        if abort is not None and abort.is_set():
-            recovery = self._recover(lambda: self._abort_message())
-            raise AbortedError(f"the transfer was aborted by the user ({recovery})")
-        btag = self._next_btag()
-        self._last_out_btag = btag
-        frame = self._frame(parts, size, last, btag)
-        try:
-            written = self._transport.bulk_out(frame, self._timeout_for(size))
-            if written != len(frame):  # a backend may report a timed-out transfer by its short count
-                raise TmcTimeoutError(f"the device took {written} of {len(frame)} bytes")
-        except (TmcTimeoutError, StallError) as exc:
-            self._raise_out_failure(exc, btag, size, last)
-
-    def _frame(self, parts, size: int, last: bool, btag: int, slot: int = 0) -> array:
-        """The DEV_DEP_MSG_OUT transfer carrying ``parts`` (``size`` bytes in all), padded to 4 bytes."""
-        # Built as an array('B'): pyusb hands an array to the backend as it is, so the
-        # payload is copied once (into the frame), not again inside pyusb. Full-size
-        # transfers reuse one frame, so a long upload allocates (and page-faults) no
-        # memory per transfer.
-        length = HEADER_BYTES + size + framing.padding_bytes(size)
-        header = framing.dev_dep_msg_out_header(btag, size, eom=last)
-        if length < _REUSED_FRAME_BYTES:
-            frame = array("B", header)
-            for part in parts:
-                frame.frombytes(part)
-            frame.frombytes(bytes(length - len(frame)))
-            return frame
-        frame = self._out_frames[slot]
-        if frame is None or len(frame) != length:
-            frame = self._out_frames[slot] = array("B", bytes(length))
-        with memoryview(frame) as view:
-            view[:HEADER_BYTES] = header
-            at = HEADER_BYTES
-            for part in parts:
-                view[at:at + len(part)] = part
-                at += len(part)
-            view[at:] = bytes(length - at)
-        return frame
-
-    def _raise_out_failure(self, exc: TmcError, btag: int, size: int, last: bool, then: Callable[[], str] | None = None):
-        """Recover from a DEV_DEP_MSG_OUT transfer that timed out or stalled, and raise the error.
-
-        ``then`` is a further recovery step (a read request that went out behind the failed message).
-        """
-        if isinstance(exc, StallError):
-            recovery = self._recover(lambda: self._clear_out_halt())
-            raise ProtocolError(f"the device halted its Bulk-OUT endpoint ({recovery})") from None
-        if not isinstance(exc, TmcTimeoutError):
-            raise exc
-        recovery = self._recover(
-            lambda: self._abort_bulk_out(btag) + (f"; {then()}" if then else self._discard_partial(last)))
-        raise TmcTimeoutError(f"the device did not accept a {size}-byte Bulk-OUT transfer in time", recovery) from None
-
-    def _paced_transfer_bytes(self, rate: float | None, latency_ms: int) -> int:
-        """A transfer size that takes about ``latency_ms`` at ``rate`` bytes/s (None: not measured
-        yet), in whole packets, between 64 KiB and ``quirks.max_out_transfer_bytes``. The caller
-        lets sizes at most double per transfer: a device's input buffer swallows the first
-        transfers at once, so early rates overstate what it sustains."""
-        most = self.quirks.max_out_transfer_bytes
-        packet = self._ep.bulk_out_packet_bytes
-        if rate is None:
-            wanted = min(most, _FIRST_PACED_TRANSFER_BYTES)
-        else:
-            wanted = min(most, max(_FIRST_PACED_TRANSFER_BYTES, int(rate * latency_ms / 1000)))
-        return max(packet, wanted - wanted % packet) if wanted >= packet else wanted
-
-    def _timeout_for(self, size: int) -> int:
-        """The timeout for a transfer of ``size`` bytes, scaled when the quirks give a minimum rate."""
-        rate = self.quirks.min_bytes_per_s
-        return self.timeout_ms + (size * 1000 // rate if rate else 0)
-
-    def _discard_partial(self, last: bool) -> str:
-        if last:
-            return "; the session is usable"
-        done = self._clear_for_recovery()
-        return f"; {done} to discard the partial message; the session is usable"
-
-    def _abort_message(self) -> str:
-        """Abort between transfers: stop the last transfer and discard the partial message."""
-        text = self._abort_bulk_out(self._last_out_btag) if self._last_out_btag else "nothing sent yet"
-        if self._last_out_btag:
-            text += f"; {self._clear_for_recovery()} to discard the partial message"
-        return text + "; the session is usable"
-
-    def _clear_out_halt(self) -> str:
-        self._transport.clear_halt(self._ep.bulk_out)
-        return "Bulk-OUT halt cleared; the session is usable"
+        self._writer.write_stream(pieces, total_bytes, abort=abort, progress=progress,
+                                  abort_latency_ms=abort_latency_ms)
 
     def write(self, message: str) -> None:
         """Send a program message, adding the write termination if it is missing."""
@@ -678,31 +425,25 @@ class Instrument:
         self._check_open()
         if not self.capabilities.trigger:
             raise NotSupportedError("the device does not accept the USB488 TRIGGER message (per its capabilities)")
-        btag = self._next_btag()
-        self._last_out_btag = btag
-        try:
-            self._transport.bulk_out(framing.pack_trigger(btag), self.timeout_ms)
-        except TmcTimeoutError:
-            recovery = self._recover(lambda: self._abort_bulk_out(btag))
-            raise TmcTimeoutError("the device did not accept TRIGGER in time", recovery) from None
+        btag = self._link.next_btag()
+        self._writer.send_small(framing.pack_trigger(btag), btag, "TRIGGER")
 
     def write_vendor(self, data: bytes) -> None:
         """A VENDOR_SPECIFIC_OUT transfer (USBTMC 1.0 section 3.2.1.2)."""
         self._check_open()
-        btag = self._next_btag()
-        self._last_out_btag = btag
-        try:
-            self._transport.bulk_out(framing.pack_vendor_specific_out(btag, bytes(data)), self.timeout_ms)
-        except TmcTimeoutError:
-            recovery = self._recover(lambda: self._abort_bulk_out(btag))
-            raise TmcTimeoutError("the device did not accept VENDOR_SPECIFIC_OUT in time", recovery) from None
+        if not data:
+            raise UsageError("a VENDOR_SPECIFIC_OUT transfer carries at least one byte (USBTMC 1.0 Table 5)")
+        btag = self._link.next_btag()
+        self._link.last_out_btag = btag
+        self._writer.send_small(framing.pack_vendor_specific_out(btag, bytes(data)), btag, "VENDOR_SPECIFIC_OUT")
 
     def read_vendor(self, max_bytes: int = 4096) -> bytes:
         """REQUEST_VENDOR_SPECIFIC_IN then one VENDOR_SPECIFIC_IN transfer (USBTMC 1.0 3.3.1.2)."""
         self._check_open()
-        btag = self._next_btag()
-        self._transport.bulk_out(framing.pack_request_vendor_specific_in(btag, max_bytes), self.timeout_ms)
-        header, payload = self._read_transfer(btag, max_bytes, MsgId.VENDOR_SPECIFIC_IN, None)
+        btag = self._link.next_btag()
+        self._writer.send_small(framing.pack_request_vendor_specific_in(btag, max_bytes), btag,
+                                "REQUEST_VENDOR_SPECIFIC_IN")
+        _header, payload = self._reader.read_transfer(btag, max_bytes, MsgId.VENDOR_SPECIFIC_IN, None)
         return payload
 
     # --- reading ---
@@ -715,182 +456,9 @@ class Instrument:
         ``quirks.max_in_transfer_bytes``.
         """
         self._check_open()
-        return self._read_message(max_bytes, abort, progress, None)
-
-    def _active_term_char(self) -> int | None:
-        return self.term_char if (self.term_char is not None and self.capabilities.term_char) else None
-
-    def _read_request_size(self, max_bytes: int | None, already: int = 0) -> int:
-        most = self.quirks.max_in_transfer_bytes
-        return most if max_bytes is None else min(most, max_bytes - already)
-
-    def _read_message(self, max_bytes: int | None, abort, progress: Progress | None,
-                      first: tuple[int, int, Outcome] | None) -> bytes:
-        """The loop of :meth:`read_raw`; ``first`` is a request already sent with its first read."""
-        q = self.quirks
-        out = bytearray()
-        term_char = self._active_term_char()
-        requested = False
-        while True:
-            if abort is not None and abort.is_set():
-                recovery = self._recover(lambda: self._clear_for_recovery() + "; the session is usable")
-                raise AbortedError(f"the read was aborted by the user ({recovery})", len(out))
-            ask = self._read_request_size(max_bytes, len(out))
-            read_done = None
-            if first is not None:
-                btag, ask, read_done = first
-                first, requested = None, True
-            elif not (requested and q.single_request_per_reply):
-                btag = self._next_btag()
-                try:
-                    self._transport.bulk_out(framing.pack_request_dev_dep_msg_in(btag, ask, term_char), self.timeout_ms)
-                except TmcTimeoutError:
-                    self._raise_request_timeout(btag)
-                requested = True
-            header, payload = self._read_transfer(btag, ask, MsgId.DEV_DEP_MSG_IN, len(out), read_done)
-            out += payload
-            if progress is not None:
-                progress(len(out), 0)
-            if header.ended_on_term_char or q.no_eom or q.eom_unreliable:
-                break
-            if header.eom:
-                break
-            if max_bytes is not None and len(out) >= max_bytes:
-                break
-        if q.strip_trailing_nuls:
-            return bytes(out).rstrip(b"\x00")
-        return bytes(out)
-
-    def _first_read_bytes(self, ask: int) -> int:
-        """The buffer of a reply's first Bulk-IN read for a request of ``ask`` bytes."""
-        q = self.quirks
-        packet = self._ep.bulk_in_packet_bytes
-        if q.no_zlp:
-            # Without ZLPs a read only completes early on a short packet or a full buffer: one
-            # packet always completes, and the rest is read with a buffer sized exactly.
-            return packet
-        return min(_round_up(HEADER_BYTES + ask + 3, packet), max(packet, _round_up(q.read_buffer_bytes, packet)))
-
-    def _read_transfer(self, btag: int, ask: int, msg_id: int, already: int | None, read_done: Outcome | None = None):
-        """One Bulk-IN transfer: header and payload (padding removed).
-
-        The first read uses a small buffer; the rest of the transfer is read with a
-        buffer sized from the header's TransferSize (plus room for the ZLP a
-        compliant device sends when the transfer fills whole packets). Timeouts
-        run the ABORT_BULK_IN sequence before the error is raised.
-        """
-        q = self.quirks
-        packet = self._ep.bulk_in_packet_bytes
-        first_buffer = self._first_read_bytes(ask)
-        first_of_reply = not already
-        try:
-            # ``read_done``: this first read already ran in a batch with the request.
-            data = read_done.result() if read_done is not None else self._transport.bulk_in(first_buffer, self.timeout_ms)
-            if not data:
-                # A zero-length packet left over from the previous transfer (a device that
-                # ended it on a packet boundary after the host had sized its read exactly).
-                data = self._transport.bulk_in(first_buffer, self.timeout_ms)
-            try:
-                header = framing.parse_in_header(
-                    data,
-                    expected_btag=None if q.tolerate_stale_btag else btag,
-                    expected_msg_id=None if (q.tolerate_bad_first_msgid and first_of_reply) else msg_id,
-                )
-            except ProtocolError as exc:
-                recovery = self._recover(lambda: self._abort_bulk_in(btag))
-                raise ProtocolError(f"{exc} ({recovery})") from None
-            body = bytearray(data[HEADER_BYTES:])
-            if q.transfer_size_unreliable:
-                body = self._read_until_short_packet(body, len(data), first_buffer)
-                return header, self._strip_padding(bytes(body))
-            size = header.transfer_size
-            if q.block_length_from_block_header and body[:1] == b"#" and first_of_reply:
-                try:
-                    block = ieee488.parse_block_header(bytes(body[:12]))
-                except ProtocolError:
-                    block = None
-                if block is not None and block.payload_bytes is not None:
-                    size = block.header_bytes + block.payload_bytes
-            if q.transfer_size_cap and size == header.transfer_size >= q.transfer_size_cap:
-                # The announced size is the device's cap, not the reply's.
-                return header, bytes(self._read_capped(body, len(data) == first_buffer))
-            if size > ask and not q.header_in_first_transfer_only:
-                raise ProtocolError(f"the device announced {size} bytes after {ask} were requested")
-            # With a header only in the first transfer, later transfers carry bare data (no padding).
-            total = size if q.header_in_first_transfer_only else size + framing.padding_bytes(size)
-            last_read, last_buffer = len(data), first_buffer
-            while len(body) < size:
-                remaining = total - len(body)
-                buffer = _round_up(remaining, packet)
-                if remaining % packet == 0 and not q.no_zlp:
-                    buffer += packet  # room for the zero-length packet that ends the transfer
-                more = self._transport.bulk_in(buffer, self._timeout_for(buffer))
-                body += more
-                last_read, last_buffer = len(more), buffer
-                if not more and len(body) < size:
-                    raise ProtocolError(f"the transfer ended after {len(body)} of {size} announced bytes")
-            if last_read == last_buffer and not q.no_zlp and not q.header_in_first_transfer_only:
-                # The transfer filled our buffer exactly, so it ended on a packet boundary and
-                # a compliant device follows it with a zero-length packet: consume it.
-                self._transport.bulk_in(packet, self.timeout_ms)
-        except TmcTimeoutError:
-            recovery = self._recover(lambda: self._abort_bulk_in(btag))
-            raise TmcTimeoutError("the device did not answer in time", recovery) from None
-        except StallError:
-            recovery = self._recover(lambda: self._transport.clear_halt(self._ep.bulk_in) or "Bulk-IN halt cleared")
-            raise ProtocolError(f"the device halted its Bulk-IN endpoint ({recovery})") from None
-        payload = bytes(body[:size])
-        return header, self._strip_padding(payload) if q.transfer_size_includes_padding else payload
-
-    def _read_capped(self, body: bytearray, first_read_full: bool) -> bytearray:
-        """Read a reply whose TransferSize is capped (quirk ``transfer_size_cap``).
-
-        Such a device sends the reply as transfers of ``cap`` data bytes (only the first
-        with a header) and ends it with a shorter one; a transfer that carries more than
-        ``cap`` bytes is the whole reply. Each read uses a buffer larger than one transfer,
-        so it returns exactly one transfer (ended by its short packet or ZLP).
-        """
-        cap = self.quirks.transfer_size_cap
-        packet = self._ep.bulk_in_packet_bytes
-        buffer = _round_up(HEADER_BYTES + cap + 1, packet)
-        current = len(body)  # data bytes of the device transfer being read
-        if first_read_full:  # the first read stopped at its buffer, inside the first transfer
-            more = self._transport.bulk_in(buffer, self.timeout_ms)
-            body += more
-            current += len(more)
-        zlps = 0
-        while current == cap:
-            more = self._transport.bulk_in(buffer, self.timeout_ms)
-            if not more and zlps == 0:
-                zlps = 1  # the ZLP after a transfer that filled whole packets
-                continue
-            body += more
-            current, zlps = len(more), 0
-        return body
-
-    def _read_until_short_packet(self, body: bytearray, last_read: int, last_buffer: int) -> bytearray:
-        """Keep reading until a short packet ends the transfer (for devices whose TransferSize lies)."""
-        packet = self._ep.bulk_in_packet_bytes
-        while last_read == last_buffer:
-            buffer = max(packet, _round_up(self.quirks.read_buffer_bytes, packet))
-            more = self._transport.bulk_in(buffer, self.timeout_ms)
-            body += more
-            last_read, last_buffer = len(more), buffer
-        return body
-
-    @staticmethod
-    def _strip_padding(payload: bytes) -> bytes:
-        """Drop up to three NUL alignment bytes that a device counted as data."""
-        trimmed = payload.rstrip(b"\x00")
-        return trimmed if len(payload) - len(trimmed) <= 3 else payload[: len(payload) - 3]
-
-    @staticmethod
-    def _describe_bad_header(data: bytes) -> str:
-        try:
-            framing.parse_in_header(data)
-        except ProtocolError as exc:
-            return str(exc)
-        return "unexpected Bulk-IN header"
+        if max_bytes is not None and max_bytes <= 0:
+            raise UsageError(f"a read asks for at least one byte, got max_bytes={max_bytes}")
+        return self._reader.read_message(max_bytes, abort, progress, None)
 
     def read(self) -> str:
         """Read a response message as text, without its read termination."""
@@ -929,7 +497,7 @@ class Instrument:
                 first = self._send_query(view)
                 if progress is not None:
                     progress(len(view), len(view))
-                return self._read_message(None, abort, None, first)
+                return self._reader.read_message(None, abort, None, first)
             self.write_raw(view, abort=abort, progress=progress)
             return self.read_raw(abort=abort)
         finally:
@@ -940,34 +508,35 @@ class Instrument:
         """Send a one-transfer message, the read request and the first read as one batch.
 
         Returns the request's bTag, the bytes it asked for and the first read's outcome,
-        for :meth:`_read_message` to carry on from; failures of the two OUT transfers are
+        for the reader to carry on from; failures of the two OUT transfers are
         recovered here as :meth:`write_raw` and :meth:`read_raw` recover them.
         """
         size = len(view)
-        message_btag = self._next_btag()
-        self._last_out_btag = message_btag
-        frame = self._frame((view,), size, True, message_btag)
-        ask, term_char = self._read_request_size(None), self._active_term_char()
-        request_btag = self._next_btag()
+        message_btag = self._link.next_btag()
+        self._link.last_out_btag = message_btag
+        frame = self._writer.frame((view,), size, True, message_btag)
+        ask, term_char = self._reader.request_size(None), self.active_term_char()
+        request_btag = self._link.next_btag()
         request = framing.pack_request_dev_dep_msg_in(request_btag, ask, term_char)
         message, sent_request, reply = self._transport.bulk_batch(
-            [(frame, self._timeout_for(size)), (request, self.timeout_ms)],
-            self._first_read_bytes(ask), self.timeout_ms)
-        message = _short_write_as_timeout(message, len(frame))
+            [(frame, self.timeout_for(size)), (request, self.timeout_ms)],
+            self._reader.first_read_bytes(ask), self.timeout_ms)
+        message = short_write_as_timeout(message, len(frame))
         if not message.ok:
             # The request queued behind the message may have gone out before it could be cancelled.
-            then = (lambda: self._abort_bulk_in(request_btag)) if sent_request.started else None
-            self._raise_out_failure(message.error or TmcTimeoutError("cancelled"), message_btag, size, True, then)
-        if isinstance(sent_request.error, TmcTimeoutError):
-            self._raise_request_timeout(request_btag)
+            then = None
+            if sent_request.started:
+                then = lambda: self._recovery.abort_bulk_in(request_btag).describe()  # noqa: E731
+            self._writer.raise_out_failure(message.error or TmcTimeoutError("cancelled"), message_btag, size,
+                                           first_of_message=True, frame_bytes=len(frame), then=then)
         if sent_request.error is not None:
+            if isinstance(sent_request.error, TmcTimeoutError):
+                self._reader.raise_request_timeout(request_btag)
+            if isinstance(sent_request.error, StallError):
+                report = self._recovery.after_out_failure(request_btag, stalled=True, partial_message=False)
+                raise ProtocolError("the device halted its Bulk-OUT endpoint on the read request", report)
             raise sent_request.error
         return request_btag, ask, reply
-
-    def _raise_request_timeout(self, btag: int) -> NoReturn:
-        """Abort a REQUEST_DEV_DEP_MSG_IN the device did not take in time, and raise the timeout."""
-        recovery = self._recover(lambda: self._abort_bulk_out(btag))
-        raise TmcTimeoutError("the device did not take the read request in time", recovery) from None
 
     def read_block(self) -> bytes:
         """Read a response holding one IEEE 488.2 arbitrary block and return its payload."""
@@ -982,7 +551,7 @@ class Instrument:
         self._check_open()
         # Advantest/ADCMT: class-interface IN request 0xA0, wValue 1 locks, 0 unlocks.
         self._transport.control_in(
-            REQ_IN_CLASS_INTERFACE, _VENDOR_LOCK_REQUEST, 1 if lock else 0, 0, 1, _CONTROL_TIMEOUT_MS
+            REQ_IN_CLASS_INTERFACE, _VENDOR_LOCK_REQUEST, 1 if lock else 0, 0, 1, CONTROL_TIMEOUT_MS
         )
 
     @property

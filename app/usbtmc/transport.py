@@ -16,7 +16,6 @@ import usb.core
 import usb.util
 
 from . import libusb_async
-from .constants import FEATURE_ENDPOINT_HALT, REQ_OUT_STANDARD_ENDPOINT, STD_CLEAR_FEATURE
 from .errors import (
     AccessError,
     BackendUnavailableError,
@@ -329,13 +328,14 @@ class UsbTransport:
         except usb.core.USBError as exc:
             raise translate(exc, f"control request {request}") from exc
 
-    def clear_halt(self, endpoint: int, timeout_ms: int = 1000) -> None:
-        """CLEAR_FEATURE(ENDPOINT_HALT) on ``endpoint`` (USB 2.0 section 9.4.1)."""
+    def clear_halt(self, endpoint: int) -> None:
+        """Clear a halt on both sides of the pipe: libusb's clear_halt sends
+        CLEAR_FEATURE(ENDPOINT_HALT) (USB 2.0 section 9.4.1) and resets the host's data
+        toggle too, as the Linux usbtmc driver's usb_clear_halt() does. A hand-built
+        CLEAR_FEATURE control request would reset only the device's toggle, and the
+        device would then drop the next packet as a retransmission (USB 2.0 section 8.6)."""
         try:
-            self.device.ctrl_transfer(
-                REQ_OUT_STANDARD_ENDPOINT, STD_CLEAR_FEATURE, FEATURE_ENDPOINT_HALT, endpoint, None,
-                timeout=max(1, timeout_ms),
-            )
+            self.device.clear_halt(endpoint)
         except usb.core.USBError as exc:
             raise translate(exc, f"clearing the halt of endpoint 0x{endpoint:02X}") from exc
 

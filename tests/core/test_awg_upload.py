@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import tracemalloc
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -104,9 +105,10 @@ def test_a_device_that_stops_taking_data_times_out_with_a_clear_message(sim, awg
         assert "STUCK" in entry.upper() and "aborted" in entry and "nothing stored" in entry
 
 
-def test_a_device_slower_than_the_timeout_is_aborted_mid_transfer(sim, awg_device):
+def test_a_device_slower_than_its_quirk_rate_is_aborted_mid_transfer(sim, awg_device):
     awg_device.set_pacing(ingest_bytes_per_s=1.8e6)  # like a 33622A: a 1 MiB transfer takes 0.58 s
     with Instrument(AWG, backend=sim, timeout_ms=100) as inst:
+        inst.quirks = replace(inst.quirks, min_bytes_per_s=100_000_000)  # it claims 100 MB/s: 110 ms per MiB
         plan = UploadPlan(ShapeSource("sine", MIB), TEMPLATES["awg-dac"], name="slow")
         with pytest.raises(TmcTimeoutError) as info:
             run_upload(inst, plan)
@@ -114,6 +116,18 @@ def test_a_device_slower_than_the_timeout_is_aborted_mid_transfer(sim, awg_devic
         awg_device.set_pacing()
         assert inst.query("*OPC?") == "1"
         assert any("SLOW" in e.upper() and "aborted" in e for e in errors(inst))
+
+
+def test_large_transfers_get_time_for_their_bytes_without_a_quirk(sim, awg_device):
+    # USBTMC gives no rate; a 1 MiB transfer at 1.8 MB/s outlasts a 100 ms timeout, and
+    # the session allows it time for its bytes (DEFAULT_MIN_BYTES_PER_S) instead of aborting it.
+    awg_device.set_pacing(ingest_bytes_per_s=1.8e6)
+    with Instrument(AWG, backend=sim, timeout_ms=100) as inst:
+        assert inst.quirks.min_bytes_per_s == 0
+        run_upload(inst, UploadPlan(ShapeSource("sine", MIB), TEMPLATES["awg-dac"], name="slow"))
+        awg_device.set_pacing()
+        assert inst.query("*OPC?") == "1"
+        assert errors(inst) == []
 
 
 def test_abort_latency_sizes_transfers_from_the_measured_rate(sim, awg_device, transfer_log):
