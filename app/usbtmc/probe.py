@@ -37,8 +37,6 @@ from .constants import (
     CAPABILITIES_BYTES,
     HEADER_BYTES,
     NOTIFY_READ_STATUS_BYTE_FLAG,
-    REQ_IN_CLASS_ENDPOINT,
-    REQ_IN_CLASS_INTERFACE,
     USBTMC_CLASS,
     USBTMC_SUBCLASS,
     InterfaceProtocol,
@@ -51,13 +49,14 @@ from .errors import DeviceGoneError, ProtocolError, TmcError, TmcTimeoutError
 from .framing import Capabilities
 from .quirks import QuirkDatabase, default_database, parse_database, user_quirks_path
 from .resource import parse_resource
+from .link import Link
+from .recovery import Recovery
 from .transport import Endpoints, StallError, TransferError, UsbTransport, default_backend, find_endpoints
 
 PASS, FAIL, WARN, SKIP, INFO = "pass", "fail", "warn", "skip", "info"
 _VERDICT_ORDER = {FAIL: 0, WARN: 1, INFO: 2, PASS: 3, SKIP: 4}
 _LADDER = (512, 64, 63, 48)  # request sizes tried when a 1 MiB request gets no answer
 _BIG_REQUEST = 1 << 20  # what a compliant host asks for (the core's default)
-_CONTROL_TIMEOUT_MS = 1000
 
 # What each check holds the device to. Sections: USBTMC 1.0 (2003), USB488 1.0 (2003), USB 2.0.
 SPEC = {
@@ -367,14 +366,14 @@ class _Prober:
     """The raw session the checks share. Not thread-safe: one probe runs in one thread."""
 
     def __init__(self, transport: UsbTransport, endpoints: Endpoints, timeout_ms: int, usb488: bool, reopen) -> None:
-        self.t = transport
         self.ep = endpoints
         self.timeout_ms = timeout_ms
         self.usb488 = usb488
         self._reopen = reopen
         self.packet = endpoints.bulk_in_packet_bytes
-        self.btag = 0
-        self.stb_tag = 1
+        # The session's own bTag counters, control requests and recovery sequences.
+        self.link = Link(transport, endpoints, usb488=usb488)
+        self.recovery = Recovery(self.link, timeout_ms=timeout_ms)
         self.caps: Capabilities | None = None
         self.idn = ""
         self.reply = b""  # the *IDN? reply as it should read
@@ -395,14 +394,24 @@ class _Prober:
 
     # --- low-level transfers ---
 
+    @property
+    def t(self) -> UsbTransport:
+        """The claimed interface (replaced when a check reopens the session)."""
+        return self.link.transport
+
+    @t.setter
+    def t(self, transport: UsbTransport) -> None:
+        self.link.transport = transport
+
+    @property
+    def btag(self) -> int:
+        return self.link.btag
+
     def next_btag(self) -> int:
-        self.btag = framing.next_btag(self.btag)
-        return self.btag
+        return self.link.next_btag()
 
     def control(self, request: Request, value: int, length: int, *, endpoint: int | None = None) -> bytes:
-        rtype, index = (REQ_IN_CLASS_INTERFACE, self.t.interface_number) if endpoint is None else (
-            REQ_IN_CLASS_ENDPOINT, endpoint)
-        return self.t.control_in(rtype, request, value, index, length, _CONTROL_TIMEOUT_MS)
+        return self.link.control_raw(request, value, length, endpoint=endpoint)
 
     def write(self, payload: bytes) -> int:
         btag = self.next_btag()
@@ -452,49 +461,21 @@ class _Prober:
 
     def drain(self) -> int:
         """Read Bulk-IN until a short packet (or nothing arrives)."""
-        got = 0
-        for _ in range(64):
-            try:
-                data = self.t.bulk_in(self.packet * 16, min(self.timeout_ms, 300))
-            except TmcTimeoutError:
-                return got
-            got += len(data)
-            if len(data) % self.packet or not data:
-                return got
-        return got
+        return self.recovery.drain_bulk_in(min(self.timeout_ms, 300))
 
     def abort_in(self, btag: int) -> str:
         """The ABORT_BULK_IN sequence in its exact order: INITIATE, drain, CHECK."""
-        status = self.control(Request.INITIATE_ABORT_BULK_IN, btag, 2, endpoint=self.ep.bulk_in)[0]
-        if status != Status.SUCCESS:
-            return f"INITIATE_ABORT_BULK_IN answered 0x{status:02X}"
-        drained = self.drain()
-        for _ in range(50):
-            check = self.control(Request.CHECK_ABORT_BULK_IN_STATUS, 0, 8, endpoint=self.ep.bulk_in)
-            if check[0] == Status.PENDING:
-                if len(check) > 1 and check[1] & 1:
-                    drained += self.drain()
-                else:
-                    time.sleep(0.005)
-                continue
-            return f"aborted ({drained} bytes drained), CHECK answered 0x{check[0]:02X}"
-        return "CHECK_ABORT_BULK_IN_STATUS stayed PENDING"
+        outcome = self.recovery.abort_bulk_in(btag)
+        if outcome.initiate_status != Status.SUCCESS:
+            return f"INITIATE_ABORT_BULK_IN answered 0x{outcome.initiate_status:02X}"
+        if outcome.check_status == Status.PENDING:
+            return "CHECK_ABORT_BULK_IN_STATUS stayed PENDING"
+        return f"aborted ({outcome.drained_bytes} bytes drained), CHECK answered 0x{outcome.check_status:02X}"
 
     def resync(self) -> None:
         """After a failed check: abort whatever read may hang, drain, clear both halts."""
-        try:
-            self.abort_in(self.btag)
-        except TmcError:
-            pass
-        for endpoint in (self.ep.bulk_out, self.ep.bulk_in):
-            try:
-                self.t.clear_halt(endpoint)
-            except TmcError:
-                pass
-        try:
-            self.drain()
-        except TmcError:
-            pass
+        self.recovery.run(lambda: self.abort_in(self.btag), lambda: self.recovery.clear_halt(self.ep.bulk_out),
+                          lambda: self.recovery.clear_halt(self.ep.bulk_in), lambda: f"{self.drain()} drained")
 
     def read_message(self, size: int) -> tuple[bytes, list[_Transfer]]:
         """Read one reply transfer by transfer, ``size`` bytes per request, until EOM."""
@@ -879,7 +860,7 @@ class _Prober:
             return [Finding("reopen", PASS, "the first query of a new session works")]
         # Cure: clear both halts, close, open again.
         for endpoint in (self.ep.bulk_out, self.ep.bulk_in):
-            self.t.clear_halt(endpoint)
+            self.recovery.clear_halt(endpoint)
         self.drain()
         self.t.close()
         self.t = self._reopen()
@@ -894,8 +875,7 @@ class _Prober:
     def _read_status_byte(self) -> list[Finding]:
         if not self.usb488:
             return [Finding("read_status_byte", SKIP, "not a USB488 interface")]
-        self.stb_tag = self.stb_tag + 1 if self.stb_tag < 127 else 2
-        tag = self.stb_tag
+        tag = self.link.next_stb_tag()
         try:
             reply = self.control(Request.READ_STATUS_BYTE, tag, 3)
         except StallError:
@@ -946,19 +926,11 @@ class _Prober:
         btag = self.next_btag()
         frame = framing.dev_dep_msg_out_header(btag, 6, eom=True) + b"*ID"
         self.t.bulk_out(frame, self.timeout_ms)
-        status = self.control(Request.INITIATE_ABORT_BULK_OUT, btag, 2, endpoint=self.ep.bulk_out)
-        notes = [f"INITIATE_ABORT_BULK_OUT answered 0x{status[0]:02X}"]
-        ok = status[0] == Status.SUCCESS
-        if ok:
-            for _ in range(50):
-                check = self.control(Request.CHECK_ABORT_BULK_OUT_STATUS, 0, 8, endpoint=self.ep.bulk_out)
-                if check[0] != Status.PENDING:
-                    break
-                time.sleep(0.005)
-            received = int.from_bytes(check[4:8], "little") if len(check) >= 8 else None
-            ok = check[0] == Status.SUCCESS
-            notes.append(f"CHECK_ABORT_BULK_OUT_STATUS 0x{check[0]:02X}, NBYTES_RXD {received}")
-        self.t.clear_halt(self.ep.bulk_out)
+        outcome = self.recovery.abort_bulk_out(btag)
+        notes = [f"INITIATE_ABORT_BULK_OUT answered 0x{outcome.initiate_status:02X}"]
+        ok = outcome.aborted
+        if outcome.initiate_status == Status.SUCCESS and outcome.check_status is not None:
+            notes.append(f"CHECK_ABORT_BULK_OUT_STATUS 0x{outcome.check_status:02X}, NBYTES_RXD {outcome.count_bytes}")
         works = self.idn_works()
         notes.append("the next query worked" if works else "the next query failed")
         return [Finding("abort_bulk_out", PASS if ok and works else FAIL, "; ".join(notes))]
@@ -1010,7 +982,7 @@ class _Prober:
             findings.append(Finding("initiate_clear", PASS, f"the clear finished ({outcome}); the next query worked"))
         else:
             self._clear(drain=False)
-            self.t.clear_halt(self.ep.bulk_in)
+            self.recovery.clear_halt(self.ep.bulk_in)
             cured = self.idn_works()
             findings.append(Finding("initiate_clear", FAIL,
                                     "the first reply after the clear was lost"
@@ -1029,28 +1001,16 @@ class _Prober:
     def _clear(self, drain: bool) -> str:
         """INITIATE_CLEAR and CHECK_CLEAR_STATUS; without ``drain`` the Bulk-IN read waits a few polls."""
         try:
-            status = self.control(Request.INITIATE_CLEAR, 0, 1)[0]
+            outcome = self.recovery.device_clear(drain_after_asks=0 if drain else 3)
         except TmcTimeoutError:
             return "hung"
-        if status != Status.SUCCESS:
-            return f"status 0x{status:02X}"
-        asked = 0
-        for polls in range(200):
-            reply = self.control(Request.CHECK_CLEAR_STATUS, 0, 2)
-            if reply[0] == Status.SUCCESS:
-                self.t.clear_halt(self.ep.bulk_out)
-                return "done without the drain" if asked else "done"
-            if reply[0] != Status.PENDING:
-                return f"status 0x{reply[0]:02X}"
-            if len(reply) > 1 and reply[1] & 1:
-                asked += 1
-                if drain or asked > 3:
-                    self.drain()
-                    drain = True
-                    asked = 0
-                    continue
-            time.sleep(0.005)
-        return "pending"
+        if outcome.initiate_status != Status.SUCCESS:
+            return f"status 0x{outcome.initiate_status:02X}"
+        if outcome.check_status == Status.PENDING:
+            return "pending"
+        if not outcome.finished:
+            return f"status 0x{outcome.check_status:02X}"
+        return "done without the drain" if outcome.drain_asks else "done"
 
 
 def _strip_nuls(data: bytes) -> bytes:
