@@ -41,6 +41,7 @@ from .events import (
     Done,
     ErrorReport,
     Failed,
+    Learned,
     Finished,
     Opened,
     Query,
@@ -476,6 +477,8 @@ class ConsolePanel(QWidget):
                 return
             names = ", ".join(ieee488.set_bit_names(event.status_byte, ieee488.STB_BITS)) or "no bits set"
             self.transcript.add("srq", f"service request: status byte #H{event.status_byte:02X} ({names})", at=event.at)
+        elif isinstance(event, Learned):
+            self.transcript.add("note", event.text)
         elif isinstance(event, Opened):
             self._on_opened(event)
         elif isinstance(event, Closed):

@@ -296,6 +296,13 @@ FailureKind = Literal[
 
 
 @dataclass(frozen=True)
+class Learned(Event):
+    """Something the session learned about the device while it worked (said once)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Failed(Event):
     """The command failed. ``message`` says what happened, ``recovery`` what the session did about it."""
 

@@ -50,6 +50,7 @@ from .events import (
     ErrorReport,
     Event,
     Failed,
+    Learned,
     Finished,
     Open,
     Opened,
@@ -266,6 +267,9 @@ class SessionWorker(QObject):
             self.event.emit(Failed(cid, "internal", f"internal error: {exc!r}", duration_ms=_ms_since(started)))
         finally:
             self._flags.release(cid)
+            take_notes = getattr(self.instrument, "take_notes", None)
+            for text in (take_notes() if take_notes is not None else ()):
+                self.event.emit(Learned(cid, text))
             self.event.emit(Finished(cid, ok, _ms_since(started)))
             if isinstance(command, Close):
                 self._finish_thread()
@@ -370,6 +374,9 @@ def _open(ctx: CommandContext) -> None:
 
         inst = Instrument(cmd.resource, backend=worker._backend, timeout_ms=cmd.timeout_ms, use_quirks=cmd.use_quirks)
     worker.instrument = inst
+    caps = getattr(inst, "capabilities", None)
+    if worker._term_char is not None and caps is not None and not caps.term_char:
+        worker._term_char = None  # a setting kept from another device: this one ends replies at EOM
     inst.term_char = worker._term_char
     ctx.emit(Opened(cmd.id, inst.info, inst.has_interrupt_in, bool(getattr(inst, "pipelined", False))))
     worker._restart_timers()
