@@ -37,7 +37,7 @@ from .framing import Capabilities
 from .link import CONTROL_TIMEOUT_MS, Link
 from .quirks import DEFAULTS, QuirkDatabase, Quirks, default_database
 from .reader import MessageReader
-from .recovery import Recovery
+from .recovery import Recovery, RecoveryReport
 from .resource import parse_resource
 from .transport import Outcome, StallError, UsbTransport, default_backend, find_endpoints
 from .writer import MessageWriter, short_write_as_timeout
@@ -303,10 +303,8 @@ class Instrument:
         while True:
             remaining_ms = int((deadline - time.monotonic()) * 1000)
             if remaining_ms <= 0:
-                raise TmcTimeoutError(
-                    "READ_STATUS_BYTE: the status byte never arrived on interrupt-IN",
-                    "nothing to abort; the session is usable",
-                )
+                raise TmcTimeoutError("READ_STATUS_BYTE: the status byte never arrived on interrupt-IN",
+                                      RecoveryReport(("nothing to abort: interrupt-IN carries no message",), True))
             packet = self._read_interrupt(remaining_ms)
             if packet is None:
                 continue
