@@ -19,7 +19,15 @@ I/O                    -1       EIO         no such endpoint
 =====================  =======  ==========  ===========================================
 
 As with libusb, a transfer that times out after moving some bytes returns that count
-(pyusb does not raise in that case). This is the only module of :mod:`app.sim` that
+(pyusb does not raise in that case).
+
+The backend is the host controller too: it keeps the host's data toggles of each
+connected device (:class:`~app.sim.device.HostToggles`). ``clear_halt`` (pyusb's
+``Device.clear_halt``), ``set_configuration``, ``set_interface_altsetting`` and
+``reset_device`` reset them as libusb does; a CLEAR_FEATURE built by hand with
+``ctrl_transfer`` reaches only the device, so the next packet can be lost exactly as on
+real hardware (USB 2.0 8.6). ``data_toggles=False`` leaves the toggles out of the model
+(:data:`~app.sim.device.DATA_TOGGLES_BY_DEFAULT` is the default). This is the only module of :mod:`app.sim` that
 imports pyusb.
 """
 
@@ -27,12 +35,13 @@ from __future__ import annotations
 
 import errno
 import threading
+import weakref
 
 import usb.backend
 import usb.core
 
 from .bus import BusEntry, VirtualBus
-from .device import TRANSFER_TYPE_INTERRUPT, Gone, NoData, Overflow, Stall, VirtualDevice
+from .device import DATA_TOGGLES_BY_DEFAULT, TRANSFER_TYPE_INTERRUPT, Gone, HostToggles, NoData, Overflow, Stall, VirtualDevice
 
 # libusb.h error codes, and the messages and errno values pyusb's libusb1 backend attaches to them.
 LIBUSB_ERROR_IO = -1
@@ -97,11 +106,15 @@ class _Handle:
 class VirtualBackend(usb.backend.IBackend):
     """pyusb's backend interface over a :class:`VirtualBus`. Thread-safe."""
 
-    def __init__(self, bus: VirtualBus) -> None:
+    def __init__(self, bus: VirtualBus, *, data_toggles: bool | None = None) -> None:
         super().__init__()
         self.bus = bus
+        # Whether transfers model the host's toggles (see the module docstring); None: the default.
+        self.data_toggles = DATA_TOGGLES_BY_DEFAULT if data_toggles is None else data_toggles
         self._lock = threading.Lock()
         self._claims: dict[int, dict[int, _Handle]] = {}  # id(device) -> interface -> handle
+        # One connection's host-side toggles; a replugged device is a new entry and starts at DATA0.
+        self._toggles: weakref.WeakKeyDictionary[BusEntry, HostToggles] = weakref.WeakKeyDictionary()
 
     # --- enumeration and descriptors ---
 
@@ -185,6 +198,7 @@ class VirtualBackend(usb.backend.IBackend):
         if value and not any(c.value == value for c in device.configs):
             raise usb_error(LIBUSB_ERROR_NOT_FOUND)
         self._call(lambda: device.set_configuration(value))
+        self.host_toggles(dev_handle).reset()
 
     def get_configuration(self, dev_handle):
         return self._device(dev_handle).configuration
@@ -197,6 +211,8 @@ class VirtualBackend(usb.backend.IBackend):
         if config is None or not any(i.number == intf and i.alt == altsetting for i in config.interfaces):
             raise usb_error(LIBUSB_ERROR_NOT_FOUND)
         self._call(lambda: device.set_interface(intf, altsetting))
+        self.host_toggles(dev_handle).reset(
+            ep.address for i in config.interfaces if i.number == intf for ep in i.endpoints)
 
     def claim_interface(self, dev_handle, intf):
         device = self._device(dev_handle)
@@ -262,11 +278,21 @@ class VirtualBackend(usb.backend.IBackend):
         device = self._device(dev_handle)
         if ep not in device.endpoints():
             raise usb_error(LIBUSB_ERROR_NOT_FOUND)
-        self._call(lambda: device.clear_halt(ep))
+        self._call(lambda: device.clear_halt(ep, self.host_toggles(dev_handle)))
 
     def reset_device(self, dev_handle):
         device = self._device(dev_handle)
         self._call(device.reset)
+        self.host_toggles(dev_handle).reset()
+
+    def host_toggles(self, dev_handle) -> HostToggles:
+        """The host's data toggles for the device ``dev_handle`` (or a device reference) is connected as."""
+        ref = dev_handle.ref if isinstance(dev_handle, _Handle) else dev_handle
+        with self._lock:
+            toggles = self._toggles.get(ref.entry)
+            if toggles is None:
+                toggles = self._toggles[ref.entry] = HostToggles()
+            return toggles
 
     def is_kernel_driver_active(self, dev_handle, intf):
         self._device(dev_handle)
@@ -332,12 +358,13 @@ class VirtualBackend(usb.backend.IBackend):
         desc = self._endpoint(device, ep, want_in=True)
         # Linux runs a bulk call on an interrupt endpoint as an interrupt transfer, and vice versa.
         take = device.interrupt_in if desc.transfer_type == TRANSFER_TYPE_INTERRUPT else device.bulk_in
+        toggles = self.host_toggles(dev_handle) if self.data_toggles else None
         with memoryview(buff) as view:
             length = view.nbytes
 
         def attempt():
             try:
-                return take(ep, length)
+                return take(ep, length, toggles)
             except NoData:
                 return None
 
@@ -360,16 +387,17 @@ class VirtualBackend(usb.backend.IBackend):
         # The host's buffer is lent to the device for the call, as a controller reads it by DMA:
         # the device copies what it keeps, so the transfer is not copied here.
         payload = memoryview(data).cast("B")
+        toggles = self.host_toggles(dev_handle) if self.data_toggles else None
         sent = 0
 
         def attempt():
             nonlocal sent
             try:
                 if not payload:
-                    device.bulk_out(ep, b"")  # a zero-length packet
+                    device.bulk_out(ep, b"", toggles)  # a zero-length packet
                     return 0
                 while sent < len(payload):
-                    taken = device.bulk_out(ep, payload[sent:])
+                    taken = device.bulk_out(ep, payload[sent:], toggles)
                     if taken <= 0:
                         return None
                     sent += taken

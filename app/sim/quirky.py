@@ -203,7 +203,7 @@ class QuirkyInstrument(ScpiInstrument):
 
     # --- Bulk-IN ---
 
-    def bulk_in(self, ep: int, length: int) -> bytes:
+    def bulk_in(self, ep: int, length: int, toggles=None) -> bytes:
         with self.changed:
             if self._wedged:
                 self._check_attached()
@@ -213,7 +213,7 @@ class QuirkyInstrument(ScpiInstrument):
                     self._clear_state = "wedged"
                     raise NoData("a Bulk-IN read during the clear hangs the device's clear")
                 self._bulk_used = True
-            return super().bulk_in(ep, length)
+            return super().bulk_in(ep, length, toggles)
 
     def on_in_taken(self, ep: int) -> None:
         super().on_in_taken(ep)

@@ -283,7 +283,17 @@ class UsbtmcDevice(VirtualDevice):
 
     ``status`` is a :class:`StatusModel` whose MAV follows the output queue and whose
     SRQs go out on Interrupt-IN (:meth:`request_service`).
+
+    What a test asserts on after a host misbehaved or recovered (see :mod:`app.sim.faults`):
+    :attr:`violations` lists the framing violations the device saw (a header it had to
+    refuse, a message appended to one a halt cut short, a request for a reply while a message
+    is incomplete), :attr:`executed` the complete device-dependent messages it received, in
+    order (a message over 8 KiB is kept as its first and last 4 KiB joined by ``b"..."``).
     """
+
+    #: How many entries :attr:`executed` and :attr:`violations` keep (the oldest go first).
+    RECORD_LIMIT = 1000
+    _EXEC_KEEP_BYTES = 4096
 
     interface_number = 0
     bulk_out_ep = BULK_OUT_EP
@@ -334,6 +344,11 @@ class UsbtmcDevice(VirtualDevice):
         self.remote_state = RemoteState.LOCS
         self._output: deque[_Response] = deque()
         self._msg = bytearray()
+        self.violations: list[str] = []
+        self.executed: list[bytes] = []
+        self._exec_head = bytearray()
+        self._exec_tail = bytearray()
+        self._exec_bytes = 0
         self._reset_transport()
 
     # --- what the instrument layer uses ---
@@ -452,8 +467,13 @@ class UsbtmcDevice(VirtualDevice):
         self._reset_transport()
 
     def on_clear_halt(self, ep: int) -> None:
+        self._fault_reset("clear_halt_out" if ep == self.bulk_out_ep else "clear_halt_in")
         if ep == self.bulk_out_ep:
             # USBTMC 4.2.1.3/4.2.1.7: after an abort or clear the next transfer starts with a header.
+            if self._msg_open:
+                # The halt cut a message short and no INITIATE_CLEAR threw its start away: a host
+                # that now sends a new message makes the device append it (USBTMC 3.2.2.2).
+                self._msg_broken = True
             self._reset_parser()
         elif ep == self.bulk_in_ep:
             self.in_pipes[ep].clear()
@@ -520,8 +540,45 @@ class UsbtmcDevice(VirtualDevice):
     def _deliver(self, xfer: _OutTransfer, chunk: bytes, last: bool) -> None:
         if xfer.msg_id == MsgId.VENDOR_SPECIFIC_OUT:
             self.on_vendor_data(chunk, last)
+            return
+        eom = xfer.eom and last
+        self._record_input(chunk, eom)
+        self.on_message_data(chunk, eom)
+
+    def _record_input(self, chunk: bytes, eom: bool) -> None:
+        keep = self._EXEC_KEEP_BYTES
+        self._exec_bytes += len(chunk)
+        if not self._exec_tail and self._exec_bytes <= 2 * keep:
+            self._exec_head += chunk
         else:
-            self.on_message_data(chunk, xfer.eom and last)
+            if not self._exec_tail:  # from now on only the first and the last keep bytes
+                self._exec_tail += self._exec_head[keep:]
+                del self._exec_head[keep:]
+            self._exec_tail += chunk
+            del self._exec_tail[:-keep]
+        self._msg_open = not eom
+        if eom:
+            message = bytes(self._exec_head)
+            if self._exec_tail:
+                message += b"..." + bytes(self._exec_tail)
+            self._append_record(self.executed, message)
+            self._forget_input()
+
+    def _forget_input(self) -> None:
+        """The input buffer is empty again: a message ended, or an abort or clear threw it away."""
+        self._exec_head.clear()
+        self._exec_tail.clear()
+        self._exec_bytes = 0
+        self._msg_open = False
+        self._msg_broken = False
+
+    def _violation(self, text: str) -> None:
+        self._append_record(self.violations, text)
+
+    def _append_record(self, records: list, entry) -> None:
+        records.append(entry)
+        if len(records) > self.RECORD_LIMIT:
+            del records[: len(records) - self.RECORD_LIMIT]
 
     def _header(self, header: bytes) -> None:
         msg_id, btag, btag_inverse, _reserved, size, attributes, term_char = struct.unpack_from("<BBBBIBB", header)
@@ -530,10 +587,22 @@ class UsbtmcDevice(VirtualDevice):
             self._refuse(f"bad bTag/bTagInverse {btag}/{btag_inverse}")
         self._abort_out_nbytes = None
         caps = self.capabilities
+        injector = self.fault_injector
+        if injector is not None:
+            refusal = injector.header(self, msg_id, btag)
+            if refusal:
+                self._refuse(refusal, violation=False)
         if msg_id == MsgId.DEV_DEP_MSG_OUT:
+            if self._msg_broken:
+                self._violation(f"DEV_DEP_MSG_OUT bTag {btag} appended to a message a halt cut short, with no "
+                                "abort or clear in between (USBTMC 3.2.2.2)")
+                self._msg_broken = False
             self._listen_addressed()
             self._begin_out(msg_id, btag, size, bool(attributes & 0x01))
         elif msg_id == MsgId.REQUEST_DEV_DEP_MSG_IN:
+            if self._msg_open:
+                self._violation(f"REQUEST_DEV_DEP_MSG_IN bTag {btag} while a DEV_DEP_MSG_OUT message has not "
+                                "ended (no EOM yet)")
             if size == 0:
                 self._refuse("REQUEST_DEV_DEP_MSG_IN for 0 bytes")
             # USBTMC 3.2.1.2 Table 4: TermChar applies only if the interface supports it.
@@ -560,8 +629,10 @@ class UsbtmcDevice(VirtualDevice):
         else:
             self._xfer = xfer
 
-    def _refuse(self, reason: str) -> None:
+    def _refuse(self, reason: str, *, violation: bool = True) -> None:
         # USBTMC 3.2.2.3/3.3: the device halts Bulk-OUT on a header it cannot accept.
+        if violation:
+            self._violation(f"Bulk-OUT header refused: {reason}")
         self._reset_parser()
         self.on_protocol_error(reason)
         self.halt(self.bulk_out_ep)
@@ -578,7 +649,7 @@ class UsbtmcDevice(VirtualDevice):
 
     def _serve(self) -> None:
         request = self._in_request
-        if request is None:
+        if request is None or self._in_hold:
             return
         if request.vendor:
             data = self.vendor_response(request.max_bytes)
@@ -594,6 +665,9 @@ class UsbtmcDevice(VirtualDevice):
         if response.ready_at_s > now or (not response.unsent and not response.closed):
             return
         count = min(response.unsent, request.max_bytes)
+        injector = self.fault_injector
+        if injector is not None:
+            count = injector.reply_count(self, count)
         attributes = 0
         if request.term_char is not None:
             found = response.data.find(bytes([request.term_char]), response.pos, response.pos + count)
@@ -606,7 +680,17 @@ class UsbtmcDevice(VirtualDevice):
         if response.closed and not response.unsent:
             attributes |= 0x01  # EOM: the last byte of the message is in this transfer
             self._output.popleft()
+        if injector is not None and injector.send_reply(self, request.btag, request.max_bytes, chunk, attributes):
+            self._in_request = None
+            self.changed.notify_all()
+            return
         self._send_in(MsgId.DEV_DEP_MSG_IN, request.btag, chunk, attributes)
+
+    def _queue_in_frame(self, btag: int, frame: bytes, *, zlp: bool | None = None) -> None:
+        """Queue one whole Bulk-IN transfer as given (a fault injector's malformed replies)."""
+        pipe = self.in_pipes[self.bulk_in_ep]
+        self._in_active = (btag, pipe.delivered_bytes + pipe.queued_bytes)
+        pipe.send(frame, end=True, zlp=zlp)
 
     def _send_in(self, msg_id: int, btag: int, data: bytes, attributes: int) -> None:
         # USBTMC 3.3.1 Table 8/9: the Bulk-IN header, the data, then alignment to 4 bytes.
@@ -629,6 +713,11 @@ class UsbtmcDevice(VirtualDevice):
             raise Stall("not configured")
         length = data_or_length if isinstance(data_or_length, int) else -1
         caps = self.capabilities
+        injector = self.fault_injector
+        if injector is not None:
+            reply = injector.class_request(self, b_request, length)
+            if reply is not None:
+                return reply
         if bm_request_type == REQ_CLASS_ENDPOINT_IN:
             handler = {
                 Request.INITIATE_ABORT_BULK_OUT: (self.bulk_out_ep, 2, self._initiate_abort_bulk_out),
@@ -683,8 +772,14 @@ class UsbtmcDevice(VirtualDevice):
         # The device halts Bulk-OUT and drops the transfer; the host clears the halt afterwards.
         self._abort_out_nbytes = xfer.received
         self._reset_parser()
-        self._msg.clear()
-        self.on_message_aborted()
+        if self._fault_reset("abort_out"):
+            # USBTMC 4.2.1.3 Table 22: NBYTES_RXD counts the bytes "received, and not discarded";
+            # this device keeps them in its input buffer until an INITIATE_CLEAR.
+            self._msg_open = True
+        else:
+            self._msg.clear()
+            self._forget_input()
+            self.on_message_aborted()
         self.halt(self.bulk_out_ep)
         return bytes([Status.SUCCESS, btag])
 
@@ -717,6 +812,7 @@ class UsbtmcDevice(VirtualDevice):
         self._in_request = None
         self._in_active = None
         self._abort_in_nbytes = sent
+        self._fault_reset("abort_in")
         self.status.update()
         return bytes([Status.SUCCESS, btag])
 
@@ -736,6 +832,7 @@ class UsbtmcDevice(VirtualDevice):
         unfinished = self._in_active is not None and pipe.delivered_bytes > self._in_active[1]
         self._reset_parser()
         self._msg.clear()
+        self._forget_input()
         self._output.clear()
         self._in_request = None
         self._in_active = None
@@ -743,6 +840,7 @@ class UsbtmcDevice(VirtualDevice):
         if unfinished:
             pipe.send_short_packet()  # terminate the transfer the host had started reading
         self.halt(self.bulk_out_ep)
+        self._fault_reset("clear")
         self.on_message_aborted()
         self.on_device_clear()
         self.status.update()
@@ -758,6 +856,8 @@ class UsbtmcDevice(VirtualDevice):
         if pipe.has_data:
             # USB488 4.3.1.1: the previous notification has not been read yet.
             return bytes([Status.INTERRUPT_IN_BUSY, btag, 0])
+        if self.fault_injector is not None:
+            self.fault_injector.status_byte_request(self, btag)
         # USB488 4.3.1.2: the status byte goes on Interrupt-IN, queued before the control reply.
         pipe.send(bytes([NOTIFY_STB_FLAG | btag, self.read_status_byte()]), end=True)
         return bytes([Status.SUCCESS, btag, 0])
@@ -797,7 +897,19 @@ class UsbtmcDevice(VirtualDevice):
         self._xfer: _OutTransfer | None = None
         self._pad_left = 0
 
+    def _fault_reset(self, what: str) -> bool:
+        """Tell the fault injector the host ran a recovery step (``what``: "abort_out", "abort_in",
+        "clear", "clear_halt_out", "clear_halt_in", "reset"); True: keep the received input."""
+        if what in ("abort_in", "clear", "clear_halt_in", "reset"):
+            self._in_hold = False
+        injector = self.fault_injector
+        return bool(injector is not None and injector.transport_reset(self, what))
+
     def _reset_transport(self) -> None:
+        self._in_hold = False  # a request the device holds unanswered (the NO_ANSWER fault)
+        if getattr(self, "fault_injector", None) is not None:
+            self._fault_reset("reset")
+        self._forget_input()
         self._reset_parser()
         self._in_request: _InRequest | None = None
         self._in_active: tuple[int, int] | None = None  # (bTag, pipe position where its transfer starts)
