@@ -215,6 +215,12 @@ class MessageReader:
                 if not more and len(body) < size:
                     self._fail_in(btag, f"the transfer ended after {len(body)} of {size} announced bytes",
                                   bytes(body))
+            if len(body) > total and size == header.transfer_size and not q.header_in_first_transfer_only \
+                    and not q.transfer_size_includes_padding:
+                # More bytes than TransferSize and its padding: the header undercounts the
+                # transfer (USBTMC 1.0 Table 9), so the message cannot be trusted.
+                self._fail_in(btag, f"the device sent {len(body)} bytes in a transfer whose TransferSize "
+                                    f"announced {size}", bytes(body))
             ended_on_boundary = (HEADER_BYTES + len(body)) % packet == 0 and last_read == last_buffer
             if ended_on_boundary and not q.header_in_first_transfer_only:
                 if expect_zlp:

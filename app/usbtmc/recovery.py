@@ -315,7 +315,8 @@ class Recovery:
 
         A STALL is cleared on both sides; a timeout runs ABORT_BULK_OUT. Then, whenever the
         device may hold part of a message (``partial_message``: earlier transfers of it were
-        taken; or NBYTES_RXD > 0, or unknown), a device clear discards it, so the next
+        taken; or after a timeout NBYTES_RXD > 0, or the device says no transfer was in
+        progress and so cannot say what it kept), a device clear discards it, so the next
         command is never appended to it (USBTMC 1.0 3.2.2.2, Table 22).
         """
         kept = {"partial": partial_message}
@@ -328,7 +329,9 @@ class Recovery:
                 raise ProtocolError(f"CHECK_ABORT_BULK_OUT_STATUS answered {_status(outcome.check_status)}")
             if not outcome.aborted and not outcome.not_in_progress:
                 raise ProtocolError(f"INITIATE_ABORT_BULK_OUT answered {_status(outcome.initiate_status)}")
-            if outcome.aborted and (outcome.count_bytes is None or outcome.count_bytes > 0):
+            if outcome.not_in_progress or outcome.count_bytes is None or outcome.count_bytes > 0:
+                # The device kept message bytes, or cannot say: it may hold the start of a
+                # transfer whose header it never completed. Either way, discard it.
                 kept["partial"] = True
             return outcome.describe()
 

@@ -85,7 +85,9 @@ class MessageWriter:
         """A one-packet message (TRIGGER, REQUEST_VENDOR_SPECIFIC_IN, VENDOR_SPECIFIC_OUT): on a STALL
         the halt is cleared, on a timeout the transfer is aborted; either way the error says so."""
         try:
-            self.link.transport.bulk_out(frame, self.session.timeout_ms)
+            written = self.link.transport.bulk_out(frame, self.session.timeout_ms)
+            if written != len(frame):  # a backend may report a timed-out transfer by its short count
+                raise TmcTimeoutError(f"the device took {written} of {len(frame)} bytes")
         except StallError:
             report = self.recovery.after_out_failure(btag, stalled=True, partial_message=len(frame) > self.link.ep.bulk_out_packet_bytes)
             raise ProtocolError(f"the device halted its Bulk-OUT endpoint on {what}", report) from None
