@@ -206,3 +206,43 @@ def test_set_configuration_through_ep0_is_reported_like_the_ioctl(device):
               setup=SETUP.pack(0x00, 9, 1, 0, 0))
     engine.submit(urb)
     assert engine.reap("fd").status == 0 and seen == [1, 1]
+
+
+def test_an_exception_in_the_model_is_a_stall_and_the_queue_moves_on(engine, device):
+    device.handle_bulk_out = lambda ep, data: 1 // 0  # a bug in the model
+    engine.submit(bulk("fd", OUT, data=b"x"))
+    assert engine.reap("fd").status == -errno.EPIPE  # not left queued: libusb would abort the client
+    assert "ZeroDivisionError" in device.crashes[0]
+    engine.clear_halt(OUT)
+    del device.handle_bulk_out
+    engine.submit(bulk("fd", OUT, data=b"x"))
+    assert engine.reap("fd").status == 0
+
+
+def test_an_exception_outside_the_model_completes_the_urb_with_eproto(engine, device):
+    def broken(ep, data, toggles=None):
+        raise KeyError("a bug in the adapter")
+
+    device.bulk_out = broken
+    engine.submit(bulk("fd", OUT, data=b"x"))
+    assert engine.reap("fd").status == -errno.EPROTO
+    del device.bulk_out
+    engine.submit(bulk("fd", OUT, data=b"x"))
+    assert engine.reap("fd").status == 0
+
+
+def test_the_engine_keeps_the_hosts_data_toggles(device):
+    engine = UrbEngine(device, data_toggles=True)
+    engine.submit(bulk("fd", OUT, data=b"a"))  # one packet: both sides at DATA1
+    engine.reap("fd")
+    engine.control(SETUP.pack(0x02, 0x01, 0, OUT, 0))  # CLEAR_FEATURE by hand: the device alone to DATA0
+    engine.submit(bulk("fd", OUT, data=b"b"))
+    assert engine.reap("fd").status == 0  # acknowledged, yet dropped as a retransmission
+    assert device.toggle_drops == 1 and device.in_pipes[IN].queued_bytes == 1  # only "a" came through
+    engine.submit(bulk("fd", OUT, data=b"c"))
+    engine.reap("fd")
+    engine.clear_halt(OUT)  # USBDEVFS_CLEAR_HALT: both sides
+    engine.submit(bulk("fd", OUT, data=b"d"))
+    engine.reap("fd")
+    assert device.toggle_drops == 1
+    assert device.in_pipes[IN].queued_bytes == 3  # "c" and "d" arrived

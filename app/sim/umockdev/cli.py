@@ -2,6 +2,7 @@
 
     tmc sim run -- lsusb -v
     tmc sim run --device sam7 --device loopback -- python3 my_script.py
+    tmc sim run --device loopback --fault no-answer --fault size-zero:every=3,times=always -- python3 my_script.py
     tmc sim check
 
 ``run`` exits with COMMAND's exit status, or 3 when the virtual bus cannot start
@@ -13,13 +14,30 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app.sim.faults import DESCRIPTIONS, parse_fault_spec
+
 from . import launcher
 from .server import DEFAULT_KINDS, KINDS
 
 EXIT_UNAVAILABLE = 3
 
 
+def _fault_help() -> str:
+    lines = ["fault kinds (SPEC is KIND[:OPTION=VALUE,...]; options: times=N|always, every=N, after_bytes=N,",
+             "polls=N, replug_after_s=S; docs/faults.md):"]
+    lines += [f"  {kind.value:22} {text}" for kind, text in DESCRIPTIONS.items()]
+    return "\n".join(lines)
+
+
 def _run(args) -> int:
+    if any(spec.strip().lower() == "help" for spec in args.fault):
+        print(_fault_help())
+        return 0
+    try:
+        faults = [parse_fault_spec(spec).spec() for spec in args.fault]
+    except ValueError as exc:
+        print(f"tmc sim run: --fault: {exc}", file=sys.stderr)
+        return 2
     command = list(args.command)
     if command[:1] == ["--"]:
         command = command[1:]
@@ -27,7 +45,8 @@ def _run(args) -> int:
         print("tmc sim run: name a command to run, e.g. tmc sim run -- lsusb -v", file=sys.stderr)
         return 2
     try:
-        return launcher.run(command, args.device or DEFAULT_KINDS, quiet=args.quiet, trace=args.trace)
+        return launcher.run(command, args.device or DEFAULT_KINDS, quiet=args.quiet, trace=args.trace,
+                            faults=faults)
     except launcher.SimUnavailable as exc:
         print(f"tmc sim: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -59,6 +78,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     run.add_argument("--device", action="append", metavar="KIND",
                      help=f"plug this instrument (repeatable; {', '.join(sorted(KINDS))}; default {', '.join(DEFAULT_KINDS)})")
+    run.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                     help="make every plugged instrument misbehave (repeatable), e.g. stall-bulk-out:after_bytes=100 "
+                          "or no-answer:times=always; --fault help lists the kinds (docs/faults.md)")
     run.add_argument("--quiet", action="store_true", help="do not list the plugged instruments on stderr")
     run.add_argument("--trace", action="store_true", help="log every usbdevfs ioctl on stderr")
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...", help="the program to run and its arguments")

@@ -157,10 +157,14 @@ class UmockdevBus:
     """
 
     def __init__(self, devices: Iterable[str] = DEFAULT_KINDS, *, python: str | None = None, trace: bool = False,
-                 park_ms: int | None = None, extra_path: Sequence[str] = ()) -> None:
+                 park_ms: int | None = None, extra_path: Sequence[str] = (), faults: Sequence[str] = (),
+                 data_toggles: bool = False) -> None:
         self.python = python or find_server_python()
         kinds = list(devices)
         args = [arg for kind in kinds for arg in ("--device", kind)] or ["--device", "none"]
+        args += [arg for spec in faults for arg in ("--fault", spec)]
+        if data_toggles:
+            args.append("--data-toggles")
         if trace:
             args.append("--trace")
         if park_ms is not None:
@@ -261,6 +265,11 @@ class UmockdevBus:
         """Block until a host has a transfer in flight on device ``key``; False after ``timeout_s``."""
         return self.request("wait_in_flight", key=key, timeout_s=timeout_s)["in_flight"]
 
+    def fault(self, key: str, spec: str) -> list[tuple[str, str]]:
+        """Arm the fault ``spec`` (:func:`app.sim.faults.parse_fault_spec`; "clear" disarms all) in
+        device ``key``; returns the (kind, detail) of every fault that has fired there so far."""
+        return [tuple(pair) for pair in self.request("fault", key=key, spec=spec)["fired"]]
+
     def call(self, key: str, method: str, *args, **kwargs):
         """Call a public method of the device model ``key`` inside the bus process; returns its result."""
         return self.request("call", key=key, method=method, args=list(args), kwargs=kwargs)["result"]
@@ -296,16 +305,20 @@ class UmockdevBus:
         self.close()
 
 
-def run(command: Sequence[str], devices: Iterable[str] = DEFAULT_KINDS, *, quiet: bool = False, trace: bool = False) -> int:
+def run(command: Sequence[str], devices: Iterable[str] = DEFAULT_KINDS, *, quiet: bool = False, trace: bool = False,
+        faults: Sequence[str] = ()) -> int:
     """Run ``command`` against a fresh bus holding ``devices``; returns its exit status.
 
-    Raises :class:`SimUnavailable` where umockdev cannot be used.
+    ``faults``: fault specs (:func:`app.sim.faults.parse_fault_spec`) armed in every USBTMC
+    device. Raises :class:`SimUnavailable` where umockdev cannot be used.
     """
-    with UmockdevBus(devices, trace=trace) as bus:
+    with UmockdevBus(devices, trace=trace, faults=faults) as bus:
         if not quiet:
             for device in bus.devices:
                 print(f"tmc sim: {device['resource']}  {device['manufacturer']} {device['product']}"
                       f"  (bus {device['bus']:03d} device {device['address']:03d})", file=sys.stderr)
+            for spec in faults:
+                print(f"tmc sim: fault armed in every instrument: {spec}", file=sys.stderr)
         try:
             child = subprocess.Popen(list(command), env=bus.env)
         except FileNotFoundError:

@@ -16,6 +16,14 @@ and then answers one JSON request per stdin line with one JSON reply line::
                                                        -> {"ok": true, "in_flight": true}
     {"op": "call", "key": "1-2", "method": "press_sw1", "args": []}
                                                        -> {"ok": true, "result": ...}
+    {"op": "fault", "key": "1-2", "spec": "stall-bulk-out:after_bytes=100"}
+                                                       -> {"ok": true, "fired": [...]}
+    {"op": "fault", "key": "1-2", "spec": "clear"}      -> {"ok": true, "fired": [...]}
+
+``--fault SPEC`` (repeatable) arms faults (:mod:`app.sim.faults`) in every USBTMC device
+plugged at start; the "fault" request arms one in a device later, and lists the faults
+that have fired there (["kind", "detail"] pairs). An exception inside a device model is
+logged on stderr and answered on the bus with a STALL (see :class:`app.sim.device.VirtualDevice`).
 
 End of stdin (or SIGTERM) unplugs everything, removes the testbed and exits.
 Standard library and gi only.
@@ -26,6 +34,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import os
 import re
 import signal
@@ -66,11 +75,46 @@ def _jsonable(value):
 
 
 class Server:
-    def __init__(self, bus) -> None:
+    def __init__(self, bus, faults: list[str] | None = None) -> None:
         self.bus = bus
+        self.faults = list(faults or [])  # specs armed in every USBTMC device plugged from now on
 
     def plug(self, kind: str, options: dict | None = None) -> dict:
-        return self.bus.plug(make_device(kind, options), kind=kind).as_dict()
+        device = make_device(kind, options)
+        plugged = self.bus.plug(device, kind=kind)
+        if self.faults and _is_usbtmc(device):
+            for spec in self.faults:
+                self._injector(plugged.key, device).add(_parse_fault(spec))
+        return plugged.as_dict()
+
+    def fault(self, key: str, spec: str) -> list:
+        """Arm ``spec`` in device ``key`` ("clear" disarms them all); returns what has fired there."""
+        device = self.bus.device(key)
+        if not _is_usbtmc(device):
+            raise ValueError(f"device {key} is not a USBTMC instrument: no faults can be injected")
+        injector = self._injector(key, device)
+        if spec.strip().lower() == "clear":
+            injector.clear()
+        else:
+            injector.add(_parse_fault(spec))
+        return [[kind.value, detail] for kind, detail in injector.fired]
+
+    def _injector(self, key: str, device):
+        from app.sim.faults import FaultInjector
+
+        injector = FaultInjector.attach(device)
+        if injector.on_unplug is None:
+            state = {"key": key}
+            kind = next((p.kind for p in self.bus.devices() if p.key == key), "device")
+
+            def unplug() -> None:
+                self.bus.unplug(state["key"])
+
+            def replug() -> None:
+                state["key"] = self.bus.plug(device, kind=kind).key
+
+            injector.on_unplug, injector.on_replug = unplug, replug
+        return injector
 
     def handle(self, request: dict) -> dict:
         op = request.get("op")
@@ -84,6 +128,8 @@ class Server:
             return {"stats": self.bus.engine(request["key"]).stats()}
         if op == "wait_in_flight":
             return {"in_flight": self.bus.engine(request["key"]).wait_in_flight(float(request.get("timeout_s", 10)))}
+        if op == "fault":
+            return {"fired": self.fault(request["key"], str(request["spec"]))}
         if op == "call":
             # A test or script drives the model (press a switch, feed pulses) through a public method.
             method = request["method"]
@@ -112,6 +158,18 @@ class Server:
             out.flush()
 
 
+def _is_usbtmc(device) -> bool:
+    from app.sim.usbtmc_device import UsbtmcDevice
+
+    return isinstance(device, UsbtmcDevice)
+
+
+def _parse_fault(spec: str):
+    from app.sim.faults import parse_fault_spec
+
+    return parse_fault_spec(spec)
+
+
 def _emit(out, message: dict) -> None:
     out.write(json.dumps(message) + "\n")
     out.flush()
@@ -124,7 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only check that umockdev can be used here")
     parser.add_argument("--park-ms", type=int, default=None, help="how long an empty non-blocking reap waits")
     parser.add_argument("--trace", action="store_true", help="log every ioctl on stderr")
+    parser.add_argument("--data-toggles", action="store_true",
+                        help="model the host's data toggles (a hand-built CLEAR_FEATURE then loses packets)")
+    parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                        help="arm this fault in every USBTMC device plugged (app.sim.faults; repeatable)")
     args = parser.parse_args(argv)
+    # Device models report exceptions on the app.sim logger: they go to stderr with a traceback.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="tmc-umockdev: %(name)s: %(message)s")
     out = sys.stdout
     # Where device models outside app.sim live ("module:callable" kinds); -E hides PYTHONPATH.
     extra = os.environ.get("TMC_UMOCKDEV_EXTRA_PATH")
@@ -142,8 +206,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     park_ms = testbed.PARK_MS if args.park_ms is None else args.park_ms
-    bus = testbed.VirtualUsbBus(park_ms=park_ms, trace=args.trace or bool(os.environ.get("TMC_UMOCKDEV_TRACE")))
-    server = Server(bus)
+    bus = testbed.VirtualUsbBus(park_ms=park_ms, trace=args.trace or bool(os.environ.get("TMC_UMOCKDEV_TRACE")),
+                                data_toggles=True if args.data_toggles else None)
+    try:
+        for spec in args.fault:
+            _parse_fault(spec)
+    except ValueError as exc:
+        _emit(out, {"event": "error", "error": f"--fault: {exc}"})
+        return 2
+    server = Server(bus, args.fault)
     try:
         kinds = args.device if args.device is not None else list(DEFAULT_KINDS)
         try:

@@ -381,10 +381,12 @@ class VirtualUsbBus:
     that should see the devices, together with ``LD_PRELOAD=libumockdev-preload.so.0``.
     """
 
-    def __init__(self, busnum: int = 1, *, park_ms: int = PARK_MS, trace: bool = False) -> None:
+    def __init__(self, busnum: int = 1, *, park_ms: int = PARK_MS, trace: bool = False,
+                 data_toggles: bool | None = None) -> None:
         self.busnum = busnum
         self.park_ms = park_ms
         self.trace = trace
+        self.data_toggles = data_toggles  # model the host's data toggles (None: DATA_TOGGLES_BY_DEFAULT)
         self._testbed = UMockdev.Testbed.new()
         self.root_dir: str = self._testbed.get_root_dir()
         self._lock = threading.Lock()
@@ -438,7 +440,7 @@ class VirtualUsbBus:
         configuration = device.configs[0].value if device.configs else 0
         if configuration:
             device.set_configuration(configuration)
-        engine = UrbEngine(device, on_configuration=configured)
+        engine = UrbEngine(device, on_configuration=configured, data_toggles=self.data_toggles)
         handler = UsbdevfsHandler(engine, speed, devnum, park_ms=self.park_ms, trace=self.trace)
         first_config = configs[0] if configs else b""
         attributes = {

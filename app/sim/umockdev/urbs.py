@@ -20,14 +20,26 @@ Standard library only: this module runs under the system Python.
 from __future__ import annotations
 
 import errno
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from app.sim.device import TRANSFER_TYPE_BULK, TRANSFER_TYPE_INTERRUPT, Gone, NoData, Overflow, Stall
+from app.sim.device import (
+    DATA_TOGGLES_BY_DEFAULT,
+    TRANSFER_TYPE_BULK,
+    TRANSFER_TYPE_INTERRUPT,
+    Gone,
+    HostToggles,
+    NoData,
+    Overflow,
+    Stall,
+)
 
 from .usbdevfs import SETUP, UrbFlag, UrbType
+
+log = logging.getLogger("app.sim.umockdev")
 
 # USB 2.0 Table 9-4 / 9-3: the standard SET_CONFIGURATION request the kernel keeps track of.
 _STD_OUT_DEVICE = 0x00
@@ -82,11 +94,21 @@ class UrbEngine:
 
     Thread-safe: umockdev's worker thread submits and reaps while the server's
     control thread may disconnect the device.
+
+    The engine is the host controller of its device too: :attr:`toggles` holds the host's data
+    toggles (see :class:`~app.sim.device.HostToggles`). USBDEVFS_CLEAR_HALT, SET_CONFIGURATION
+    and SET_INTERFACE reset them as the kernel does (usb_clear_halt(), usb_reset_endpoint());
+    a CLEAR_FEATURE sent through USBDEVFS_CONTROL reaches only the device.
+    An exception raised while a URB runs (a bug in the adapter or a model) completes that URB
+    with -EPROTO and is logged, so the client's libusb never finds it stuck in the queue.
     """
 
-    def __init__(self, device, on_configuration: Callable[[int], None] | None = None) -> None:
+    def __init__(self, device, on_configuration: Callable[[int], None] | None = None, *,
+                 data_toggles: bool | None = None) -> None:
         self.device = device
         self._on_configuration = on_configuration
+        self.toggles: HostToggles | None = (
+            HostToggles() if (DATA_TOGGLES_BY_DEFAULT if data_toggles is None else data_toggles) else None)
         self._lock = threading.RLock()
         self._activity = threading.Condition(self._lock)  # notified when a URB is submitted
         self._queues: dict[int, deque[Urb]] = {}
@@ -215,17 +237,27 @@ class UrbEngine:
 
     def set_configuration(self, value: int) -> None:
         self._call(lambda: self.device.set_configuration(value))
+        self._reset_toggles()
         if self._on_configuration is not None:
             self._on_configuration(value)
 
     def set_interface(self, interface: int, alternate: int) -> None:
         self._call(lambda: self.device.set_interface(interface, alternate))
+        if self.toggles is not None:
+            config = self.device.active_config()
+            self.toggles.reset(ep.address for i in (config.interfaces if config else ()) if i.number == interface
+                               for ep in i.endpoints)
 
     def clear_halt(self, endpoint: int) -> None:
-        self._call(lambda: self.device.clear_halt(endpoint))
+        self._call(lambda: self.device.clear_halt(endpoint, self.toggles))
 
     def reset(self) -> None:
         self._call(self.device.reset)
+        self._reset_toggles()
+
+    def _reset_toggles(self) -> None:
+        if self.toggles is not None:
+            self.toggles.reset()
 
     def control(self, setup: bytes, out_data: bytes = b"") -> bytes:
         """A synchronous control transfer (USBDEVFS_CONTROL); returns the IN data stage."""
@@ -319,6 +351,10 @@ class UrbEngine:
         except Gone:
             urb.status = -errno.ESHUTDOWN
             self._gone = True
+        except Exception:  # never leave a URB queued for ever: the client's libusb would abort
+            log.exception("URB on endpoint 0x%02X failed inside the virtual device; completed with EPROTO",
+                          urb.endpoint)
+            urb.status = -errno.EPROTO
         return True
 
     def _control(self, urb: Urb) -> None:
@@ -330,24 +366,26 @@ class UrbEngine:
         else:
             self.device.control(request_type, request, value, index, urb.out_data[:length])
             urb.actual_length = length
-            if request_type == _STD_OUT_DEVICE and request == _SET_CONFIGURATION and self._on_configuration:
-                self._on_configuration(value & 0xFF)
+            if request_type == _STD_OUT_DEVICE and request == _SET_CONFIGURATION:
+                self._reset_toggles()  # the kernel resets its endpoints on a configuration change
+                if self._on_configuration:
+                    self._on_configuration(value & 0xFF)
 
     def _in(self, urb: Urb) -> None:
         read = self.device.interrupt_in if urb.type == UrbType.INTERRUPT else self.device.bulk_in
         # A device may move some packets into the transfer and NAK the rest: NoData, and the
         # next attempt continues the same transfer (see app.sim.device.BulkInPipe).
-        data = bytes(read(urb.endpoint, urb.length))[: urb.length]
+        data = bytes(read(urb.endpoint, urb.length, self.toggles))[: urb.length]
         urb.in_data, urb.actual_length = data, len(data)
         if len(data) < urb.length and urb.flags & UrbFlag.SHORT_NOT_OK:
             urb.status = -errno.EREMOTEIO
 
     def _out(self, urb: Urb) -> None:
         if not urb.out_data:
-            self.device.bulk_out(urb.endpoint, b"")  # a zero-length packet
+            self.device.bulk_out(urb.endpoint, b"", self.toggles)  # a zero-length packet
         # A device may take part of a long transfer and NAK the rest until it has room.
         while urb.sent_bytes < len(urb.out_data):
-            taken = self.device.bulk_out(urb.endpoint, urb.out_data[urb.sent_bytes:])
+            taken = self.device.bulk_out(urb.endpoint, urb.out_data[urb.sent_bytes:], self.toggles)
             if taken <= 0:
                 raise NoData
             urb.sent_bytes += taken
