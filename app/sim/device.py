@@ -232,11 +232,10 @@ def string_descriptor(text: str) -> bytes:
 
 _NORMAL, _FORCED, _NO_ZLP = 0, 1, 2  # how a device transfer ends on a packet boundary (BulkInPipe)
 
-#: Whether the adapters model the host's data toggles unless told otherwise. Off while the host
-#: core (app.usbtmc.transport) still clears halts with a hand-built CLEAR_FEATURE, which under
-#: the model loses the next packet about half the time, exactly as on hardware (issue 11, item 1);
-#: turn it on together with that fix. Tests ask for the model explicitly (data_toggles=True).
-DATA_TOGGLES_BY_DEFAULT = False
+#: Whether the adapters model the host's data toggles unless told otherwise. A host that clears
+#: a halt with a hand-built CLEAR_FEATURE then loses the next packet about half the time, as on
+#: hardware; the core clears halts through libusb's clear_halt, which resets both sides.
+DATA_TOGGLES_BY_DEFAULT = True
 
 
 class HostToggles:
