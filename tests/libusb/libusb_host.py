@@ -159,6 +159,44 @@ def timeout(args) -> dict:
 
 
 @scenario
+def fault_case(args) -> dict:
+    """One operation while the test has a fault armed in the device, then the next *IDN? on the same session.
+
+    Steps: "open" (the test arms the fault), "done" with the operation's outcome (the test
+    disarms it); the result holds the next *IDN?.
+    """
+    from dataclasses import replace as with_changes
+
+    from app.usbtmc import Instrument, TmcError
+
+    with Instrument(args["resource"], timeout_ms=args.get("timeout_ms", 300)) as inst:
+        if args.get("transfer_bytes"):
+            inst.quirks = with_changes(inst.quirks, max_out_transfer_bytes=args["transfer_bytes"])
+        if args.get("memory_bytes"):
+            inst.write_block("MEM:DATA ", (bytes(range(256)) * (args["memory_bytes"] // 256 + 1))[:args["memory_bytes"]])
+        step("open", pipelined=inst.pipelined)
+        operations = {
+            "query": lambda: inst.query_raw(b"*IDN?\n").decode(),
+            "memory query": lambda: len(inst.query_raw(b"MEM:DATA?\n")),
+            "read": lambda: (inst.write_raw(b"*IDN?\n"), inst.read_raw().decode())[1],
+            "write": lambda: inst.write_raw(b"*ESE 32\n"),
+            "upload": lambda: inst.write_raw(b"MEM:DATA #520000" + bytes(20000) + b"\n"),
+            "clear": inst.clear,
+            "status byte": inst.read_stb,
+            "trigger": inst.trigger,
+        }
+        start = time.perf_counter()
+        try:
+            outcome = {"raised": None, "result": operations[args["op"]]()}
+        except TmcError as exc:
+            outcome = {"raised": type(exc).__name__, "message": str(exc), "recovery": exc.recovery,
+                       "usable": exc.usable}
+        outcome["elapsed_s"] = time.perf_counter() - start
+        step("done", **outcome)
+        return {**outcome, "next": inst.query("*IDN?")}
+
+
+@scenario
 def pipelined_query(args) -> dict:
     """Queries over libusb: whether they are pipelined, their replies, and a silent one timing out inside the batch."""
     from app.usbtmc import Instrument, TmcTimeoutError
