@@ -39,8 +39,8 @@ from dataclasses import asdict, dataclass, field
 
 RESOURCE = "USB0::0x1209::0x000C::AWG-0001::INSTR"
 VID, PID, SERIAL = 0x1209, 0x000C, "AWG-0001"
-CORE, PYTHON_USBTMC, PYVISA_PY = "app.usbtmc", "python-usbtmc", "pyvisa-py"
-IMPLEMENTATIONS = (CORE, PYTHON_USBTMC, PYVISA_PY)
+CORE, CONSOLE, PYTHON_USBTMC, PYVISA_PY = "app.usbtmc", "console", "python-usbtmc", "pyvisa-py"
+IMPLEMENTATIONS = (CORE, CONSOLE, PYTHON_USBTMC, PYVISA_PY)
 KIB, MIB = 1024, 1024 * 1024
 DEFAULT_SIZES = (64 * KIB, 1 * MIB, 8 * MIB, 64 * MIB)
 # pyvisa-py sends one USBTMC transfer per 512-byte packet; beyond this it only makes the run long.
@@ -138,6 +138,69 @@ class CorePeer(Peer):
         self.inst.close()
 
 
+class ConsolePeer(Peer):
+    """The console's own session path: a :class:`~app.ui.worker.Session` with its worker
+    thread, driven as the GUI drives it. A query is the console's typed ``Query`` command
+    (the core's batched query, the line shown as sent when the command has left); an upload
+    is the cancellable ``WriteStream`` command, with an abort flag and paced for a 50 ms
+    Cancel as the waveform panel's uploads are. Commands go to the worker by queued signal
+    and its events come back to this thread's event loop, as to the window's."""
+
+    name = CONSOLE
+
+    def __init__(self, backend) -> None:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        from PySide6.QtCore import QCoreApplication, QEventLoop
+
+        from app.ui.events import Failed, Finished, Reply
+
+        self._app = QCoreApplication.instance() or QCoreApplication([])
+        self._loop_type, self._finished, self._failed, self._reply = QEventLoop, Finished, Failed, Reply
+        from app.ui.worker import Session
+
+        self.session = Session(RESOURCE, backend, timeout_ms=TIMEOUT_MS)
+        self._waiting: int | None = None
+        self._events: list = []
+        self._loop = QEventLoop()
+        self.session.event.connect(self._on_event)
+        self._run(lambda: self.session.open())
+
+    def _on_event(self, event) -> None:
+        if event.command_id == self._waiting:
+            self._events.append(event)
+            if isinstance(event, self._finished):
+                self._loop.quit()
+
+    def _run(self, submit) -> list:
+        self._events = []
+        self._waiting = submit()
+        if not self._waiting:
+            raise BenchError("the console's session refused the command (it is closed)")
+        self._loop.exec()
+        failed = [e for e in self._events if isinstance(e, self._failed)]
+        if failed:
+            raise BenchError(f"console: {failed[0].message}")
+        return self._events
+
+    def upload(self, message: bytes) -> None:
+        from app.ui.events import WriteStream
+
+        self._run(lambda: self.session.submit(WriteStream((message,), len(message)), origin="console"))
+
+    def query(self, text: str) -> str:
+        from app.ui.events import Query
+
+        events = self._run(lambda: self.session.submit(Query(text.encode() + b"\n"), origin="console"))
+        reply = next(e for e in events if isinstance(e, self._reply))
+        return reply.data.decode(errors="replace").rstrip("\n")
+
+    def close(self) -> None:
+        self.session.close()
+        while not self.session.wait(50):
+            self._app.processEvents()
+        self._app.processEvents()
+
+
 class PythonUsbtmcPeer(Peer):
     name = PYTHON_USBTMC
 
@@ -178,7 +241,8 @@ class PyvisaPyPeer(Peer):
         self.rm.close()
 
 
-PEERS: dict[str, Callable[[object], Peer]] = {CORE: CorePeer, PYTHON_USBTMC: PythonUsbtmcPeer, PYVISA_PY: PyvisaPyPeer}
+PEERS: dict[str, Callable[[object], Peer]] = {CORE: CorePeer, CONSOLE: ConsolePeer, PYTHON_USBTMC: PythonUsbtmcPeer,
+                                              PYVISA_PY: PyvisaPyPeer}
 
 
 def missing_peers(names) -> list[str]:
@@ -233,7 +297,8 @@ def _measure_upload(peer: Peer, size: int, message: bytes, points: int, crc: int
     errors = peer.query("SYST:ERR?").strip()
     entry = samples.setdefault((peer.name, "upload", size), {"MBps": [], "cpu": [], "dev": [], "verified": True})
     entry["MBps"].append(megabytes / seconds)
-    entry["cpu"].append((cpu - dev) * 1e3 / megabytes)
+    # The console works on its session's thread: this thread's CPU time does not show it.
+    entry["cpu"].append((cpu - dev) * 1e3 / megabytes if peer.name != CONSOLE else None)
     entry["dev"].append(dev * 1e3 / megabytes if awg is not None else None)
     entry["verified"] &= answer == f"{points},{crc}" and errors.startswith("0,")
 
@@ -246,7 +311,8 @@ def _measure_queries(peer: Peer, count: int, awg, samples: dict) -> None:
     seconds = time.perf_counter() - t0
     entry = samples.setdefault((peer.name, "query", None), {"ms": [], "cpu": []})
     entry["ms"].append(seconds * 1e3 / count)
-    entry["cpu"].append((time.thread_time() - cpu0 - (_device_cpu(awg) - dev0)) * 1e3 / count)
+    entry["cpu"].append((time.thread_time() - cpu0 - (_device_cpu(awg) - dev0)) * 1e3 / count
+                        if peer.name != CONSOLE else None)
 
 
 def measure(options: BenchOptions, backend, awg=None) -> dict:
@@ -299,7 +365,8 @@ def summarize(samples: dict, options: BenchOptions, transport: str) -> list[Reco
         if measure_name == "upload":
             rate = statistics.median(entry["MBps"])
             dev = [d for d in entry["dev"] if d is not None]
-            records.append(Record(name, "upload", size, MBps=rate, host_cpu_ms_per_MB=statistics.median(entry["cpu"]),
+            cpu = [c for c in entry["cpu"] if c is not None]
+            records.append(Record(name, "upload", size, MBps=rate, host_cpu_ms_per_MB=statistics.median(cpu) if cpu else None,
                                   device_cpu_ms_per_MB=statistics.median(dev) if dev else None,
                                   verified=entry["verified"], rounds=entry["MBps"],
                                   of_wire_limit=rate / wire_limit if wire_limit else None, **common))
@@ -420,7 +487,8 @@ def report(records: list[Record], options: BenchOptions) -> str:
         text = f"{format_size(size):>8}  "
         for n in names:
             r = row.get(n)
-            cell = "-" if r is None else f"{r.MBps:.1f} ({r.host_cpu_ms_per_MB:.2f})" + ("" if r.verified else " !")
+            cpu = "" if r is None or r.host_cpu_ms_per_MB is None else f" ({r.host_cpu_ms_per_MB:.2f})"
+            cell = "-" if r is None else f"{r.MBps:.1f}{cpu}" + ("" if r.verified else " !")
             text += f"{cell:>{width}}"
         core = row.get(CORE)
         if core is not None:
@@ -462,10 +530,18 @@ def _targets(records: list[Record], options: BenchOptions) -> list[str]:
             verdict = "met" if worst >= factor else f"the core is at {paced}'s limit" if at_limit else "MISSED"
             out.append(f"upload >= {factor:g}x {peer}: {verdict} (worst {worst:.2f}x)")
     query = next((r for r in records if r.measure == "query" and r.implementation == CORE), None)
-    if query is not None and query.vs:
-        worst = min(query.vs.values())
+    peer_ratios = {k: v for k, v in (query.vs.items() if query is not None else ()) if k != CONSOLE}
+    if peer_ratios:
+        worst = min(peer_ratios.values())
         verdict = "met" if worst >= 1.0 else "frame-bound, within 10 %" if options.wire and worst >= 0.9 else "MISSED"
         out.append(f"query no slower than the peers: {verdict} (worst {worst:.2f}x)")
+    console_uploads = [r.vs[CONSOLE] for r in uploads if CONSOLE in r.vs]
+    if console_uploads:
+        worst = 1 / max(console_uploads)
+        out.append(f"console upload >= 0.95x the core: {'met' if worst >= 0.95 else 'MISSED'} (worst {worst:.2f}x)")
+    if query is not None and CONSOLE in query.vs:
+        ratio = query.vs[CONSOLE]
+        out.append(f"console *IDN? <= 1.10x the core: {'met' if ratio <= 1.10 else 'MISSED'} ({ratio:.2f}x)")
     if options.wire == "high":
         big = [r for r in uploads if (r.size_bytes or 0) >= MIB]
         if big:

@@ -34,6 +34,7 @@ from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, S
 
 from app.usbtmc import errors as tmc_errors
 from app.usbtmc import ieee488
+from app.waveforms import ABORT_LATENCY_MS
 
 from . import scpi
 from .events import (
@@ -157,7 +158,8 @@ class CommandContext:
                 return
             last[0] = now
             self.emit(Progress(self.command.id, done, total or total_bytes, now - started))
-            self.worker.poll_srq_between_transfers()
+            if not final:  # after the last transfer the idle SRQ poll takes over
+                self.worker.poll_srq_between_transfers()
 
         return report
 
@@ -412,20 +414,29 @@ def _write(ctx: CommandContext) -> None:
 
 def _query(ctx: CommandContext) -> None:
     inst, cmd = ctx.instrument, ctx.command
-    if inst.quirks.vendor_lock_around_query and cmd.max_bytes is None:
-        # The device answers only while locked around the write+read pair; the core does that.
-        data = inst.query_raw(cmd.data, abort=ctx.abort)
-        ctx.emit(Sent(cmd.id, len(cmd.data), 0.0))
-        ctx.emit(Reply(cmd.id, data, ctx.elapsed_ms(), ctx.elapsed_ms()))
+    if cmd.max_bytes is not None:
+        # A read cut at max_bytes is not a whole reply: written and read apart.
+        inst.write_raw(cmd.data, abort=ctx.abort)
+        sent_ms = ctx.elapsed_ms()
+        ctx.emit(Sent(cmd.id, len(cmd.data), sent_ms))
+        data = inst.read_raw(cmd.max_bytes, abort=ctx.abort, progress=ctx.progress_reporter())
+        total_ms = ctx.elapsed_ms()
+        ctx.emit(Reply(cmd.id, data, total_ms - sent_ms, total_ms))
         return
-    # Written and read apart (not batched by query_raw), so that the transcript shows the line
-    # as sent at once, even when the instrument takes seconds to answer.
-    inst.write_raw(cmd.data, abort=ctx.abort)
-    sent_ms = ctx.elapsed_ms()
-    ctx.emit(Sent(cmd.id, len(cmd.data), sent_ms))
-    data = inst.read_raw(cmd.max_bytes, abort=ctx.abort, progress=ctx.progress_reporter())
+    # The core's fast path (on libusb the command, read request and first read go out as one
+    # batch); the line shows as sent the moment the command has left, however long the
+    # instrument then takes to answer.
+    sent = []
+
+    def on_sent() -> None:
+        sent.append(ctx.elapsed_ms())
+        ctx.emit(Sent(cmd.id, len(cmd.data), sent[0]))
+
+    data = inst.query_raw(cmd.data, abort=ctx.abort, on_sent=on_sent, read_progress=ctx.progress_reporter())
     total_ms = ctx.elapsed_ms()
-    ctx.emit(Reply(cmd.id, data, total_ms - sent_ms, total_ms))
+    if not sent:  # a core or instrument double that reports no send
+        on_sent()
+    ctx.emit(Reply(cmd.id, data, total_ms - sent[0], total_ms))
 
 
 def _read(ctx: CommandContext) -> None:
@@ -435,8 +446,11 @@ def _read(ctx: CommandContext) -> None:
 
 def _write_stream(ctx: CommandContext) -> None:
     cmd = ctx.command
+    # Every stream from the GUI can be cancelled: paced as the waveform panel's uploads are,
+    # so that Cancel acts within one transfer (the core keeps two small ones in flight).
     ctx.instrument.write_stream(
-        cmd.pieces, cmd.total_bytes, abort=ctx.abort, progress=ctx.progress_reporter(cmd.total_bytes)
+        cmd.pieces, cmd.total_bytes, abort=ctx.abort, progress=ctx.progress_reporter(cmd.total_bytes),
+        abort_latency_ms=ABORT_LATENCY_MS,
     )
     ctx.emit(Sent(cmd.id, cmd.total_bytes, ctx.elapsed_ms()))
 

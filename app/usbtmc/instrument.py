@@ -474,14 +474,16 @@ class Instrument:
             message += self.write_termination
         return self._decode(self.query_raw(message.encode(self.encoding)))
 
-    def query_raw(self, data, *, abort=None, progress: Progress | None = None) -> bytes:
+    def query_raw(self, data, *, abort=None, progress: Progress | None = None,
+                  on_sent: Callable[[], None] | None = None, read_progress: Progress | None = None) -> bytes:
         """Write ``data`` as one message and read the response message, as bytes.
 
         A message that fits one transfer goes out together with the read request
         and the first Bulk-IN read (:meth:`UsbTransport.bulk_batch`): on libusb the
         three transfers then follow each other on the bus with no host round trip in
         between. Devices that answer only while locked (quirk ``vendor_lock_around_query``)
-        are locked around the pair.
+        are locked around the pair. ``on_sent()`` is called once the message has gone out,
+        while the reply is still awaited; ``read_progress(done_bytes, 0)`` after each reply transfer.
         """
         locked = self.quirks.vendor_lock_around_query
         if locked:
@@ -492,17 +494,19 @@ class Instrument:
                 self._check_open()
                 if abort is not None and abort.is_set():
                     raise AbortedError("the query was aborted by the user before it was sent")
-                first = self._send_query(view)
+                first = self._send_query(view, on_sent)
                 if progress is not None:
                     progress(len(view), len(view))
-                return self._reader.read_message(None, abort, None, first)
+                return self._reader.read_message(None, abort, read_progress, first)
             self.write_raw(view, abort=abort, progress=progress)
-            return self.read_raw(abort=abort)
+            if on_sent is not None:
+                on_sent()
+            return self.read_raw(abort=abort, progress=read_progress)
         finally:
             if locked:
                 self._vendor_lock(False)
 
-    def _send_query(self, view: memoryview) -> tuple[int, int, Outcome]:
+    def _send_query(self, view: memoryview, on_sent: Callable[[], None] | None = None) -> tuple[int, int, Outcome]:
         """Send a one-transfer message, the read request and the first read as one batch.
 
         Returns the request's bTag, the bytes it asked for and the first read's outcome,
@@ -518,7 +522,7 @@ class Instrument:
         request = framing.pack_request_dev_dep_msg_in(request_btag, ask, term_char)
         message, sent_request, reply = self._transport.bulk_batch(
             [(frame, self.timeout_for(size)), (request, self.timeout_ms)],
-            self._reader.first_read_bytes(ask), self.timeout_ms)
+            self._reader.first_read_bytes(ask), self.timeout_ms, on_sent=on_sent)
         message = short_write_as_timeout(message, len(frame))
         if not message.ok:
             # The request queued behind the message may have gone out before it could be cancelled.

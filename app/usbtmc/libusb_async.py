@@ -197,10 +197,12 @@ class AsyncBulk:
             _ABANDONED.append(pending)
         return result
 
-    def run(self, requests: list[BulkRequest]) -> list[BulkResult]:
+    def run(self, requests: list[BulkRequest], *, after: int = 0, then=None) -> list[BulkResult]:
         """Submit every transfer in order, wait for all of them, return their results in order.
 
-        Never raises for a transfer's failure; the caller reads the statuses.
+        ``then()`` is called once the first ``after`` transfers have finished well, while the
+        rest may still be in flight (a console shows a command as sent while its reply is
+        awaited). Never raises for a transfer's failure; the caller reads the statuses.
         """
         pending = []
         for request in requests:
@@ -208,8 +210,18 @@ class AsyncBulk:
             pending.append(item)
             if item.done.value and item.transfer.contents.status != COMPLETED:
                 break  # refused: submit nothing after it
-        results = [self.wait(item) for item in pending]
+        results = []
+        for index, item in enumerate(pending):
+            if index == after and then is not None and all(r.status == COMPLETED for r in results):
+                then()
+            results.append(self.wait(item))
         return results + [BulkResult(CANCELLED, 0)] * (len(requests) - len(results))
+
+    def cancel(self, pending: Pending) -> None:
+        """Ask libusb to cancel a transfer still in flight (and those submitted after it);
+        :meth:`wait` then returns it as CANCELLED, or as it finished if it was faster."""
+        if not pending.done.value and pending.transfer is not None:
+            self._cancel(pending.transfer)
 
     def _on_complete(self, address: int, status: int) -> None:
         pending = self._in_flight.pop(address, None)

@@ -237,21 +237,23 @@ class UsbTransport:
         """True when :meth:`bulk_batch` really overlaps transfers (pyusb's libusb 1.0 backend)."""
         return self._async_engine() is not None
 
-    def bulk_batch(self, outs: Sequence[tuple[object, int]], in_length: int, in_timeout_ms: int) -> list[Outcome]:
+    def bulk_batch(self, outs: Sequence[tuple[object, int]], in_length: int, in_timeout_ms: int, *,
+                   on_sent: Callable[[], None] | None = None) -> list[Outcome]:
         """Bulk-OUT transfers ``(data, timeout_ms)`` in order, then one Bulk-IN of ``in_length`` bytes.
 
         On libusb 1.0 all of them are submitted at once, so they follow each other on
         the bus without a host round trip in between; elsewhere they run one by one.
         A transfer that fails stops the ones after it (their outcome says whether they
-        started). Returns one :class:`Outcome` per transfer; never raises for a
+        started). ``on_sent()`` is called when the OUT transfers have finished, before the IN
+        one is waited for. Returns one :class:`Outcome` per transfer; never raises for a
         transfer's failure except :class:`DeviceGoneError` from the synchronous path.
         """
         engine = self._async_engine()
         if engine is None:
-            return self._batch_one_by_one(outs, in_length, in_timeout_ms)
+            return self._batch_one_by_one(outs, in_length, in_timeout_ms, on_sent)
         requests = [libusb_async.BulkRequest(self.endpoints.bulk_out, max(1, t), data=d) for d, t in outs]
         requests.append(libusb_async.BulkRequest(self.endpoints.bulk_in, max(1, in_timeout_ms), length=in_length))
-        results = engine.run(requests)
+        results = engine.run(requests, after=len(outs), then=on_sent)
         return [self._outcome(result, "Bulk-IN transfer" if index == len(outs) else "Bulk-OUT transfer")
                 for index, result in enumerate(results)]
 
@@ -266,6 +268,12 @@ class UsbTransport:
         if engine is None:
             return _synchronous(lambda: Outcome(count=self.bulk_out(data, timeout_ms)))
         return engine.submit(libusb_async.BulkRequest(self.endpoints.bulk_out, max(1, timeout_ms), data=data))
+
+    def cancel_bulk_out(self, token) -> None:
+        """Cancel a transfer begun by :meth:`start_bulk_out` that may still be in flight
+        (:meth:`finish_bulk_out` then reports whether any of it started)."""
+        if not isinstance(token, Outcome) and self._async is not None:
+            self._async.cancel(token)
 
     def finish_bulk_out(self, token) -> Outcome:
         """Wait for a transfer begun by :meth:`start_bulk_out`. If it failed, the transfers
@@ -283,12 +291,14 @@ class UsbTransport:
         error = _STATUS_ERRORS.get(result.status, _STATUS_ERRORS[libusb_async.ERROR])(what)
         return Outcome(result.actual_length, result.data, error)
 
-    def _batch_one_by_one(self, outs, in_length: int, in_timeout_ms: int) -> list[Outcome]:
+    def _batch_one_by_one(self, outs, in_length: int, in_timeout_ms: int, on_sent=None) -> list[Outcome]:
         outcomes: list[Outcome] = []
         for data, timeout_ms in outs:
             outcomes.append(_synchronous(lambda: Outcome(count=self.bulk_out(data, timeout_ms))))
             if outcomes[-1].error is not None:
                 return outcomes + [_NOT_STARTED] * (len(outs) + 1 - len(outcomes))
+        if on_sent is not None:
+            on_sent()
         outcomes.append(_synchronous(lambda: Outcome(data=self.bulk_in(in_length, in_timeout_ms))))
         return outcomes
 

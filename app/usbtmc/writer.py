@@ -101,9 +101,7 @@ class MessageWriter:
                      progress: Progress | None = None, abort_latency_ms: int | None = None) -> None:
         """The concatenation of ``pieces`` as one message; see :meth:`Instrument.write_stream`."""
         chunk = self.session.quirks.max_out_transfer_bytes
-        # A paced upload keeps one transfer in flight, so that a cancel waits for one at most.
-        overlap = abort_latency_ms is None and chunk < OVERLAP_BELOW_BYTES and self.session.pipelined
-        depth = OUT_TRANSFERS_IN_FLIGHT if overlap else 1
+        pipelined = self.session.pipelined
         if abort_latency_ms is not None:
             chunk = self.paced_transfer_bytes(None, abort_latency_ms)
         transport = self.link.transport
@@ -112,6 +110,15 @@ class MessageWriter:
         done = 0
         sent = 0  # transfers begun
         in_flight: deque = deque()  # (token, btag, size, index, frame length, started at)
+        last_done_at = [0.0]  # when the last transfer finished (paced: the rate is measured between finishes)
+
+        def queued_bytes() -> int:
+            return done + sum(item[2] for item in in_flight)
+
+        def depth_for(n: int) -> int:
+            # Where the transport overlaps transfers, small ones keep two in flight. A Cancel
+            # then cancels what is still in flight once the transfer it interrupted is done.
+            return OUT_TRANSFERS_IN_FLIGHT if pipelined and n < OVERLAP_BELOW_BYTES else 1
 
         def finish_oldest() -> None:
             nonlocal done, chunk
@@ -125,12 +132,27 @@ class MessageWriter:
                 failed_btag, failed_index = (reached[-1][1], reached[-1][3]) if reached else (btag, index)
                 self.raise_out_failure(outcome.error or TmcTimeoutError("cancelled"), failed_btag, size,
                                        first_of_message=failed_index == 0 and not reached, frame_bytes=length)
+            now = time.perf_counter()
             if abort_latency_ms is not None:
-                rate = size / max(time.perf_counter() - started, 1e-6)
+                rate = size / max(now - max(started, last_done_at[0]), 1e-6)
                 chunk = min(2 * size, self.paced_transfer_bytes(rate, abort_latency_ms))
+            last_done_at[0] = now
             done += size
             if progress is not None:
                 progress(done, total_bytes if total_bytes is not None else done + pending_bytes)
+
+        def stop_for_abort() -> None:
+            nonlocal done
+            # What is still in flight started after the abort was asked for: cancelled, so that
+            # a Cancel waits for one transfer at most (the one it interrupted).
+            for item in in_flight:
+                transport.cancel_bulk_out(item[0])
+            while in_flight:
+                token, _btag, size, _index, length, _started = in_flight.popleft()
+                outcome = transport.finish_bulk_out(token)
+                if outcome.ok and outcome.count == length:
+                    done += size
+            self.raise_aborted(done, started_message=sent > 0)
 
         def send(n: int, last: bool) -> None:
             nonlocal pending_bytes, sent
@@ -147,14 +169,15 @@ class MessageWriter:
                     take = 0
             pending_bytes -= n
             if abort is not None and abort.is_set():
-                while in_flight:
-                    finish_oldest()
-                self.raise_aborted(done, started_message=sent > 0)
-            if len(in_flight) == depth:
+                stop_for_abort()
+            depth = depth_for(n)
+            while len(in_flight) >= depth:
                 finish_oldest()  # its frame is the one to reuse
+                if abort is not None and abort.is_set():
+                    stop_for_abort()
             btag = self.link.next_btag()
             self.link.last_out_btag = btag
-            frame = self.frame(parts, n, last, btag, slot=sent % depth)
+            frame = self.frame(parts, n, last, btag, slot=sent % OUT_TRANSFERS_IN_FLIGHT)
             started = time.perf_counter()
             # A transfer queued behind others waits for them on the bus first. Its longer limit
             # delays nothing: the one ahead times out sooner and cancels it.
@@ -172,6 +195,10 @@ class MessageWriter:
                 pending.append(view)
                 pending_bytes += len(view)
                 while pending_bytes > chunk:  # strictly more: what remains is not the last transfer
+                    if total_bytes is not None and pending_bytes == total_bytes - queued_bytes() \
+                            and pending_bytes <= chunk + chunk // 4 \
+                            and pending_bytes <= self.session.quirks.max_out_transfer_bytes:
+                        break  # the rest is a paced transfer and a sliver: one transfer, not two
                     send(chunk, last=False)
             if pending_bytes == 0 and sent == 0:
                 raise UsageError("nothing to send: a USBTMC message carries at least one byte (USBTMC 1.0 Table 3)")
@@ -179,6 +206,8 @@ class MessageWriter:
                 send(pending_bytes, last=True)
             while in_flight:
                 finish_oldest()
+                if in_flight and abort is not None and abort.is_set():
+                    stop_for_abort()
         finally:
             # An error from the caller's generator (or ours) must not leave transfers behind.
             for item in list(in_flight):

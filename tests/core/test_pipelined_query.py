@@ -21,9 +21,9 @@ def spy(monkeypatch):
     def attach(inst):
         real = inst._transport.bulk_batch
 
-        def bulk_batch(outs, in_length, in_timeout_ms):
+        def bulk_batch(outs, in_length, in_timeout_ms, on_sent=None):
             Spy.batches.append([bytes(data) for data, _timeout in outs])
-            return Spy.answers.pop(0) if Spy.answers else real(outs, in_length, in_timeout_ms)
+            return Spy.answers.pop(0) if Spy.answers else real(outs, in_length, in_timeout_ms, on_sent=on_sent)
 
         monkeypatch.setattr(inst._transport, "bulk_batch", bulk_batch)
         return Spy

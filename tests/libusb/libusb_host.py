@@ -15,6 +15,7 @@ import ctypes.util
 import hashlib
 import json
 import sys
+import threading
 import time
 import traceback
 
@@ -130,7 +131,13 @@ def block(args) -> dict:
     with Instrument(args["resource"], timeout_ms=20000, quirks=quirks) as inst:
         if args.get("write_prefix") is not None:
             start = time.perf_counter()
-            inst.write_block(args["write_prefix"], payload)
+            if args.get("cancellable"):
+                # The console's upload: an abort flag, transfers paced for a 50 ms Cancel.
+                head = args["write_prefix"].encode() + f"#{len(str(size))}{size}".encode()
+                inst.write_stream((head, payload, b"\n"), len(head) + size + 1, abort=threading.Event(),
+                                  abort_latency_ms=50)
+            else:
+                inst.write_block(args["write_prefix"], payload)
             observed["write_s"] = time.perf_counter() - start
         if args.get("read_query") is not None:
             start = time.perf_counter()

@@ -34,6 +34,18 @@ def test_an_upload_in_small_transfers_keeps_two_in_flight_and_arrives_intact(mak
     assert result["got_sha256"] == result["sent_sha256"] and result["got_bytes"] == size
 
 
+def test_a_cancellable_upload_also_keeps_two_in_flight(make_bus, host):
+    # The console's uploads carry an abort flag and are paced for a quick Cancel; they take
+    # the same overlapped path, Cancel cancelling the queued transfer (tests/core/test_cancel.py).
+    bus = make_bus(["loopback"])
+    size = 256 * 1024 + 5
+    common = {"resource": LOOPBACK, "bytes": size, "transfer_bytes": 4096}
+    host.run(bus, "block", {**common, "write_prefix": "MEM:DATA ", "cancellable": True})
+    assert bus.stats(_key(bus, "loopback"))["most_outstanding"] == 2
+    result = host.run(bus, "block", {**common, "read_query": "MEM:DATA?"})
+    assert result["got_sha256"] == result["sent_sha256"] and result["got_bytes"] == size
+
+
 def test_a_read_timeout_is_recovered_by_abort_through_discardurb(bus, host):
     key = _key(bus, "sam7")
     before = bus.stats(key)["discarded"]

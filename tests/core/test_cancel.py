@@ -1,0 +1,84 @@
+"""Cancel during an overlapped upload: the queued transfer is cancelled, the one on the bus finishes,
+the partial message is cleared, and the next command arrives alone."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+import pytest
+
+from app.sim.scpi_device import VirtualLoopback
+from app.usbtmc import AbortedError, Instrument
+from app.usbtmc.transport import Outcome, UsbTransport
+
+LOOPBACK = "USB0::0x1209::0x0002::LOOP-0001::INSTR"
+
+
+class OverlappingTransport:
+    """Stands in for libusb's asynchronous transfers on the virtual bus: a started transfer
+    reaches the device only when it is finished (in order), and a cancelled one never does."""
+
+    def __init__(self, real: UsbTransport) -> None:
+        self.real = real
+        self.started: list[bytes] = []
+        self.cancelled: list[int] = []
+        self.delivered: list[int] = []
+
+    def start_bulk_out(self, data, timeout_ms: int):
+        self.started.append(bytes(data))
+        return len(self.started) - 1
+
+    def cancel_bulk_out(self, token) -> None:
+        self.cancelled.append(token)
+
+    def finish_bulk_out(self, token) -> Outcome:
+        if token in self.cancelled:
+            return Outcome(started=False)
+        self.delivered.append(token)
+        return Outcome(count=self.real.bulk_out(self.started[token], 2000))
+
+
+@pytest.fixture
+def overlapped(sim, monkeypatch):
+    device = sim.bus.find(kind=VirtualLoopback)
+    inst = Instrument(LOOPBACK, backend=sim, timeout_ms=2000)
+    inst.quirks = replace(inst.quirks, max_out_transfer_bytes=4096)
+    fake = OverlappingTransport(inst._transport)
+    monkeypatch.setattr(UsbTransport, "pipelines", property(lambda self: True))
+    for name in ("start_bulk_out", "cancel_bulk_out", "finish_bulk_out"):
+        monkeypatch.setattr(inst._transport, name, getattr(fake, name))
+    yield device, inst, fake
+    inst.close()
+
+
+def test_a_cancel_stops_the_queued_transfer_and_waits_for_one_at_most(overlapped):
+    device, inst, fake = overlapped
+    abort = threading.Event()
+    seen = []
+
+    def progress(done, total):
+        seen.append(done)
+        if len(seen) == 3:
+            abort.set()
+
+    payload = bytes(100_000)
+    with pytest.raises(AbortedError) as caught:
+        inst.write_stream((b"MEM:DATA #6100000", payload, b"\n"), 17 + 100_000 + 1, abort=abort, progress=progress,
+                          abort_latency_ms=50)
+    # Two in flight: when the third transfer finished, the fourth was already queued behind it;
+    # the cancel stopped it before it reached the device, and nothing after it was started.
+    assert fake.cancelled and fake.cancelled[-1] not in fake.delivered
+    assert len(fake.started) == len(fake.delivered) + len(fake.cancelled) <= 5
+    assert caught.value.usable and "discard the partial message" in caught.value.recovery
+    assert inst.query("*IDN?") == device.idn
+    assert device.executed[-1] == b"*IDN?\n" and not any(m.startswith(b"MEM:DATA") for m in device.executed)
+
+
+def test_an_uncancelled_overlapped_upload_arrives_whole(overlapped):
+    device, inst, fake = overlapped
+    payload = bytes(i % 251 for i in range(50_000))
+    inst.write_stream((b"MEM:DATA #550000", payload, b"\n"), 16 + 50_000 + 1, abort=threading.Event(),
+                      abort_latency_ms=50)
+    assert len(fake.delivered) == len(fake.started) > 10 and not fake.cancelled
+    assert device.memory == payload
