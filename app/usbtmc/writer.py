@@ -51,6 +51,9 @@ class MessageWriter:
         self.session = session
         # Frames of full-size Bulk-OUT transfers, reused: one per transfer that can be in flight.
         self._out_frames: list[array | None] = [None] * OUT_TRANSFERS_IN_FLIGHT
+        #: The rate the device last took a paced transfer at (bytes/s): the next paced upload
+        #: starts from it instead of from 64 KiB (None: not measured yet in this session).
+        self.paced_rate: float | None = None
 
     # --- one-transfer messages ---
 
@@ -103,7 +106,7 @@ class MessageWriter:
         chunk = self.session.quirks.max_out_transfer_bytes
         pipelined = self.session.pipelined
         if abort_latency_ms is not None:
-            chunk = self.paced_transfer_bytes(None, abort_latency_ms)
+            chunk = self.paced_transfer_bytes(self.paced_rate, abort_latency_ms)
         transport = self.link.transport
         pending: list[memoryview] = []
         pending_bytes = 0
@@ -116,9 +119,13 @@ class MessageWriter:
             return done + sum(item[2] for item in in_flight)
 
         def depth_for(n: int) -> int:
-            # Where the transport overlaps transfers, small ones keep two in flight. A Cancel
-            # then cancels what is still in flight once the transfer it interrupted is done.
-            return OUT_TRANSFERS_IN_FLIGHT if pipelined and n < OVERLAP_BELOW_BYTES else 1
+            # Where the transport overlaps transfers, small ones keep two in flight, and so do
+            # paced ones (sized to last about abort_latency_ms, they would leave the bus idle
+            # between them). A Cancel cancels what is still in flight once the transfer it
+            # interrupted is done.
+            if not pipelined:
+                return 1
+            return OUT_TRANSFERS_IN_FLIGHT if n < OVERLAP_BELOW_BYTES or abort_latency_ms is not None else 1
 
         def finish_oldest() -> None:
             nonlocal done, chunk
@@ -136,6 +143,7 @@ class MessageWriter:
             if abort_latency_ms is not None:
                 rate = size / max(now - max(started, last_done_at[0]), 1e-6)
                 chunk = min(2 * size, self.paced_transfer_bytes(rate, abort_latency_ms))
+                self.paced_rate = rate
             last_done_at[0] = now
             done += size
             if progress is not None:
