@@ -1,6 +1,7 @@
 """The layer rules of docs/architecture.md, enforced."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,7 @@ def test_device_models_import_only_the_standard_library():
                 top = name.split(".")[0]
                 ok = top in stdlib or top in allowed_third_party.get(path.name, set())
                 if top == "app":
-                    ok = name.startswith("app.sim")
+                    ok = name.startswith(("app.sim", "app.protocol"))
                 assert ok, f"{path.relative_to(ROOT)} imports {name}"
 
 
@@ -47,3 +48,38 @@ def test_nothing_is_evaluated():
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 assert node.func.id not in {"eval", "exec"}, f"{path}: {node.func.id}() at line {node.lineno}"
+
+
+def test_the_protocol_leaf_imports_only_the_standard_library():
+    stdlib = set(sys.stdlib_module_names)
+    for path in sorted((ROOT / "app" / "protocol").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] in stdlib or name.startswith("app.protocol"), \
+                    f"{path.relative_to(ROOT)} imports {name}"
+
+
+def test_the_spec_numbers_are_written_only_in_the_protocol_leaf():
+    # The Bulk header layout, the MsgID/bRequest/status tables and libusb's error codes are
+    # defined in app/protocol only; everything else imports them from there.
+    patterns = {
+        "the Bulk header layout": re.compile(r"[\"']<BBBBI"),
+        "a MsgID table": re.compile(r"^\s*DEV_DEP_MSG_OUT\s*=\s*1\b", re.M),
+        "a bRequest table": re.compile(r"^\s*INITIATE_ABORT_BULK_OUT\s*=\s*1\b", re.M),
+        "a USBTMC_status table": re.compile(r"^\s*TRANSFER_NOT_IN_PROGRESS\s*=\s*0x81\b", re.M),
+        "libusb's error codes": re.compile(r"^\s*\w*(IO|PIPE)\w*\s*=\s*-(1|9)\b", re.M),
+        "the ESR error mask": re.compile(r"=\s*0x3[Cc]\b"),
+    }
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        if "protocol" in path.relative_to(ROOT / "app").parts:
+            continue
+        text = path.read_text()
+        for what, pattern in patterns.items():
+            assert not pattern.search(text), f"{path.relative_to(ROOT)} writes {what} again"

@@ -26,13 +26,14 @@ GUI's device browser. Standard library only.
 
 from __future__ import annotations
 
-import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import Enum
 
 from .device import Gone, NoData, Stall
+from app.protocol.usbtmc import pack_header
+
 from .usbtmc_device import MsgId, Request, Status, StbBit, UsbtmcDevice
 
 
@@ -102,7 +103,11 @@ _HEADER_STALLS = {
 }
 _CHECK_REQUESTS = (Request.CHECK_ABORT_BULK_OUT_STATUS, Request.CHECK_ABORT_BULK_IN_STATUS, Request.CHECK_CLEAR_STATUS)
 _LEFTOVER = b"LEFTOVER-REPLY-DATA;"
-_IN_HEADER = struct.Struct("<BBBBIB3x")  # USBTMC 3.3.1 Table 8/9
+
+
+def _in_header(msg_id: int, btag: int, size: int, attributes: int) -> bytes:
+    """A Bulk-IN header as the device would build it, bTag checks and all (USBTMC 3.3.1 Table 8/9)."""
+    return pack_header(msg_id, btag, size, attributes)
 
 
 @dataclass(frozen=True)
@@ -430,20 +435,19 @@ class FaultInjector:
             if not armed.due():
                 continue
             if kind == FaultKind.NO_ZLP:
-                device._queue_in_frame(btag, _IN_HEADER.pack(MsgId.DEV_DEP_MSG_IN, btag, ~btag & 0xFF, 0, len(chunk),
+                device._queue_in_frame(btag, _in_header(MsgId.DEV_DEP_MSG_IN, btag, len(chunk),
                                                              attributes) + chunk + pad, zlp=False)
                 detail = f"no ZLP after a {12 + len(chunk) + len(pad)}-byte reply"
             elif kind == FaultKind.WRONG_BTAG:
                 wrong = btag % 255 + 1
-                device._queue_in_frame(btag, _IN_HEADER.pack(MsgId.DEV_DEP_MSG_IN, wrong, ~wrong & 0xFF, 0, len(chunk),
+                device._queue_in_frame(btag, _in_header(MsgId.DEV_DEP_MSG_IN, wrong, len(chunk),
                                                              attributes) + chunk + pad)
                 detail = f"bTag {wrong} in the answer to bTag {btag}"
             elif kind == FaultKind.WRONG_MSGID:
-                device._queue_in_frame(btag, _IN_HEADER.pack(MsgId.VENDOR_SPECIFIC_IN, btag, ~btag & 0xFF, 0,
-                                                             len(chunk), attributes) + chunk + pad)
+                device._queue_in_frame(btag, _in_header(MsgId.VENDOR_SPECIFIC_IN, btag, len(chunk), attributes) + chunk + pad)
                 detail = f"MsgID {int(MsgId.VENDOR_SPECIFIC_IN)} in the answer to bTag {btag}"
             elif kind == FaultKind.SHORT_HEADER:
-                header = _IN_HEADER.pack(MsgId.DEV_DEP_MSG_IN, btag, ~btag & 0xFF, 0, len(chunk), attributes)
+                header = _in_header(MsgId.DEV_DEP_MSG_IN, btag, len(chunk), attributes)
                 device._queue_in_frame(btag, header[:7])
                 detail = "a 7-byte transfer for the answer"
             elif kind == FaultKind.GARBAGE_HEADER:
@@ -452,16 +456,16 @@ class FaultInjector:
             elif kind == FaultKind.SIZE_TOO_LARGE:
                 extra = bytes(b"~" * (max_bytes - len(chunk) + mp + 4))
                 data = chunk + extra
-                device._queue_in_frame(btag, _IN_HEADER.pack(MsgId.DEV_DEP_MSG_IN, btag, ~btag & 0xFF, 0, len(data),
+                device._queue_in_frame(btag, _in_header(MsgId.DEV_DEP_MSG_IN, btag, len(data),
                                                              attributes) + data + bytes(-len(data) % 4))
                 detail = f"TransferSize {len(data)} after {max_bytes} were requested"
             elif kind == FaultKind.SIZE_TOO_SMALL:
                 size = len(chunk) // 2
-                device._queue_in_frame(btag, _IN_HEADER.pack(MsgId.DEV_DEP_MSG_IN, btag, ~btag & 0xFF, 0, size,
+                device._queue_in_frame(btag, _in_header(MsgId.DEV_DEP_MSG_IN, btag, size,
                                                              attributes) + chunk + pad)
                 detail = f"TransferSize {size} for {len(chunk)} bytes sent"
             else:  # EARLY_SHORT_PACKET
-                frame = _IN_HEADER.pack(MsgId.DEV_DEP_MSG_IN, btag, ~btag & 0xFF, 0, len(chunk), attributes)
+                frame = _in_header(MsgId.DEV_DEP_MSG_IN, btag, len(chunk), attributes)
                 frame += chunk[: len(chunk) // 2]
                 if len(frame) % mp == 0:
                     frame = frame[:-1]  # a short packet, not a full one

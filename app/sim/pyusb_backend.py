@@ -40,19 +40,21 @@ import weakref
 import usb.backend
 import usb.core
 
+from app.protocol.libusb import LibusbError
+
 from .bus import BusEntry, VirtualBus
 from .device import DATA_TOGGLES_BY_DEFAULT, TRANSFER_TYPE_INTERRUPT, Gone, HostToggles, NoData, Overflow, Stall, VirtualDevice
 
 # libusb.h error codes, and the messages and errno values pyusb's libusb1 backend attaches to them.
-LIBUSB_ERROR_IO = -1
-LIBUSB_ERROR_INVALID_PARAM = -2
-LIBUSB_ERROR_ACCESS = -3
-LIBUSB_ERROR_NO_DEVICE = -4
-LIBUSB_ERROR_NOT_FOUND = -5
-LIBUSB_ERROR_BUSY = -6
-LIBUSB_ERROR_TIMEOUT = -7
-LIBUSB_ERROR_OVERFLOW = -8
-LIBUSB_ERROR_PIPE = -9
+LIBUSB_ERROR_IO = LibusbError.IO
+LIBUSB_ERROR_INVALID_PARAM = LibusbError.INVALID_PARAM
+LIBUSB_ERROR_ACCESS = LibusbError.ACCESS
+LIBUSB_ERROR_NO_DEVICE = LibusbError.NO_DEVICE
+LIBUSB_ERROR_NOT_FOUND = LibusbError.NOT_FOUND
+LIBUSB_ERROR_BUSY = LibusbError.BUSY
+LIBUSB_ERROR_TIMEOUT = LibusbError.TIMEOUT
+LIBUSB_ERROR_OVERFLOW = LibusbError.OVERFLOW
+LIBUSB_ERROR_PIPE = LibusbError.PIPE
 
 _ERRORS = {
     LIBUSB_ERROR_IO: ("Input/output error", errno.EIO),

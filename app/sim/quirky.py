@@ -54,7 +54,6 @@ Standard library only.
 from __future__ import annotations
 
 import dataclasses
-import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,13 +61,14 @@ from dataclasses import dataclass
 from .clock import Clock
 from .device import ConfigDesc, DeviceDesc, InterfaceDesc, NoData, Speed, Stall, VirtualDevice
 from .scpi_device import ScpiInstrument, command, definite_block
+from app.protocol.usbtmc import HEADER_BYTES, pack_header
+
 from .usbtmc_device import MsgId, Request, Status, TmcCapabilities
 
 
 # --- the seams -------------------------------------------------------------------------------
 
 EOM = 0x01
-BULK_IN_HEADER = struct.Struct("<BBBBIB3x")  # USBTMC 1.0 Table 9
 
 
 class QuirkyInstrument(ScpiInstrument):
@@ -249,7 +249,7 @@ class QuirkyInstrument(ScpiInstrument):
         size = min(len(message), chunk) if self.stream_size_first_chunk else len(message)
         pipe = self.in_pipes[self.bulk_in_ep]
         self._in_active = (btag, pipe.delivered_bytes + pipe.queued_bytes)
-        header = BULK_IN_HEADER.pack(MsgId.DEV_DEP_MSG_IN, btag, ~btag & 0xFF, 0, size, EOM)
+        header = pack_header(MsgId.DEV_DEP_MSG_IN, btag, size, EOM)
         pipe.send(header + message[:chunk], end=True)
         for start in range(chunk, len(message), chunk):
             pipe.send(message[start:start + chunk], end=True)
@@ -261,11 +261,11 @@ class QuirkyInstrument(ScpiInstrument):
         if self.transfer_size_includes_padding:
             size += pad
         if self.transfer_size_first_packet_only:
-            size = min(size, self.in_pipes[self.bulk_in_ep].max_packet - BULK_IN_HEADER.size)
+            size = min(size, self.in_pipes[self.bulk_in_ep].max_packet - HEADER_BYTES)
         if self.never_eom:
             attributes &= ~EOM
         echo = self._sticky if (self.sticky_btag and self._sticky is not None) else btag
-        frame = BULK_IN_HEADER.pack(msg_id, echo, ~echo & 0xFF, 0, size, attributes) + data + bytes(pad)
+        frame = pack_header(msg_id, echo, size, attributes) + data + bytes(pad)
         pipe = self.in_pipes[self.bulk_in_ep]
         self._in_active = (btag, pipe.delivered_bytes + pipe.queued_bytes)
         if self._toggle_stale:

@@ -21,7 +21,28 @@ import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import IntEnum, IntFlag
+from enum import IntEnum
+
+from app.protocol.ieee488 import EsrBit, StbBit
+from app.protocol.usbtmc import (
+    CAP_BCD_USB488,
+    CAP_BCD_USBTMC,
+    CAP_DEVICE,
+    CAP_INTERFACE,
+    CAP_USB488_DEVICE,
+    CAP_USB488_INTERFACE,
+    CAPABILITIES_BYTES,
+    HEADER_BYTES,
+    NOTIFY_SRQ,
+    REQ_IN_CLASS_ENDPOINT,
+    REQ_IN_CLASS_INTERFACE,
+    MsgId,
+    Request,
+    Status,
+    pack_header,
+    unpack_header,
+)
+from app.protocol.usbtmc import NOTIFY_READ_STATUS_BYTE_FLAG as NOTIFY_STB_FLAG
 
 from .clock import Clock
 from .device import (
@@ -36,82 +57,10 @@ from .device import (
     VirtualDevice,
 )
 
-# --- protocol constants, named after the spec tables --------------------------
+# --- protocol constants: the protocol leaf's, shared with the host core --------
 
-
-class MsgId(IntEnum):
-    """USBTMC Table 2 and USB488 Table 3 (bulk MsgID values)."""
-
-    DEV_DEP_MSG_OUT = 1
-    REQUEST_DEV_DEP_MSG_IN = 2
-    DEV_DEP_MSG_IN = 2
-    VENDOR_SPECIFIC_OUT = 126
-    REQUEST_VENDOR_SPECIFIC_IN = 127
-    VENDOR_SPECIFIC_IN = 127
-    TRIGGER = 128
-
-
-class Request(IntEnum):
-    """USBTMC Table 15 and USB488 Table 9 (class bRequest values)."""
-
-    INITIATE_ABORT_BULK_OUT = 1
-    CHECK_ABORT_BULK_OUT_STATUS = 2
-    INITIATE_ABORT_BULK_IN = 3
-    CHECK_ABORT_BULK_IN_STATUS = 4
-    INITIATE_CLEAR = 5
-    CHECK_CLEAR_STATUS = 6
-    GET_CAPABILITIES = 7
-    INDICATOR_PULSE = 64
-    READ_STATUS_BYTE = 128
-    REN_CONTROL = 160
-    GO_TO_LOCAL = 161
-    LOCAL_LOCKOUT = 162
-
-
-class Status(IntEnum):
-    """USBTMC Table 16 and USB488 Table 10 (USBTMC_status values)."""
-
-    SUCCESS = 0x01
-    PENDING = 0x02
-    INTERRUPT_IN_BUSY = 0x20
-    FAILED = 0x80
-    TRANSFER_NOT_IN_PROGRESS = 0x81
-    SPLIT_NOT_IN_PROGRESS = 0x82
-    SPLIT_IN_PROGRESS = 0x83
-
-
-# bmRequestType of the class requests (USBTMC Table 15): IN, class, interface / endpoint.
-REQ_CLASS_INTERFACE_IN = 0xA1
-REQ_CLASS_ENDPOINT_IN = 0xA2
-
-HEADER_BYTES = 12  # USBTMC 3.2: every Bulk-OUT and Bulk-IN transfer starts with a 12-byte header
-NOTIFY_SRQ = 0x81  # USB488 3.4.2 Table 6: bNotify1 of a service request notification
-NOTIFY_STB_FLAG = 0x80  # USB488 4.3.1.2: bNotify1 = 0x80 | bTag for a READ_STATUS_BYTE answer
-
-
-class StbBit(IntFlag):
-    """Status byte bits (488.2 section 11.2; bit 2/3 as SCPI-1999 uses them)."""
-
-    EAV = 0x04  # SCPI: error/event queue not empty
-    QSB = 0x08  # SCPI: questionable status summary
-    MAV = 0x10
-    ESB = 0x20
-    MSS = 0x40  # also RQS in a serial poll
-    OSB = 0x80  # operation status summary (the SAM7 document calls it OPR)
-
-
-class EsrBit(IntFlag):
-    """Standard Event Status Register bits (488.2 section 11.5.1.1)."""
-
-    OPC = 0x01
-    RQC = 0x02  # the SAM7 document redefines this bit as RTL (returned to local)
-    QYE = 0x04
-    DDE = 0x08
-    EXE = 0x10
-    CME = 0x20
-    URQ = 0x40
-    PON = 0x80
-
+__all__ = ["EsrBit", "MsgId", "RemoteState", "Request", "Status", "StatusModel", "StbBit", "TmcCapabilities",
+           "UsbtmcDevice"]
 
 class RemoteState(IntEnum):
     """The 488.1 RL1 remote/local function states, as USB488 section 4.3.2-4.3.4 drives them."""
@@ -143,15 +92,16 @@ class TmcCapabilities:
 
     def to_bytes(self) -> bytes:
         """The 0x18-byte GET_CAPABILITIES reply, status SUCCESS."""
-        reply = bytearray(0x18)
+        reply = bytearray(CAPABILITIES_BYTES)
         reply[0] = Status.SUCCESS
-        reply[2:4] = struct.pack("<H", 0x0100)  # bcdUSBTMC
-        reply[4] = self.indicator_pulse << 2 | self.talk_only << 1 | self.listen_only
-        reply[5] = int(self.term_char)
+        reply[CAP_BCD_USBTMC:CAP_BCD_USBTMC + 2] = struct.pack("<H", 0x0100)  # bcdUSBTMC 1.00
+        reply[CAP_INTERFACE] = self.indicator_pulse << 2 | self.talk_only << 1 | self.listen_only
+        reply[CAP_DEVICE] = int(self.term_char)
         if self.usb488:
-            reply[12:14] = struct.pack("<H", 0x0100)  # bcdUSB488
-            reply[14] = self.usb4882 << 2 | self.remote_local << 1 | self.trigger
-            reply[15] = self.scpi << 3 | self.service_request << 2 | self.remote_local << 1 | self.trigger
+            reply[CAP_BCD_USB488:CAP_BCD_USB488 + 2] = struct.pack("<H", 0x0100)  # bcdUSB488 1.00
+            reply[CAP_USB488_INTERFACE] = self.usb4882 << 2 | self.remote_local << 1 | self.trigger
+            reply[CAP_USB488_DEVICE] = (self.scpi << 3 | self.service_request << 2 | self.remote_local << 1
+                                        | self.trigger)
         return bytes(reply)
 
 
@@ -581,10 +531,11 @@ class UsbtmcDevice(VirtualDevice):
             del records[: len(records) - self.RECORD_LIMIT]
 
     def _header(self, header: bytes) -> None:
-        msg_id, btag, btag_inverse, _reserved, size, attributes, term_char = struct.unpack_from("<BBBBIBB", header)
+        raw = unpack_header(header)
+        msg_id, btag, size, term_char = raw.msg_id, raw.btag, raw.transfer_size, raw.byte9
         # USBTMC 3.2 Table 1: bTagInverse is the one's complement of bTag, and bTag is never 0.
-        if btag_inverse != (~btag & 0xFF) or btag == 0:
-            self._refuse(f"bad bTag/bTagInverse {btag}/{btag_inverse}")
+        if not raw.btag_ok:
+            self._refuse(f"bad bTag/bTagInverse {btag}/{raw.btag_inverse}")
         self._abort_out_nbytes = None
         caps = self.capabilities
         injector = self.fault_injector
@@ -598,7 +549,7 @@ class UsbtmcDevice(VirtualDevice):
                                 "abort or clear in between (USBTMC 3.2.2.2)")
                 self._msg_broken = False
             self._listen_addressed()
-            self._begin_out(msg_id, btag, size, bool(attributes & 0x01))
+            self._begin_out(msg_id, btag, size, raw.eom)
         elif msg_id == MsgId.REQUEST_DEV_DEP_MSG_IN:
             if self._msg_open:
                 self._violation(f"REQUEST_DEV_DEP_MSG_IN bTag {btag} while a DEV_DEP_MSG_OUT message has not "
@@ -606,7 +557,7 @@ class UsbtmcDevice(VirtualDevice):
             if size == 0:
                 self._refuse("REQUEST_DEV_DEP_MSG_IN for 0 bytes")
             # USBTMC 3.2.1.2 Table 4: TermChar applies only if the interface supports it.
-            term = term_char if attributes & 0x02 and caps.term_char else None
+            term = term_char if raw.term_char_flag and caps.term_char else None
             self._request_in(_InRequest(btag, size, term))
         elif msg_id == MsgId.VENDOR_SPECIFIC_OUT and self.vendor_specific:
             self._begin_out(msg_id, btag, size, False)
@@ -694,7 +645,7 @@ class UsbtmcDevice(VirtualDevice):
 
     def _send_in(self, msg_id: int, btag: int, data: bytes, attributes: int) -> None:
         # USBTMC 3.3.1 Table 8/9: the Bulk-IN header, the data, then alignment to 4 bytes.
-        header = struct.pack("<BBBBIB3x", msg_id, btag, ~btag & 0xFF, 0, len(data), attributes)
+        header = pack_header(msg_id, btag, len(data), attributes)
         pipe = self.in_pipes[self.bulk_in_ep]
         self._in_active = (btag, pipe.delivered_bytes + pipe.queued_bytes)
         pipe.send(header, end=False)
@@ -718,7 +669,7 @@ class UsbtmcDevice(VirtualDevice):
             reply = injector.class_request(self, b_request, length)
             if reply is not None:
                 return reply
-        if bm_request_type == REQ_CLASS_ENDPOINT_IN:
+        if bm_request_type == REQ_IN_CLASS_ENDPOINT:
             handler = {
                 Request.INITIATE_ABORT_BULK_OUT: (self.bulk_out_ep, 2, self._initiate_abort_bulk_out),
                 Request.CHECK_ABORT_BULK_OUT_STATUS: (self.bulk_out_ep, 8, self._check_abort_bulk_out),
@@ -728,7 +679,7 @@ class UsbtmcDevice(VirtualDevice):
             if handler is None or (w_index & 0xFF) != handler[0] or length != handler[1]:
                 raise Stall(f"endpoint request {b_request} not accepted")
             return handler[2](w_value & 0xFF)
-        if bm_request_type != REQ_CLASS_INTERFACE_IN or (w_index & 0xFF) != self.interface_number:
+        if bm_request_type != REQ_IN_CLASS_INTERFACE or (w_index & 0xFF) != self.interface_number:
             raise Stall(f"class request {b_request} with bmRequestType 0x{bm_request_type:02X} not accepted")
         if b_request == Request.INITIATE_CLEAR and length == 1:
             return self._initiate_clear()
@@ -736,7 +687,7 @@ class UsbtmcDevice(VirtualDevice):
             pending = self.in_pipes[self.bulk_in_ep].has_data
             # USBTMC 4.2.1.7 Table 33: bmClear.D0 asks the host to read Bulk-IN until a short packet.
             return bytes([Status.PENDING, 1]) if pending else bytes([Status.SUCCESS, 0])
-        if b_request == Request.GET_CAPABILITIES and length == 0x18:
+        if b_request == Request.GET_CAPABILITIES and length == CAPABILITIES_BYTES:
             return caps.to_bytes()
         if b_request == Request.INDICATOR_PULSE and length == 1 and caps.indicator_pulse:
             self.on_indicator_pulse()

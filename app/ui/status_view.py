@@ -52,7 +52,7 @@ DEFAULT_POLL_MS = 200
 HISTORY_SPAN_S = 60.0
 REPAINT_INTERVAL_MS = 200  # the history strip scrolls at 5 Hz while shown (<= 25 Hz); 0.2 s is 1/300 of its width
 
-ESR_ERROR_BITS = 0x3C  # CME, EXE, DDE, QYE
+ESR_ERROR_BITS = int(ieee488.ESR_ERROR_MASK)  # CME, EXE, DDE, QYE (488.2 11.5.1.1)
 _ENABLE_WRITE = re.compile(r"^\s*(\*ESE|\*SRE)\s+(\S+)\s*$", re.IGNORECASE)
 
 

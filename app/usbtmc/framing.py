@@ -6,36 +6,14 @@ Packers take the bTag as an argument; choosing the next bTag is the session's jo
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
-from .constants import ALIGNMENT_BYTES, CAPABILITIES_BYTES, HEADER_BYTES, MsgId, Status, TransferAttr
+from app.protocol import usbtmc as spec
+from app.protocol.usbtmc import MAX_TRANSFER_SIZE, next_btag, padding_bytes, unpack_header
+from app.protocol.usbtmc import pack_header as _header
+
+from .constants import CAPABILITIES_BYTES, HEADER_BYTES, MsgId, Status, TransferAttr
 from .errors import ProtocolError
-
-_HEADER = struct.Struct("<BBBBIBBH")  # MsgID, bTag, bTagInverse, reserved, TransferSize, attrs, byte9, reserved
-MAX_TRANSFER_SIZE = 0xFFFFFFFF  # TransferSize is a 32-bit field (USBTMC 1.0 Table 3)
-
-
-def next_btag(btag: int) -> int:
-    """The bTag after ``btag``: 1..255, wrapping to 1, never 0 (USBTMC 1.0 Table 1)."""
-    return btag % 255 + 1
-
-
-def padding_bytes(size: int) -> int:
-    """Alignment bytes that follow ``size`` message bytes (USBTMC 1.0 section 3.2)."""
-    return -(HEADER_BYTES + size) % ALIGNMENT_BYTES
-
-
-def _check_btag(btag: int) -> None:
-    if not 1 <= btag <= 255:
-        raise ValueError(f"bTag must be 1..255, got {btag}")
-
-
-def _header(msg_id: int, btag: int, size: int, attrs: int = 0, byte9: int = 0) -> bytes:
-    _check_btag(btag)
-    if not 0 <= size <= MAX_TRANSFER_SIZE:
-        raise ValueError(f"TransferSize out of range: {size}")
-    return _HEADER.pack(msg_id, btag, btag ^ 0xFF, 0, size, attrs, byte9, 0)
 
 
 def dev_dep_msg_out_header(btag: int, size: int, *, eom: bool) -> bytes:
@@ -112,7 +90,8 @@ def parse_in_header(
         raise ProtocolError(
             f"Bulk-IN transfer of {len(data)} bytes is shorter than the {HEADER_BYTES}-byte USBTMC header"
         )
-    msg_id, btag, btag_inv, reserved, size, attrs, _byte9, _res = _HEADER.unpack_from(data)
+    raw = unpack_header(data)
+    msg_id, btag, btag_inv, size, attrs = raw.msg_id, raw.btag, raw.btag_inverse, raw.transfer_size, raw.attributes
     if btag ^ 0xFF != btag_inv:
         raise ProtocolError(f"Bulk-IN header bTagInverse 0x{btag_inv:02X} does not invert bTag 0x{btag:02X}")
     if expected_msg_id is not None and msg_id != expected_msg_id:
@@ -191,19 +170,19 @@ def parse_capabilities(reply: bytes, *, usb488: bool) -> Capabilities:
     if len(reply) < CAPABILITIES_BYTES if usb488 else len(reply) < 6:
         raise ProtocolError(f"GET_CAPABILITIES reply has {len(reply)} bytes, expected {CAPABILITIES_BYTES}")
     reply = bytes(reply) + bytes(max(0, CAPABILITIES_BYTES - len(reply)))
-    intf, dev = reply[4], reply[5]
+    intf, dev = reply[spec.CAP_INTERFACE], reply[spec.CAP_DEVICE]
     caps = dict(
-        bcd_usbtmc=int.from_bytes(reply[2:4], "little"),
+        bcd_usbtmc=int.from_bytes(reply[spec.CAP_BCD_USBTMC:spec.CAP_BCD_USBTMC + 2], "little"),
         indicator_pulse=bool(intf & 0x04),
         talk_only=bool(intf & 0x02),
         listen_only=bool(intf & 0x01),
         term_char=bool(dev & 0x01),
     )
     if usb488:
-        i488, d488 = reply[14], reply[15]
+        i488, d488 = reply[spec.CAP_USB488_INTERFACE], reply[spec.CAP_USB488_DEVICE]
         caps.update(
             is_usb488=True,
-            bcd_usb488=int.from_bytes(reply[12:14], "little"),
+            bcd_usb488=int.from_bytes(reply[spec.CAP_BCD_USB488:spec.CAP_BCD_USB488 + 2], "little"),
             usb488_2=bool(i488 & 0x04),
             ren_control=bool(i488 & 0x02),
             trigger=bool(i488 & 0x01),
@@ -213,3 +192,7 @@ def parse_capabilities(reply: bytes, *, usb488: bool) -> Capabilities:
             dt1=bool(d488 & 0x01),
         )
     return Capabilities(**caps)
+
+__all__ = ["MAX_TRANSFER_SIZE", "Capabilities", "InHeader", "dev_dep_msg_out_header", "next_btag", "pack_dev_dep_msg_out",
+           "pack_request_dev_dep_msg_in", "pack_request_vendor_specific_in", "pack_trigger", "pack_vendor_specific_out",
+           "padding_bytes", "parse_capabilities", "parse_in_header", "status_of"]

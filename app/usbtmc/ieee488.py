@@ -4,40 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The register bits and their names are the protocol leaf's (IEEE 488.2-1992 sections 11.2, 11.5.1).
+from app.protocol.ieee488 import ESR_BITS, ESR_ERROR_MASK, STB_BITS, EsrBit, StbBit, set_bit_names
+
 from .errors import BlockFormatError
-
-# IEEE 488.2-1992 section 11.2, Figure 11-2: the Status Byte Register.
-STB_BITS: dict[int, tuple[str, str]] = {
-    7: ("OPR", "Operation status summary"),
-    6: ("RQS/MSS", "Request service / master summary status"),
-    5: ("ESB", "Event status summary (ESR & ESE)"),
-    4: ("MAV", "Message available in the output queue"),
-    3: ("QUES", "Questionable status summary (device-specific)"),
-    2: ("EAV", "Error/event queue not empty (device-specific)"),
-    1: ("DEV1", "Device-specific"),
-    0: ("DEV0", "Device-specific"),
-}
-
-# IEEE 488.2-1992 section 11.5.1, Figure 11-5: the Standard Event Status Register.
-ESR_BITS: dict[int, tuple[str, str]] = {
-    7: ("PON", "Power on"),
-    6: ("URQ", "User request"),
-    5: ("CME", "Command error"),
-    4: ("EXE", "Execution error"),
-    3: ("DDE", "Device-dependent error"),
-    2: ("QYE", "Query error"),
-    1: ("RQC/RTL", "Request control / returned to local"),
-    0: ("OPC", "Operation complete"),
-}
-
-STB_MAV = 1 << 4
-STB_ESB = 1 << 5
-STB_RQS = 1 << 6
-
-
-def set_bit_names(value: int, bits: dict[int, tuple[str, str]]) -> list[str]:
-    """Names of the bits set in ``value``, most significant first."""
-    return [bits[bit][0] for bit in sorted(bits, reverse=True) if value >> bit & 1]
 
 
 def parse_register_value(text: str) -> int:
@@ -206,3 +176,7 @@ def is_query(line: str) -> bool:
         if header.endswith("?"):
             return True
     return False
+
+__all__ = ["ESR_BITS", "ESR_ERROR_MASK", "STB_BITS", "BlockHeader", "EsrBit", "StbBit", "block_header", "decode_block",
+           "encode_block", "encode_indefinite_block", "find_block", "is_query", "parse_block_header",
+           "parse_register_value", "set_bit_names", "split_compound"]

@@ -21,12 +21,16 @@ import sys
 import time
 from dataclasses import dataclass
 
-# libusb.h: enum libusb_transfer_status and enum libusb_transfer_type.
-COMPLETED, ERROR, TIMED_OUT, CANCELLED, STALL, NO_DEVICE, OVERFLOW = range(7)
+from app.protocol.libusb import LibusbError, TransferStatus
+
+# libusb.h: enum libusb_transfer_status (the protocol leaf's) and enum libusb_transfer_type.
+COMPLETED, ERROR, TIMED_OUT, CANCELLED, STALL, NO_DEVICE, OVERFLOW = (
+    TransferStatus.COMPLETED, TransferStatus.ERROR, TransferStatus.TIMED_OUT, TransferStatus.CANCELLED,
+    TransferStatus.STALL, TransferStatus.NO_DEVICE, TransferStatus.OVERFLOW)
 _TRANSFER_TYPE_BULK = 2
-_ERROR_INTERRUPTED = -10
-# libusb_submit_transfer's errors (libusb.h enum libusb_error) -> the status the transfer is given.
-_SUBMIT_ERRORS = {-4: NO_DEVICE, -9: STALL}  # LIBUSB_ERROR_NO_DEVICE, LIBUSB_ERROR_PIPE
+_ERROR_INTERRUPTED = LibusbError.INTERRUPTED
+# libusb_submit_transfer's errors -> the status the transfer is given.
+_SUBMIT_ERRORS = {LibusbError.NO_DEVICE: NO_DEVICE, LibusbError.PIPE: STALL}
 # How long one libusb_handle_events_timeout_completed call may block; the
 # transfers carry their own timeouts, this only bounds a wait on a lost callback.
 _EVENT_SLICE_S = 0.5

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import usb.core
 import usb.util
 
+from app.protocol.libusb import LibusbError
+
 from . import libusb_async
 from .errors import (
     AccessError,
@@ -25,14 +27,13 @@ from .errors import (
     TmcTimeoutError,
 )
 
-# libusb error codes as pyusb reports them in USBError.backend_error_code (libusb.h).
-_LIBUSB_IO = -1
-_LIBUSB_ACCESS = -3
-_LIBUSB_NO_DEVICE = -4
-_LIBUSB_BUSY = -6
-_LIBUSB_TIMEOUT = -7
-_LIBUSB_OVERFLOW = -8
-_LIBUSB_PIPE = -9
+# libusb error codes as pyusb reports them in USBError.backend_error_code.
+_LIBUSB_ACCESS = LibusbError.ACCESS
+_LIBUSB_NO_DEVICE = LibusbError.NO_DEVICE
+_LIBUSB_BUSY = LibusbError.BUSY
+_LIBUSB_TIMEOUT = LibusbError.TIMEOUT
+_LIBUSB_OVERFLOW = LibusbError.OVERFLOW
+_LIBUSB_PIPE = LibusbError.PIPE
 
 
 class TransferError(TmcError):

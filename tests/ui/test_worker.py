@@ -161,7 +161,7 @@ class ChunkedInstrument:
         self.timeout_ms = timeout_ms
         self.term_char = None
 
-    def write_stream(self, pieces, total_bytes, *, abort=None, progress=None):
+    def write_stream(self, pieces, total_bytes, *, abort=None, progress=None, abort_latency_ms=None):
         done = 0
         for piece in pieces:
             for start in range(0, len(piece), 1024):
