@@ -27,13 +27,6 @@ from .errors import (
     TmcTimeoutError,
 )
 
-# libusb error codes as pyusb reports them in USBError.backend_error_code.
-_LIBUSB_ACCESS = LibusbError.ACCESS
-_LIBUSB_NO_DEVICE = LibusbError.NO_DEVICE
-_LIBUSB_BUSY = LibusbError.BUSY
-_LIBUSB_TIMEOUT = LibusbError.TIMEOUT
-_LIBUSB_OVERFLOW = LibusbError.OVERFLOW
-_LIBUSB_PIPE = LibusbError.PIPE
 
 
 class TransferError(TmcError):
@@ -81,17 +74,17 @@ def translate(exc: usb.core.USBError, what: str) -> TmcError:
     """The typed error for a pyusb error raised while doing ``what``."""
     code = getattr(exc, "backend_error_code", None)
     err = getattr(exc, "errno", None)
-    if isinstance(exc, usb.core.USBTimeoutError) or code == _LIBUSB_TIMEOUT or err == errno.ETIMEDOUT:
+    if isinstance(exc, usb.core.USBTimeoutError) or code == LibusbError.TIMEOUT or err == errno.ETIMEDOUT:
         return TmcTimeoutError(f"{what} timed out")
-    if code == _LIBUSB_NO_DEVICE or err == errno.ENODEV:
+    if code == LibusbError.NO_DEVICE or err == errno.ENODEV:
         return DeviceGoneError(f"the device is gone ({what} failed: {exc.strerror or exc})")
-    if code == _LIBUSB_PIPE or err == errno.EPIPE:
+    if code == LibusbError.PIPE or err == errno.EPIPE:
         return StallError(f"{what}: the device answered STALL")
-    if code == _LIBUSB_OVERFLOW or err == errno.EOVERFLOW:
+    if code == LibusbError.OVERFLOW or err == errno.EOVERFLOW:
         return OverflowError_(f"{what}: the device sent more data than requested")
-    if code == _LIBUSB_ACCESS or err == errno.EACCES:
+    if code == LibusbError.ACCESS or err == errno.EACCES:
         return AccessError(f"{what}: access denied by the operating system ({exc.strerror or exc})")
-    if code == _LIBUSB_BUSY or err == errno.EBUSY:
+    if code == LibusbError.BUSY or err == errno.EBUSY:
         return AccessError(f"{what}: the interface is held by another driver or program")
     return TransferError(f"{what} failed: {exc.strerror or exc}")
 
