@@ -68,14 +68,14 @@ class FaultKind(Enum):
 #: One line per kind: what the device does (the GUI's menu and ``tmc sim run --fault help``).
 DESCRIPTIONS: dict[FaultKind, str] = {
     FaultKind.STALL_BULK_OUT: "halts Bulk-OUT after taking after_bytes of a message (USBTMC 3.2.2.2)",
-    FaultKind.STALL_BULK_IN: "halts Bulk-IN when the host reads (USBTMC 3.3.2.2)",
+    FaultKind.STALL_BULK_IN: "halts Bulk-IN when the host reads (USBTMC 3.3)",
     FaultKind.NO_ANSWER: "never answers a REQUEST_DEV_DEP_MSG_IN until aborted or cleared (USBTMC 3.3)",
     FaultKind.WRONG_BTAG: "answers with a bTag the host did not send (USBTMC Table 8)",
     FaultKind.WRONG_MSGID: "answers with MsgID VENDOR_SPECIFIC_IN instead of DEV_DEP_MSG_IN (USBTMC Table 8)",
     FaultKind.SHORT_HEADER: "sends a reply transfer shorter than the 12-byte header (USBTMC 3.3.1)",
     FaultKind.GARBAGE_HEADER: "sends 12 bytes of garbage for the reply header (USBTMC Table 8)",
     FaultKind.SIZE_ZERO: "answers with TransferSize 0 and EOM clear (USBTMC Table 9: must be > 0)",
-    FaultKind.SIZE_TOO_LARGE: "sends more than the host asked for in TransferSize (USBTMC 3.3.1.1)",
+    FaultKind.SIZE_TOO_LARGE: "sends more than the host asked for (USBTMC 3.2.1.2 Table 4, 3.3.1)",
     FaultKind.SIZE_TOO_SMALL: "announces fewer bytes in TransferSize than it sends (USBTMC Table 9)",
     FaultKind.EARLY_SHORT_PACKET: "ends the reply with a short packet before TransferSize (USB 2.0 5.8.3)",
     FaultKind.NO_ZLP: "leaves out the zero-length packet after a reply that fills its last packet (USB 2.0 5.8.3)",
@@ -87,8 +87,8 @@ DESCRIPTIONS: dict[FaultKind, str] = {
     FaultKind.UNPLUG: "disappears from the bus mid-transfer; comes back after replug_after_s or on demand",
     FaultKind.STALL_TRIGGER: "halts Bulk-OUT on a TRIGGER message (USB488 3.2.1.1)",
     FaultKind.STALL_REQUEST_IN: "halts Bulk-OUT on a REQUEST_DEV_DEP_MSG_IN (USBTMC 3.2.2.3)",
-    FaultKind.STALL_VENDOR: "halts Bulk-OUT on a vendor-specific message (USBTMC 3.2.1.3)",
-    FaultKind.PARTIAL_OUT_TIMEOUT: "takes part of a message, then NAKs until the host gives up (USBTMC Table 22)",
+    FaultKind.STALL_VENDOR: "halts Bulk-OUT on a vendor-specific message (USBTMC Table 2)",
+    FaultKind.PARTIAL_OUT_TIMEOUT: "takes part of a message, then NAKs until the host gives up (USBTMC 4.2.1.3 Table 22)",
     FaultKind.TOGGLE_MISMATCH: "loses the first packet of a Bulk-OUT transfer to a data toggle mismatch (USB 2.0 8.6)",
     FaultKind.MODEL_CRASH: "the device model raises an exception on the next Bulk-OUT transfer (answered with a STALL)",
 }

@@ -268,8 +268,8 @@ class ScpiInstrument(UsbtmcDevice):
     def push_error(self, code: int, detail: str = "") -> None:
         """Queue an error and set its ESR bit (CME -1xx, EXE -2xx, DDE -3xx, QYE -4xx).
 
-        ``detail`` may quote what the host sent: it is kept in printable ASCII (SCPI-1999
-        21.8.8 allows only ASCII 32-126 in the error description), other characters as escapes.
+        ``detail`` may quote what the host sent: it is kept in printable ASCII (the error
+        description of SCPI-1999 Vol. 2 21.8 is ASCII), other characters as escapes.
         """
         text = _printable(ERRORS.get(code, "Error") + (f";{detail}" if detail else ""))
         if len(self.errors) >= ERROR_QUEUE_DEPTH:
@@ -499,7 +499,7 @@ class ScpiInstrument(UsbtmcDevice):
         self._no_params(params)
         code, text = self.errors.popleft() if self.errors else (0, ERRORS[0])
         self.status.update()
-        # 488.2 8.7.8: a double quote inside string response data is doubled.
+        # 488.2 <STRING RESPONSE DATA>: a double quote inside the string is doubled.
         return '{},"{}"'.format(code, text.replace('"', '""'))
 
     @command("SYSTem:VERSion?")
