@@ -276,6 +276,11 @@ class FaultInjector:
         with self.device.changed:
             return [a.fault for a in self._armed if not a.spent]
 
+    @property
+    def unplugged(self) -> bool:
+        """Whether an UNPLUG fault has taken the device off its bus and it is not back yet."""
+        return self._unplugged
+
     def replug(self) -> None:
         """Plug the device back after an UNPLUG (no-op when it is connected)."""
         timer, self._timer = self._timer, None
