@@ -325,7 +325,14 @@ class FaultInjector:
             dropped = min(mp, len(data))
             device.toggle_drops += 1
             self._record(armed, f"dropped the first {dropped}-byte packet of a {len(data)}-byte transfer")
-            return dropped + (process(ep, data[dropped:]) if len(data) > dropped else 0)
+            if len(data) <= dropped:
+                return dropped
+            # What is left starts mid-transfer: refusing it is this fault's doing, not the host's.
+            device._quiet_refusals = True
+            try:
+                return dropped + process(ep, data[dropped:])
+            finally:
+                device._quiet_refusals = False
         partial = next((a for a in self._armed if a.fault.kind == FaultKind.PARTIAL_OUT_TIMEOUT and not a.spent), None)
         if partial is not None and len(data) > 1 and partial.due():
             take = min(partial.fault.after_bytes if partial.fault.after_bytes is not None else mp, len(data) - 1)
