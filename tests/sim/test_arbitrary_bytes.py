@@ -86,8 +86,14 @@ def test_the_sam7_treats_anything_but_printable_ascii_as_a_command_error(message
     with sam7.changed:
         sam7.status.read_esr()
     reply = say(sam7, message)
-    if any(b < 0x20 or b > 0x7E for b in message.rstrip(b"\n")):
+    if any(b < 0x20 or b > 0x7E for b in message.strip(b" \t\r\n")):
         assert not reply
         with sam7.changed:
             assert sam7.status.read_esr() & EsrBit.CME
     assert say(sam7, b"*IDN?\n").startswith(b"XYZ Company Ltd, SAM7-EK")
+
+
+def test_the_sam7_skips_white_space_around_a_message():
+    sam7 = plugged(Sam7Counter)
+    assert say(sam7, b"*IDN?\r\n").startswith(b"XYZ Company Ltd, SAM7-EK")  # VISA's default CR LF
+    assert not say(sam7, b"*IDN?\rCOUNT:READ?\n")  # a CR inside is not printable: a command error
