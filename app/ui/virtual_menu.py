@@ -52,7 +52,11 @@ class VirtualInstrumentActions(QObject):
         if device is not None:
             title = self._titles[id(device)] = device_title(self.browser.device(ref))
             if isinstance(device, UsbtmcDevice):
-                faults = menu.addMenu(FAULT_MENU_TITLE)
+                # Owned by the window, not the browser: the browser's newest QMenu child stays the
+                # context menu itself (code that looks menus up by their parent relies on it).
+                faults = QMenu(FAULT_MENU_TITLE, self.browser.window())
+                menu.addMenu(faults)
+                menu.destroyed.connect(faults.deleteLater)
                 faults.setToolTipsVisible(True)
                 for kind in FaultKind:
                     action = faults.addAction(f"{kind.value}  \N{EM DASH}  {DESCRIPTIONS[kind]}")
