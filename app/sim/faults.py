@@ -129,7 +129,7 @@ class Fault:
         if not isinstance(self.kind, FaultKind):
             raise TypeError(f"kind must be a FaultKind, not {self.kind!r}")
         if self.times is not None and self.times < 1:
-            raise ValueError(f"times must be 1 or more (or None for every time), not {self.times}")
+            raise ValueError(f"times must be 1 or more (None, spelled times=always, for no limit), not {self.times}")
         if self.every < 1:
             raise ValueError(f"every must be 1 or more, not {self.every}")
         if self.after_bytes is not None and self.after_bytes < 0:
