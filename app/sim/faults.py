@@ -88,7 +88,8 @@ DESCRIPTIONS: dict[FaultKind, str] = {
     FaultKind.STALL_TRIGGER: "halts Bulk-OUT on a TRIGGER message (USB488 3.2.1.1)",
     FaultKind.STALL_REQUEST_IN: "halts Bulk-OUT on a REQUEST_DEV_DEP_MSG_IN (USBTMC 3.2.2.3)",
     FaultKind.STALL_VENDOR: "halts Bulk-OUT on a vendor-specific message (USBTMC Table 2)",
-    FaultKind.PARTIAL_OUT_TIMEOUT: "takes part of a message, then NAKs until the host gives up (USBTMC 4.2.1.3 Table 22)",
+    FaultKind.PARTIAL_OUT_TIMEOUT: ("takes part of a message, then NAKs until the host gives up "
+                                    "(USBTMC 4.2.1.3 Table 22)"),
     FaultKind.TOGGLE_MISMATCH: "loses the first packet of a Bulk-OUT transfer to a data toggle mismatch (USB 2.0 8.6)",
     FaultKind.MODEL_CRASH: "the device model raises an exception on the next Bulk-OUT transfer (answered with a STALL)",
 }

@@ -41,7 +41,16 @@ import usb.backend
 import usb.core
 
 from .bus import BusEntry, VirtualBus
-from .device import DATA_TOGGLES_BY_DEFAULT, TRANSFER_TYPE_INTERRUPT, Gone, HostToggles, NoData, Overflow, Stall, VirtualDevice
+from .device import (
+    DATA_TOGGLES_BY_DEFAULT,
+    TRANSFER_TYPE_INTERRUPT,
+    Gone,
+    HostToggles,
+    NoData,
+    Overflow,
+    Stall,
+    VirtualDevice,
+)
 
 # libusb.h error codes, and the messages and errno values pyusb's libusb1 backend attaches to them.
 LIBUSB_ERROR_IO = -1
