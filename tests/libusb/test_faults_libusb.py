@@ -33,7 +33,8 @@ def test_a_crashing_model_answers_with_a_stall_and_the_client_lives_on(make_bus)
     bus.fault(_key(bus), "model-crash")
     result = run_raw(bus, "model_crash")  # before: libusb aborted the client (SIGABRT) on its next transfer
     assert result == {"first": 32, "after_clear": IDN}  # EPIPE, then the device works again
-    assert bus.fault(_key(bus), "clear") == [("model-crash", "exception inside the model on a 20-byte Bulk-OUT transfer")]
+    fired = bus.fault(_key(bus), "clear")
+    assert fired == [("model-crash", "exception inside the model on a 20-byte Bulk-OUT transfer")]
 
 
 def test_the_umockdev_bus_models_data_toggles(make_bus):

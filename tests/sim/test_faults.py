@@ -527,7 +527,8 @@ def test_leftover_data_for_the_abort_bulk_in_to_drain(tmc, inj):
 def test_a_request_while_a_message_has_no_eom_is_a_violation(tmc, loop):
     tmc.write("*IDN", eom=False)
     tmc.request(1024)
-    assert loop.violations == ["REQUEST_DEV_DEP_MSG_IN bTag 2 while a DEV_DEP_MSG_OUT message has not ended (no EOM yet)"]
+    assert loop.violations == [
+        "REQUEST_DEV_DEP_MSG_IN bTag 2 while a DEV_DEP_MSG_OUT message has not ended (no EOM yet)"]
 
 
 def test_a_refused_header_is_a_violation_but_an_injected_refusal_is_not(tmc, inj, loop):
