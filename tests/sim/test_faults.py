@@ -13,6 +13,7 @@ import threading
 
 import pytest
 import usb.core
+import usb.util
 from sim_helpers import RawTmc, open_pyusb
 
 from app.sim import VirtualBus
@@ -552,3 +553,21 @@ def test_executed_keeps_the_head_and_tail_of_a_long_message(tmc, loop):
     assert b"..." in record and len(record) == 2 * 4096 + 3
     tmc.write(b"MEM:DATA #17abcdefg\n")
     assert loop.executed[-1] == b"MEM:DATA #17abcdefg\n"
+
+
+@pytest.mark.parametrize("key", ["awg", "rigol-ds1000z", "siglent-clone"])
+def test_the_awg_and_the_quirky_twins_take_faults_too(bus, clock, key):
+    from app.sim.awg import VirtualAwg
+    from app.sim.quirky import CATALOGUE
+
+    device = VirtualAwg(clock=clock) if key == "awg" else next(m for m in CATALOGUE if m.key == key).factory(clock)
+    bus.plug(device)
+    desc = device.device_desc
+    dev = usb.core.find(backend=VirtualBackend(bus), idVendor=desc.vid, idProduct=desc.pid)
+    usb.util.claim_interface(dev, 0)
+    tmc = RawTmc(dev, timeout_ms=300)
+    FaultInjector.attach(device).add(Fault(FaultKind.WRONG_BTAG))
+    tmc.write("*IDN?\n")
+    btag, raw = raw_reply(tmc)
+    assert header(raw)[1] != btag
+    assert tmc.query("*IDN?").startswith(device.idn)
