@@ -231,6 +231,7 @@ class FaultInjector:
         self._split = False  # SPLIT_REPLY: the reply being sent goes out one byte per transfer
         self._pending: dict[int, int] = {}  # CHECK_* bRequest -> PENDING answers left
         self._unplugged = False
+        self._replug_lock = threading.Lock()  # the replug timer and a user may replug at once
         self._timer: threading.Timer | None = None
 
     # --- the test API ---
@@ -284,12 +285,13 @@ class FaultInjector:
 
     def replug(self) -> None:
         """Plug the device back after an UNPLUG (no-op when it is connected)."""
-        timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
-        if not self._unplugged:
-            return
-        self._unplugged = False
+        with self._replug_lock:
+            timer, self._timer = self._timer, None
+            if timer is not None and timer is not threading.current_thread():
+                timer.cancel()
+            if not self._unplugged:
+                return
+            self._unplugged = False
         if self.on_replug is not None:
             self.on_replug()
         elif self.bus is not None:
