@@ -406,7 +406,7 @@ class BulkInPipe:
             return self._finish()
 
     def drop_packet(self) -> bool:
-        """The next packet goes out but the host discards it (USB 2.0 8.6.4: its data toggle is not
+        """The next packet goes out but the host discards it (USB 2.0 8.6: its data toggle is not
         the one the host expects, so the host takes it for a retransmission). The device saw it
         acknowledged: its toggle flips and the bytes count as delivered. False: no packet is ready."""
         if self._xfer is not None:
@@ -681,7 +681,7 @@ class VirtualDevice:
 
         ``toggles``: the host's data toggles (:class:`HostToggles`); when the host's toggle
         for ``ep`` is not the one the device expects, the device acknowledges the first packet
-        and drops it as a retransmission (USB 2.0 8.6.4), as real hardware does. None: the
+        and drops it as a retransmission (USB 2.0 8.6), as real hardware does. None: the
         toggles are not modelled for this call.
         """
         with self.changed:

@@ -69,14 +69,14 @@ class FaultKind(Enum):
 #: One line per kind: what the device does (the GUI's menu and ``tmc sim run --fault help``).
 DESCRIPTIONS: dict[FaultKind, str] = {
     FaultKind.STALL_BULK_OUT: "halts Bulk-OUT after taking after_bytes of a message (USBTMC 3.2.2.2)",
-    FaultKind.STALL_BULK_IN: "halts Bulk-IN when the host reads (USBTMC 3.3.2.2)",
+    FaultKind.STALL_BULK_IN: "halts Bulk-IN when the host reads (USBTMC 3.3)",
     FaultKind.NO_ANSWER: "never answers a REQUEST_DEV_DEP_MSG_IN until aborted or cleared (USBTMC 3.3)",
     FaultKind.WRONG_BTAG: "answers with a bTag the host did not send (USBTMC Table 8)",
     FaultKind.WRONG_MSGID: "answers with MsgID VENDOR_SPECIFIC_IN instead of DEV_DEP_MSG_IN (USBTMC Table 8)",
     FaultKind.SHORT_HEADER: "sends a reply transfer shorter than the 12-byte header (USBTMC 3.3.1)",
     FaultKind.GARBAGE_HEADER: "sends 12 bytes of garbage for the reply header (USBTMC Table 8)",
     FaultKind.SIZE_ZERO: "answers with TransferSize 0 and EOM clear (USBTMC Table 9: must be > 0)",
-    FaultKind.SIZE_TOO_LARGE: "sends more than the host asked for in TransferSize (USBTMC 3.3.1.1)",
+    FaultKind.SIZE_TOO_LARGE: "sends more than the host asked for (USBTMC 3.2.1.2 Table 4, 3.3.1)",
     FaultKind.SIZE_TOO_SMALL: "announces fewer bytes in TransferSize than it sends (USBTMC Table 9)",
     FaultKind.EARLY_SHORT_PACKET: "ends the reply with a short packet before TransferSize (USB 2.0 5.8.3)",
     FaultKind.NO_ZLP: "leaves out the zero-length packet after a reply that fills its last packet (USB 2.0 5.8.3)",
@@ -88,8 +88,9 @@ DESCRIPTIONS: dict[FaultKind, str] = {
     FaultKind.UNPLUG: "disappears from the bus mid-transfer; comes back after replug_after_s or on demand",
     FaultKind.STALL_TRIGGER: "halts Bulk-OUT on a TRIGGER message (USB488 3.2.1.1)",
     FaultKind.STALL_REQUEST_IN: "halts Bulk-OUT on a REQUEST_DEV_DEP_MSG_IN (USBTMC 3.2.2.3)",
-    FaultKind.STALL_VENDOR: "halts Bulk-OUT on a vendor-specific message (USBTMC 3.2.1.3)",
-    FaultKind.PARTIAL_OUT_TIMEOUT: "takes part of a message, then NAKs until the host gives up (USBTMC Table 22)",
+    FaultKind.STALL_VENDOR: "halts Bulk-OUT on a vendor-specific message (USBTMC Table 2)",
+    FaultKind.PARTIAL_OUT_TIMEOUT: ("takes part of a message, then NAKs until the host gives up "
+                                    "(USBTMC 4.2.1.3 Table 22)"),
     FaultKind.TOGGLE_MISMATCH: "loses the first packet of a Bulk-OUT transfer to a data toggle mismatch (USB 2.0 8.6)",
     FaultKind.MODEL_CRASH: "the device model raises an exception on the next Bulk-OUT transfer (answered with a STALL)",
 }
@@ -134,7 +135,7 @@ class Fault:
         if not isinstance(self.kind, FaultKind):
             raise TypeError(f"kind must be a FaultKind, not {self.kind!r}")
         if self.times is not None and self.times < 1:
-            raise ValueError(f"times must be 1 or more (or None for every time), not {self.times}")
+            raise ValueError(f"times must be 1 or more (None, spelled times=always, for no limit), not {self.times}")
         if self.every < 1:
             raise ValueError(f"every must be 1 or more, not {self.every}")
         if self.after_bytes is not None and self.after_bytes < 0:
@@ -235,6 +236,7 @@ class FaultInjector:
         self._split = False  # SPLIT_REPLY: the reply being sent goes out one byte per transfer
         self._pending: dict[int, int] = {}  # CHECK_* bRequest -> PENDING answers left
         self._unplugged = False
+        self._replug_lock = threading.Lock()  # the replug timer and a user may replug at once
         self._timer: threading.Timer | None = None
 
     # --- the test API ---
@@ -281,14 +283,20 @@ class FaultInjector:
         with self.device.changed:
             return [a.fault for a in self._armed if not a.spent]
 
+    @property
+    def unplugged(self) -> bool:
+        """Whether an UNPLUG fault has taken the device off its bus and it is not back yet."""
+        return self._unplugged
+
     def replug(self) -> None:
         """Plug the device back after an UNPLUG (no-op when it is connected)."""
-        timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
-        if not self._unplugged:
-            return
-        self._unplugged = False
+        with self._replug_lock:
+            timer, self._timer = self._timer, None
+            if timer is not None and timer is not threading.current_thread():
+                timer.cancel()
+            if not self._unplugged:
+                return
+            self._unplugged = False
         if self.on_replug is not None:
             self.on_replug()
         elif self.bus is not None:
@@ -325,7 +333,14 @@ class FaultInjector:
             dropped = min(mp, len(data))
             device.toggle_drops += 1
             self._record(armed, f"dropped the first {dropped}-byte packet of a {len(data)}-byte transfer")
-            return dropped + (process(ep, data[dropped:]) if len(data) > dropped else 0)
+            if len(data) <= dropped:
+                return dropped
+            # What is left starts mid-transfer: refusing it is this fault's doing, not the host's.
+            device._quiet_refusals = True
+            try:
+                return dropped + process(ep, data[dropped:])
+            finally:
+                device._quiet_refusals = False
         partial = next((a for a in self._armed if a.fault.kind == FaultKind.PARTIAL_OUT_TIMEOUT and not a.spent), None)
         if partial is not None and len(data) > 1 and partial.due():
             take = min(partial.fault.after_bytes if partial.fault.after_bytes is not None else mp, len(data) - 1)

@@ -43,7 +43,16 @@ import usb.core
 from app.protocol.libusb import LibusbError
 
 from .bus import BusEntry, VirtualBus
-from .device import DATA_TOGGLES_BY_DEFAULT, TRANSFER_TYPE_INTERRUPT, Gone, HostToggles, NoData, Overflow, Stall, VirtualDevice
+from .device import (
+    DATA_TOGGLES_BY_DEFAULT,
+    TRANSFER_TYPE_INTERRUPT,
+    Gone,
+    HostToggles,
+    NoData,
+    Overflow,
+    Stall,
+    VirtualDevice,
+)
 
 # libusb.h error codes, and the messages and errno values pyusb's libusb1 backend attaches to them.
 LIBUSB_ERROR_IO = LibusbError.IO

@@ -271,7 +271,14 @@ class Sam7Counter(UsbtmcDevice):
             self.discard_output()
             self._debug |= DebugFlag.RESPONSE_DISCARDED
             self.status.set_event(EsrBit.QYE)
-        text = data.decode("ascii", errors="replace").strip()
+        # The design document: messages are printable ASCII, newline-terminated; anything else
+        # is not a command the firmware knows, a command error, and nothing runs. White space
+        # around the message (a CR before the newline, as VISA libraries send) is skipped.
+        body = data.strip(b" \t\r\n")
+        if any(byte < 0x20 or byte > 0x7E for byte in body):
+            self.status.set_event(EsrBit.CME)
+            return
+        text = body.decode("ascii")
         self._reply_parts = []
         for unit in text.split(";"):
             unit = unit.strip()

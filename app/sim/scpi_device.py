@@ -123,7 +123,8 @@ def parse_program_message(message: bytes) -> list[tuple[str, list[Param]]]:
         start = pos
         while pos < n and message[pos] not in b" \t\r\n;":
             pos += 1
-        header = message[start:pos].decode("ascii", errors="replace")
+        # Undefined headers end up in an error message: keep a non-ASCII byte visible as \xNN.
+        header = message[start:pos].decode("ascii", errors="backslashreplace")
         while pos < n and message[pos] in _WHITESPACE:
             pos += 1
         params: list[Param] = []
@@ -265,8 +266,12 @@ class ScpiInstrument(UsbtmcDevice):
     # --- the error queue (SCPI-1999 Vol. 2 21.8) ---
 
     def push_error(self, code: int, detail: str = "") -> None:
-        """Queue an error and set its ESR bit (CME -1xx, EXE -2xx, DDE -3xx, QYE -4xx)."""
-        text = ERRORS.get(code, "Error") + (f";{detail}" if detail else "")
+        """Queue an error and set its ESR bit (CME -1xx, EXE -2xx, DDE -3xx, QYE -4xx).
+
+        ``detail`` may quote what the host sent: it is kept in printable ASCII (the error
+        description of SCPI-1999 Vol. 2 21.8 is ASCII), other characters as escapes.
+        """
+        text = _printable(ERRORS.get(code, "Error") + (f";{detail}" if detail else ""))
         if len(self.errors) >= ERROR_QUEUE_DEPTH:
             self.errors[-1] = (-350, ERRORS[-350])
         else:
@@ -388,7 +393,8 @@ class ScpiInstrument(UsbtmcDevice):
         if command.query:
             if reply is None:
                 return
-            self._replies.append(reply if isinstance(reply, bytes) else str(reply).encode("ascii"))
+            self._replies.append(reply if isinstance(reply, bytes)
+                                 else str(reply).encode("ascii", errors="backslashreplace"))
 
     def _power_on(self) -> None:
         self._msg = bytearray()
@@ -493,12 +499,21 @@ class ScpiInstrument(UsbtmcDevice):
         self._no_params(params)
         code, text = self.errors.popleft() if self.errors else (0, ERRORS[0])
         self.status.update()
-        return f'{code},"{text}"'
+        # 488.2 <STRING RESPONSE DATA>: a double quote inside the string is doubled.
+        return '{},"{}"'.format(code, text.replace('"', '""'))
 
     @command("SYSTem:VERSion?")
     def _system_version(self, params):
         self._no_params(params)
         return "1999.0"
+
+
+def _printable(text: str) -> str:
+    """``text`` in printable ASCII: anything else becomes a backslash escape."""
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") if c.isascii()
+                   else c.encode("ascii", "backslashreplace").decode("ascii") for c in text)
 
 
 def definite_block(data: bytes) -> bytes:

@@ -296,6 +296,7 @@ class UsbtmcDevice(VirtualDevice):
         self._msg = bytearray()
         self.violations: list[str] = []
         self.executed: list[bytes] = []
+        self._quiet_refusals = False  # a fault injector's own damage is being parsed
         self._exec_head = bytearray()
         self._exec_tail = bytearray()
         self._exec_bytes = 0
@@ -498,19 +499,17 @@ class UsbtmcDevice(VirtualDevice):
     def _record_input(self, chunk: bytes, eom: bool) -> None:
         keep = self._EXEC_KEEP_BYTES
         self._exec_bytes += len(chunk)
-        if not self._exec_tail and self._exec_bytes <= 2 * keep:
-            self._exec_head += chunk
-        else:
-            if not self._exec_tail:  # from now on only the first and the last keep bytes
-                self._exec_tail += self._exec_head[keep:]
-                del self._exec_head[keep:]
-            self._exec_tail += chunk
-            del self._exec_tail[:-keep]
+        room = 2 * keep - len(self._exec_head)
+        if room > 0:
+            self._exec_head += chunk[:room]  # the whole message while it is short
+        self._exec_tail += chunk[-keep:]  # a multi-MiB chunk is not copied whole
+        del self._exec_tail[:-keep]
         self._msg_open = not eom
         if eom:
-            message = bytes(self._exec_head)
-            if self._exec_tail:
-                message += b"..." + bytes(self._exec_tail)
+            if self._exec_bytes <= 2 * keep:
+                message = bytes(self._exec_head)
+            else:
+                message = bytes(self._exec_head[:keep]) + b"..." + bytes(self._exec_tail)
             self._append_record(self.executed, message)
             self._forget_input()
 
@@ -582,7 +581,7 @@ class UsbtmcDevice(VirtualDevice):
 
     def _refuse(self, reason: str, *, violation: bool = True) -> None:
         # USBTMC 3.2.2.3/3.3: the device halts Bulk-OUT on a header it cannot accept.
-        if violation:
+        if violation and not self._quiet_refusals:
             self._violation(f"Bulk-OUT header refused: {reason}")
         self._reset_parser()
         self.on_protocol_error(reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 
@@ -75,6 +76,9 @@ class DeviceBrowser(QWidget):
         self._open_state: dict[DeviceRef, str] = {}
         self._badges: dict[DeviceRef, str] = {}
         self._scanned: set[str] = set()
+        # Adds entries to the context menu: hook(menu, ref, source) with ref None off a device row
+        # (the main window's virtual instrument actions: faults, unplug, replug).
+        self.menu_hook: Callable[[QMenu, DeviceRef | None, str | None], None] | None = None
 
         self.tree = QTreeWidget(self)
         self.tree.setObjectName("deviceTree")
@@ -408,7 +412,10 @@ class DeviceBrowser(QWidget):
 
     @Slot(QPoint)
     def _context_menu(self, pos: QPoint) -> None:
-        item = self.tree.itemAt(pos)
+        self.context_menu(self.tree.itemAt(pos)).popup(self.tree.viewport().mapToGlobal(pos))
+
+    def context_menu(self, item: QTreeWidgetItem | None) -> QMenu:
+        """The context menu of ``item`` (None: the empty area), not yet shown."""
         ref = self._ref_of(item)
         menu = QMenu(self)
         if ref is not None and ref in self._devices:
@@ -437,11 +444,18 @@ class DeviceBrowser(QWidget):
             alias = menu.addAction("Set alias…")
             alias.triggered.connect(lambda: self.edit_alias(ref))
             menu.addSeparator()
+        if self.menu_hook is not None:
+            self.menu_hook(menu, ref, self._source_of(item))
         rescan = QAction("Rescan now", menu)
         rescan.triggered.connect(self.rescan_requested)
         menu.addAction(rescan)
         menu.setToolTipsVisible(True)
-        menu.popup(self.tree.viewport().mapToGlobal(pos))
+        return menu
+
+    def _source_of(self, item: QTreeWidgetItem | None) -> str | None:
+        while item is not None and item.parent() is not None:
+            item = item.parent()
+        return next((source for source, group in self._groups.items() if group is item), None)
 
     def copy_resource(self, ref: DeviceRef) -> None:
         QGuiApplication.clipboard().setText(ref.resource)

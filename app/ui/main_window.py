@@ -37,6 +37,7 @@ from .settings import Settings
 from .settings_dialog import SettingsDialog
 from .srq import SrqCenter
 from .theme import apply_theme
+from .virtual_menu import VirtualInstrumentActions
 from .worker import Session, live_threads
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,8 @@ class MainWindow(QMainWindow):
         self.browser.alias_changed.connect(self._on_alias)
         self.browser.rescan_requested.connect(self.rescan)
         self.browser.selection_changed.connect(lambda _ref: self._update_actions())
+        self.virtual_actions = VirtualInstrumentActions(self.browser, self._virtual_bus, self)
+        self.virtual_actions.changed.connect(lambda text: (self.rescan(), self.statusBar().showMessage(text, 8000)))
         self.dock = QDockWidget("Instruments", self)
         self.dock.setObjectName("instrumentsDock")
         self.dock.setWidget(self.browser)
@@ -608,6 +611,13 @@ class MainWindow(QMainWindow):
                     bus.unplug(device)
             self._quirky_defaults = None
         self.rescan()
+
+    def _virtual_bus(self):
+        """The virtual bus the virtual instruments are on, or None when they are off."""
+        try:
+            return getattr(self.backends.get("virtual"), "bus", None)
+        except BackendUnavailableError:
+            return None
 
     def set_theme(self, theme: str) -> None:
         self.settings.theme = theme

@@ -86,5 +86,15 @@ def wrong_btag() -> dict:
     return {"sent": sent, "echoed": echoed, "data": data.decode()}
 
 
+def unplug() -> dict:
+    raw = Raw()
+    try:
+        raw.write(b"*IDN?\n")
+        return {"write": "ok"}
+    except usb.core.USBError as exc:
+        return {"write": exc.errno}
+
+
 if __name__ == "__main__":
-    print(json.dumps({"model_crash": model_crash, "toggles": toggles, "wrong_btag": wrong_btag}[sys.argv[1]]()))
+    scenarios = {"model_crash": model_crash, "toggles": toggles, "wrong_btag": wrong_btag, "unplug": unplug}
+    print(json.dumps(scenarios[sys.argv[1]]()))

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
-from conftest import ROOT, _host_env
-
-RAW_HOST = ROOT / "tests" / "libusb" / "raw_fault_host.py"
+ROOT = Path(__file__).resolve().parents[2]
+RAW_HOST = Path(__file__).with_name("raw_fault_host.py")
 IDN = "TMC Console,Virtual Loopback,LOOP-0001,1.0\n"
 
 
 def run_raw(bus, scenario: str) -> dict:
-    proc = subprocess.run([sys.executable, str(RAW_HOST), scenario], cwd=ROOT, env=_host_env(bus, None),
+    """Run a raw_fault_host.py scenario under the bus's preload; its JSON result."""
+    env = bus.environment()
+    env.pop("TMC_LIBUSB", None)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = subprocess.run([sys.executable, str(RAW_HOST), scenario], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, f"the host died (status {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -28,7 +33,8 @@ def test_a_crashing_model_answers_with_a_stall_and_the_client_lives_on(make_bus)
     bus.fault(_key(bus), "model-crash")
     result = run_raw(bus, "model_crash")  # before: libusb aborted the client (SIGABRT) on its next transfer
     assert result == {"first": 32, "after_clear": IDN}  # EPIPE, then the device works again
-    assert bus.fault(_key(bus), "clear") == [("model-crash", "exception inside the model on a 20-byte Bulk-OUT transfer")]
+    fired = bus.fault(_key(bus), "clear")
+    assert fired == [("model-crash", "exception inside the model on a 20-byte Bulk-OUT transfer")]
 
 
 def test_the_umockdev_bus_models_data_toggles(make_bus):
@@ -59,3 +65,14 @@ def test_tmc_sim_run_lists_the_fault_kinds():
     proc = subprocess.run([sys.executable, "-m", "app.cli", "sim", "run", "--fault", "help"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "partial-out-timeout" in proc.stdout and "USB 2.0 8.6" in proc.stdout
+
+
+def test_an_unplug_fault_mid_transfer_is_enodev_and_the_device_comes_back(make_bus):
+    bus = make_bus(["loopback"])
+    key = _key(bus)
+    bus.fault(key, "unplug")
+    assert run_raw(bus, "unplug") == {"write": 19}  # ENODEV, as for a cable pulled mid-transfer
+    assert bus.request("list")["devices"] == []
+    assert bus.fault(key, "replug") == [("unplug", "unplugged after taking 0 bytes of a message")]
+    assert [d["product"] for d in bus.request("list")["devices"]] == ["Virtual Loopback"]
+    assert run_raw(bus, "wrong_btag")["data"] == IDN

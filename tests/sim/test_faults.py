@@ -13,6 +13,7 @@ import threading
 
 import pytest
 import usb.core
+import usb.util
 from sim_helpers import RawTmc, open_pyusb
 
 from app.sim import VirtualBus
@@ -496,3 +497,77 @@ def test_sam7_takes_faults_too(bus, clock):
     tmc.write("*IDN?\n")
     btag, raw = raw_reply(tmc)
     assert header(raw)[1] != btag
+
+
+# --- more schedules and what the device records ---
+
+
+def test_status_pending_on_abort_bulk_out(tmc, inj):
+    inj.add(Fault(FaultKind.STATUS_PENDING, polls=2))
+    inj.add(Fault(FaultKind.PARTIAL_OUT_TIMEOUT, after_bytes=40))
+    btag = tmc.next_btag()
+    tmc.dev.write(BULK_OUT, tmc.out_frame(btag, b"y" * 200), timeout=50)
+    assert tmc.control(INITIATE_ABORT_BULK_OUT, btag, 2, endpoint=BULK_OUT)[0] == SUCCESS
+    answers = [tmc.control(CHECK_ABORT_BULK_OUT_STATUS, 0, 8, endpoint=BULK_OUT)[0] for _ in range(3)]
+    assert answers == [PENDING, PENDING, SUCCESS]
+
+
+def test_leftover_data_for_the_abort_bulk_in_to_drain(tmc, inj):
+    inj.add(Fault(FaultKind.LEFTOVER_DATA))
+    inj.add(Fault(FaultKind.NO_ANSWER))
+    tmc.write("*IDN?\n")
+    btag = tmc.request(1024)
+    assert tmc.control(INITIATE_ABORT_BULK_IN, btag, 2, endpoint=BULK_IN)[0] == SUCCESS
+    status = tmc.control(CHECK_ABORT_BULK_IN_STATUS, 0, 8, endpoint=BULK_IN)
+    assert (status[0], status[1]) == (PENDING, 1)  # bmAbortBulkIn.D0: read Bulk-IN until a short packet
+    assert tmc.dev.read(BULK_IN, 4096, timeout=300).tobytes().startswith(b"LEFTOVER")
+    assert tmc.control(CHECK_ABORT_BULK_IN_STATUS, 0, 8, endpoint=BULK_IN)[0] == SUCCESS
+    assert tmc.query("*IDN?") == IDN
+
+
+def test_a_request_while_a_message_has_no_eom_is_a_violation(tmc, loop):
+    tmc.write("*IDN", eom=False)
+    tmc.request(1024)
+    assert loop.violations == [
+        "REQUEST_DEV_DEP_MSG_IN bTag 2 while a DEV_DEP_MSG_OUT message has not ended (no EOM yet)"]
+
+
+def test_a_refused_header_is_a_violation_but_an_injected_refusal_is_not(tmc, inj, loop):
+    btag = tmc.next_btag()
+    with pytest.raises(usb.core.USBError):
+        tmc.dev.write(BULK_OUT, struct.pack("<BBBB8x", 1, btag, btag, 0), timeout=300)  # bTagInverse wrong
+    assert len(loop.violations) == 1 and "refused" in loop.violations[0]
+    tmc.clear_halt(BULK_OUT)
+    inj.add(Fault(FaultKind.TOGGLE_MISMATCH))
+    with pytest.raises(usb.core.USBError):
+        tmc.write(b"MEM:DATA #41000" + b"q" * 985)  # the rest of the transfer is refused: the fault's doing
+    assert len(loop.violations) == 1
+
+
+def test_executed_keeps_the_head_and_tail_of_a_long_message(tmc, loop):
+    block = bytes(range(256)) * 64  # 16 KiB
+    tmc.write(b"MEM:DATA #516384" + block + b"\n")
+    assert loop.memory == block
+    record = loop.executed[-1]
+    assert record.startswith(b"MEM:DATA #516384" + block[:4096 - 16]) and record.endswith(block[-4095:] + b"\n")
+    assert b"..." in record and len(record) == 2 * 4096 + 3
+    tmc.write(b"MEM:DATA #17abcdefg\n")
+    assert loop.executed[-1] == b"MEM:DATA #17abcdefg\n"
+
+
+@pytest.mark.parametrize("key", ["awg", "rigol-ds1000z", "siglent-clone"])
+def test_the_awg_and_the_quirky_twins_take_faults_too(bus, clock, key):
+    from app.sim.awg import VirtualAwg
+    from app.sim.quirky import CATALOGUE
+
+    device = VirtualAwg(clock=clock) if key == "awg" else next(m for m in CATALOGUE if m.key == key).factory(clock)
+    bus.plug(device)
+    desc = device.device_desc
+    dev = usb.core.find(backend=VirtualBackend(bus), idVendor=desc.vid, idProduct=desc.pid)
+    usb.util.claim_interface(dev, 0)
+    tmc = RawTmc(dev, timeout_ms=300)
+    FaultInjector.attach(device).add(Fault(FaultKind.WRONG_BTAG))
+    tmc.write("*IDN?\n")
+    btag, raw = raw_reply(tmc)
+    assert header(raw)[1] != btag
+    assert tmc.query("*IDN?").startswith(device.idn)

@@ -266,8 +266,9 @@ class UmockdevBus:
         return self.request("wait_in_flight", key=key, timeout_s=timeout_s)["in_flight"]
 
     def fault(self, key: str, spec: str) -> list[tuple[str, str]]:
-        """Arm the fault ``spec`` (:func:`app.sim.faults.parse_fault_spec`; "clear" disarms all) in
-        device ``key``; returns the (kind, detail) of every fault that has fired there so far."""
+        """Arm the fault ``spec`` (:func:`app.sim.faults.parse_fault_spec`; "clear" disarms all,
+        "replug" plugs back a device an unplug fault took away) in device ``key``; returns the
+        (kind, detail) of every fault that has fired there so far."""
         return [tuple(pair) for pair in self.request("fault", key=key, spec=spec)["fired"]]
 
     def call(self, key: str, method: str, *args, **kwargs):

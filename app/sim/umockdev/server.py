@@ -19,10 +19,12 @@ and then answers one JSON request per stdin line with one JSON reply line::
     {"op": "fault", "key": "1-2", "spec": "stall-bulk-out:after_bytes=100"}
                                                        -> {"ok": true, "fired": [...]}
     {"op": "fault", "key": "1-2", "spec": "clear"}      -> {"ok": true, "fired": [...]}
+    {"op": "fault", "key": "1-2", "spec": "replug"}     -> {"ok": true, "fired": [...]}
 
 ``--fault SPEC`` (repeatable) arms faults (:mod:`app.sim.faults`) in every USBTMC device
 plugged at start; the "fault" request arms one in a device later, and lists the faults
-that have fired there (["kind", "detail"] pairs). An exception inside a device model is
+that have fired there (["kind", "detail"] pairs); "replug" brings back a device an unplug
+fault took away (it keeps its key for these requests). An exception inside a device model is
 logged on stderr and answered on the bus with a STALL (see :class:`app.sim.device.VirtualDevice`).
 
 End of stdin (or SIGTERM) unplugs everything, removes the testbed and exits.
@@ -78,6 +80,7 @@ class Server:
     def __init__(self, bus, faults: list[str] | None = None) -> None:
         self.bus = bus
         self.faults = list(faults or [])  # specs armed in every USBTMC device plugged from now on
+        self._unplugged: dict[str, object] = {}  # key -> device an unplug fault took off the bus
 
     def plug(self, kind: str, options: dict | None = None) -> dict:
         device = make_device(kind, options)
@@ -88,13 +91,19 @@ class Server:
         return plugged.as_dict()
 
     def fault(self, key: str, spec: str) -> list:
-        """Arm ``spec`` in device ``key`` ("clear" disarms them all); returns what has fired there."""
-        device = self.bus.device(key)
+        """Arm ``spec`` in device ``key`` ("clear" disarms them all, "replug" plugs back a device an
+        unplug fault took away); returns what has fired there."""
+        if key in self._unplugged:
+            device = self._unplugged[key]
+        else:
+            device = self.bus.device(key)
         if not _is_usbtmc(device):
             raise ValueError(f"device {key} is not a USBTMC instrument: no faults can be injected")
         injector = self._injector(key, device)
         if spec.strip().lower() == "clear":
             injector.clear()
+        elif spec.strip().lower() == "replug":
+            injector.replug()
         else:
             injector.add(_parse_fault(spec))
         return [[kind.value, detail] for kind, detail in injector.fired]
@@ -109,8 +118,10 @@ class Server:
 
             def unplug() -> None:
                 self.bus.unplug(state["key"])
+                self._unplugged[key] = device
 
             def replug() -> None:
+                self._unplugged.pop(key, None)
                 state["key"] = self.bus.plug(device, kind=kind).key
 
             injector.on_unplug, injector.on_replug = unplug, replug

@@ -322,6 +322,8 @@ class UrbEngine:
 
     def _advance(self, queue: deque[Urb]) -> None:
         while queue and self._attempt(queue[0]):
+            if not queue:
+                return  # the device left while the URB ran: disconnect() has finished them all
             self._finish(queue.popleft())
             if self._gone:
                 self.disconnect()
