@@ -27,6 +27,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.usbtmc import ieee488
+from app.usbtmc.errors import SaveError
+from app.usbtmc.files import save_text
 
 from . import scpi
 from .catalog import Profile, profile_for
@@ -717,7 +719,11 @@ class ConsolePanel(QWidget):
         entry = self.transcript.entry(entry_id)
         if entry is None or entry.data is None or entry.block is None:
             return None
-        written = save_bytes(self, entry.block.payload(entry.data), path, "block.bin")
+        try:
+            written = save_bytes(self, entry.block.payload(entry.data), path, "block.bin")
+        except SaveError as exc:
+            self.transcript.add("error", str(exc))
+            return None
         if written is not None:
             self.transcript.add("note", f"saved {entry.block.payload_bytes:,} bytes of block data to {written}")
         return written
@@ -729,9 +735,11 @@ class ConsolePanel(QWidget):
             path, _ = QFileDialog.getSaveFileName(self, "Save transcript", suggestion, "Text files (*.txt);;All files (*)")
             if not path:
                 return None
-        target = Path(path)
-        target.write_text(self.transcript.plain_text(), encoding="utf-8")
-        return target
+        try:
+            return save_text(path, self.transcript.plain_text())
+        except SaveError as exc:
+            self.transcript.add("error", str(exc))
+            return None
 
     def run_file(self, path: str | None = None, *, stop_on_error: bool = True) -> bool:
         """Send each non-empty line of a file (``#`` starts a comment line), in order."""
