@@ -200,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command_name not in ("sim", "bench"):
+            _say_quirk_problems()
         return args.func(args)
     except TmcError as exc:
         print(f"tmc: {_one_line(exc)}", file=sys.stderr)
@@ -218,6 +220,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a fault of tmc itself: still one line, never a traceback
         print(f"tmc: internal error ({type(exc).__name__}): {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _say_quirk_problems() -> None:
+    """What of the user's quirks file was skipped, one line each, before the command runs."""
+    from app.usbtmc.quirks import default_database
+
+    for problem in default_database().problems:
+        print(f"tmc: {problem}", file=sys.stderr)
 
 
 def _one_line(exc: BaseException) -> str:
