@@ -55,7 +55,7 @@ from .events import (
     Write,
 )
 from .rawview import RawViewDialog, save_bytes
-from .settings import TERMINATIONS, Settings
+from .settings import TERMINATIONS, TIMEOUT_RANGE_MS, Settings
 from .transcript import Transcript, format_ms
 from .worker import Session
 
@@ -257,11 +257,12 @@ class ConsolePanel(QWidget):
 
         self.timeout_spin = QSpinBox(self)
         self.timeout_spin.setObjectName("timeoutSpin")
-        self.timeout_spin.setRange(10, 600_000)
+        self.timeout_spin.setRange(*TIMEOUT_RANGE_MS)
         self.timeout_spin.setSingleStep(500)
         self.timeout_spin.setSuffix(" ms")
         self.timeout_spin.setValue(
-            self.settings.instrument_value(self.resource, "timeout_ms", self.session.timeout_ms, int)
+            self.settings.instrument_int(self.resource, "timeout_ms", self.session.timeout_ms, *TIMEOUT_RANGE_MS,
+                                         what=f"timeout (ms) of {self.resource}")
         )
         self.timeout_spin.setToolTip("How long a transfer may take before the session aborts it")
         self.timeout_spin.editingFinished.connect(self._apply_timeout)
@@ -324,10 +325,19 @@ class ConsolePanel(QWidget):
         self._busy_timer = QTimer(self)
         self._busy_timer.setInterval(100)
         self._busy_timer.timeout.connect(self._update_state_label)
-        state = self.settings.value(f"console/splitter")
-        if state is not None:
-            self.splitter.restoreState(state)
+        self._restore_splitter()
         self._update_check_label()
+        for note in self.settings.take_notes():  # stored values that were replaced by defaults
+            self.transcript.add("warning", note)
+
+    def _restore_splitter(self) -> None:
+        state = self.settings.state_value("console/splitter", "console layout")
+        if state is None:
+            return
+        default = self.splitter.saveState()
+        if not self.splitter.restoreState(state) or any(size < 0 for size in self.splitter.sizes()):
+            self.splitter.restoreState(default)
+            self.settings.note("console layout", bytes(state.data()).hex(), "is not a usable layout", "the default layout")
 
     # --- sending --------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from .events import Control, Failed, Finished, Opened
 from .icon import app_icon
 from .instrument_tab import STATE_TEXT, InstrumentTab
 from .probe_dialog import ProbeDialog
-from .settings import Settings
+from .settings import TIMEOUT_RANGE_MS, Settings
 from .settings_dialog import SettingsDialog
 from .srq import SrqCenter
 from .theme import apply_theme
@@ -344,7 +344,8 @@ class MainWindow(QMainWindow):
         except Exception as exc:  # the backend's own error says what is missing
             self.statusBar().showMessage(f"Cannot open {ref.resource}: {exc}", 10000)
             return None
-        timeout_ms = self.settings.instrument_value(ref.resource, "timeout_ms", self.settings.default_timeout_ms, int)
+        timeout_ms = self.settings.instrument_int(ref.resource, "timeout_ms", self.settings.default_timeout_ms,
+                                                  *TIMEOUT_RANGE_MS, what=f"timeout (ms) of {ref.resource}")
         session = Session(ref.resource, backend, source=ref.source, timeout_ms=timeout_ms,
                           instrument_factory=self._instrument_factory, use_quirks=use_quirks, parent=self)
         if not use_quirks:
