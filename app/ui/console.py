@@ -56,7 +56,9 @@ from .events import (
 )
 from .rawview import RawViewDialog, save_bytes
 from .settings import TERMINATIONS, TIMEOUT_RANGE_MS, Settings
-from .transcript import Transcript, format_ms
+from .transcript import MAX_TEXT_CHARS, Transcript, format_ms
+
+REPLY_TEXT_BYTES = MAX_TEXT_CHARS  # of a reply decoded for the transcript when it arrives
 from .worker import Session
 
 # Commands from these origins appear in the transcript; other panels' polling does not.
@@ -554,12 +556,18 @@ class ConsolePanel(QWidget):
         data = event.data
         term = self.termination() or b"\n"
         block = scpi.find_block(data)
-        text = scpi.display_text(data, term) if block is None else ""
+        full_text_from = None
+        if block is None and len(data) > REPLY_TEXT_BYTES:
+            # Only the start is decoded here, on the GUI thread; a saved transcript decodes the rest.
+            text = scpi.display_text(data[:REPLY_TEXT_BYTES], b"") + f" … ({len(data):,} bytes in all)"
+            full_text_from = term
+        else:
+            text = scpi.display_text(data, term) if block is None else ""
         if block is None and not text:
             text = "(empty reply)"
         self.transcript.add(
             "received", text, duration_ms=event.round_trip_ms, data=data, block=block, tag=tag,
-            command_id=event.command_id,
+            command_id=event.command_id, full_text_from=full_text_from,
         )
         if event.command_id == self._idn_id and block is None:
             self._idn_id = 0
