@@ -41,6 +41,11 @@ from .worker import Session, live_threads
 
 log = logging.getLogger(__name__)
 
+# Closing the window waits this long for the sessions to end. Every command was aborted, but a
+# worker inside a synchronous transfer cannot be interrupted from outside: it is left to its
+# timeout (up to 600 s), and main() ends the process without waiting for it.
+CLOSE_WAIT_MS = 1000
+
 def default_backend_factories() -> dict[str, Callable[[], object]]:
     """Real USB through libusb, and the in-process virtual bus (one per process)."""
 
@@ -283,7 +288,8 @@ class MainWindow(QMainWindow):
         self.discovery.start()
 
     def shutdown(self, timeout_ms: int | None = None) -> bool:
-        """Close every session and stop discovery; True when every thread has ended."""
+        """Close every session (aborting what each has outstanding) and stop discovery; True when
+        every thread has ended within ``timeout_ms`` (default: the longest session timeout + 2 s)."""
         if not self._shut_down:
             self._shut_down = True
             self.srq_center.shutdown()
@@ -307,8 +313,10 @@ class MainWindow(QMainWindow):
         return ok and not live_threads()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        self.hide()  # a worker may need up to its timeout to finish a transfer: do not look frozen meanwhile
-        self.shutdown()
+        self.hide()
+        if not self.shutdown(timeout_ms=CLOSE_WAIT_MS):
+            self.abandoned = [t.objectName() for t in live_threads()]
+            log.warning("closing with threads still inside a transfer, abandoned: %s", ", ".join(self.abandoned))
         super().closeEvent(event)
 
     # --- sessions -----------------------------------------------------------------------
