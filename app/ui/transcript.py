@@ -9,14 +9,15 @@ from collections import deque
 from dataclasses import dataclass
 from html import escape
 
-from PySide6.QtCore import QEvent, Qt, QUrl, Signal, Slot
-from PySide6.QtGui import QFontDatabase, QFontMetrics, QMouseEvent, QTextCursor
-from PySide6.QtWidgets import QPlainTextEdit, QWidget
+from PySide6.QtCore import QEvent, QUrl, Signal, Slot
+from PySide6.QtGui import QFontDatabase, QFontMetrics, QTextCursor
+from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from . import scpi
 from .theme import colors
 
 MAX_ENTRIES = 5000
+TRIM_ENTRIES = 250  # past MAX_ENTRIES, the oldest entries go this many at a time (see Transcript)
 MAX_SHOWN_CHARS = 2000  # longer replies are cut in the view; the raw view shows all
 MIB = 1 << 20
 # Reply bytes larger than this go to the transcript's spool file on disk; the entry keeps a reference.
@@ -164,14 +165,14 @@ def format_ms(ms: float) -> str:
     return f"{ms / 1000:.2f} s"
 
 
-class Transcript(QPlainTextEdit):
-    """Entries as rich-text paragraphs, one block per entry; links open the raw view or save a block.
+class Transcript(QTextBrowser):
+    """Entries as HTML paragraphs, one block per entry; links open the raw view or save a block.
 
-    A plain-text edit lays its document out block by block, so an entry costs the same at the
-    cap as at the start: the oldest entry's block is removed as the newest is appended (a
-    QTextBrowser lays out again everything after a change at the top, which made each line cost
-    milliseconds at 5,000 entries). The transcript is capped by entries (MAX_ENTRIES) and by
-    bytes (MAX_TOTAL_BYTES); large replies are kept on disk (see :class:`Spool`).
+    Capped by entries (MAX_ENTRIES) and by bytes (MAX_TOTAL_BYTES); large replies are kept on
+    disk (see :class:`Spool`). Removing blocks at the top makes the document lay out again
+    everything below them, so at the cap the oldest entries go TRIM_ENTRIES at a time: one
+    layout per TRIM_ENTRIES lines instead of one per line (which made each line cost
+    milliseconds at 5,000 entries), and a line costs the same at the cap as at the start.
     """
 
     raw_requested = Signal(int)  # entry id
@@ -180,16 +181,13 @@ class Transcript(QPlainTextEdit):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("transcript")
-        self.setReadOnly(True)
-        # Every append and removal would otherwise be kept on the document's undo stack: memory
-        # that grows with every line, at the cap too.
+        self.setOpenLinks(False)
+        self.setOpenExternalLinks(False)
+        self.anchorClicked.connect(self._on_anchor)
+        # Programmatic appends and removals would otherwise be kept on the undo stack, growing forever.
         self.document().setUndoRedoEnabled(False)
-        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
-                                     | Qt.TextInteractionFlag.TextSelectableByKeyboard
-                                     | Qt.TextInteractionFlag.LinksAccessibleByMouse)
         fixed = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         self.document().setDefaultFont(fixed)
-        self.setFont(fixed)
         # Wrapped lines and details hang under the text, not under the timestamp.
         self._indent_px = QFontMetrics(fixed).horizontalAdvance("00:00:00.000  ")
         self.setPlaceholderText("Commands and replies appear here.")
@@ -199,7 +197,6 @@ class Transcript(QPlainTextEdit):
         self._spool = Spool()
         self.memory_bytes = 0  # reply bytes and text held in memory by the entries
         self.total_bytes = 0  # the same plus what the spool holds for them
-        self._pressed_anchor = ""
 
     # --- entries ---
 
@@ -213,40 +210,41 @@ class Transcript(QPlainTextEdit):
         entry = Entry(next(self._ids), at, kind, text, **kwargs)
         if data is not None and (len(data) > INLINE_DATA_BYTES or self.memory_bytes + len(data) > MAX_MEMORY_BYTES):
             entry.spool_to(self._spool)
-        while self._entries and (len(self._entries) >= MAX_ENTRIES
-                                 or self.total_bytes + entry.total_bytes > MAX_TOTAL_BYTES):
-            self._drop_oldest()
         self._entries.append(entry)
         self._by_id[entry.id] = entry
         self.memory_bytes += entry.memory_bytes
         self.total_bytes += entry.total_bytes
         bar = self.verticalScrollBar()
-        at_bottom = bar.value() >= bar.maximum() - 1
-        self._append_html(self._html(entry))
-        if at_bottom:
-            bar.setValue(bar.maximum())
-        return entry
-
-    def _append_html(self, html: str) -> None:
+        at_bottom = bar.value() >= bar.maximum() - 4
         cursor = QTextCursor(self.document())
         cursor.movePosition(QTextCursor.MoveOperation.End)
         if not self.document().isEmpty():
             cursor.insertBlock()
-        cursor.insertHtml(html)
+        cursor.insertHtml(self._html(entry))
+        if len(self._entries) >= MAX_ENTRIES + TRIM_ENTRIES or self.total_bytes > MAX_TOTAL_BYTES:
+            self._trim()
+        if at_bottom:
+            bar.setValue(bar.maximum())
+        return entry
 
-    def _drop_oldest(self) -> None:
-        old = self._entries.popleft()
-        self._by_id.pop(old.id, None)
-        self.memory_bytes -= old.memory_bytes
-        self.total_bytes -= old.total_bytes
-        old.release()
-        # Each entry is one block (line breaks inside it are line separators): remove the first.
-        first = self.document().firstBlock()
-        cursor = QTextCursor(first)
-        if first.next().isValid():
-            cursor.setPosition(first.next().position(), QTextCursor.MoveMode.KeepAnchor)
+    def _trim(self) -> None:
+        """Drop the oldest entries down to MAX_ENTRIES and 90 % of MAX_TOTAL_BYTES (the newest stays)."""
+        dropped = 0
+        while len(self._entries) > 1 and (len(self._entries) > MAX_ENTRIES
+                                          or self.total_bytes > MAX_TOTAL_BYTES * 0.9):
+            old = self._entries.popleft()
+            self._by_id.pop(old.id, None)
+            self.memory_bytes -= old.memory_bytes
+            self.total_bytes -= old.total_bytes
+            old.release()
+            dropped += 1
+        # Each entry is one block (its line breaks are line separators): remove the first ``dropped``.
+        first_kept = self.document().findBlockByNumber(dropped)
+        cursor = QTextCursor(self.document())
+        if first_kept.isValid():
+            cursor.setPosition(first_kept.position(), QTextCursor.MoveMode.KeepAnchor)
         else:
-            cursor.movePosition(QTextCursor.MoveOperation.EndOfBlock, QTextCursor.MoveMode.KeepAnchor)
+            cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
         cursor.removeSelectedText()
 
     def entries(self) -> list[Entry]:
@@ -263,9 +261,6 @@ class Transcript(QPlainTextEdit):
         self._spool.clear()
         self.memory_bytes = self.total_bytes = 0
         self.document().clear()
-
-    def toHtml(self) -> str:
-        return self.document().toHtml()
 
     def plain_text(self) -> str:
         """The transcript as text, for saving (full replies, not the shortened view)."""
@@ -323,10 +318,13 @@ class Transcript(QPlainTextEdit):
 
     def rerender(self) -> None:
         bar = self.verticalScrollBar()
-        at_bottom = bar.value() >= bar.maximum() - 1
+        at_bottom = bar.value() >= bar.maximum() - 4
         self.document().clear()
-        for e in self._entries:
-            self._append_html(self._html(e))
+        cursor = QTextCursor(self.document())
+        for i, e in enumerate(self._entries):
+            if i:
+                cursor.insertBlock()
+            cursor.insertHtml(self._html(e))
         if at_bottom:
             bar.setValue(bar.maximum())
 
@@ -334,24 +332,6 @@ class Transcript(QPlainTextEdit):
         super().changeEvent(event)
         if event.type() == QEvent.Type.PaletteChange:
             self.rerender()
-
-    # QPlainTextEdit has no anchorClicked: a press and release on the same link is a click.
-    def mousePressEvent(self, event: QMouseEvent) -> None:
-        self._pressed_anchor = self.anchorAt(event.position().toPoint())
-        super().mousePressEvent(event)
-
-    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
-        anchor = self.anchorAt(event.position().toPoint())
-        clicked = anchor and anchor == self._pressed_anchor and event.button() == Qt.MouseButton.LeftButton
-        self._pressed_anchor = ""
-        super().mouseReleaseEvent(event)
-        if clicked:
-            self._on_anchor(QUrl(anchor))
-
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:
-        super().mouseMoveEvent(event)
-        over_link = bool(self.anchorAt(event.position().toPoint()))
-        self.viewport().setCursor(Qt.CursorShape.PointingHandCursor if over_link else Qt.CursorShape.IBeamCursor)
 
     @Slot(QUrl)
     def _on_anchor(self, url: QUrl) -> None:

@@ -1,5 +1,6 @@
-"""The transcript at its caps: one block per entry, the oldest dropped in step with the newest
-(O(1) per line), a cap in bytes as well as entries, large replies kept on disk and read back."""
+"""The transcript at its caps: one block per entry, the oldest dropped with their entries a batch
+at a time (amortised O(1) per line), a cap in bytes as well as entries, large replies kept on disk
+and read back."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def transcript(qtbot):
 
 def test_at_the_entry_cap_the_oldest_block_goes_with_its_entry(transcript, monkeypatch):
     monkeypatch.setattr(transcript_module, "MAX_ENTRIES", 50)
+    monkeypatch.setattr(transcript_module, "TRIM_ENTRIES", 10)
     for i in range(1, 131):
         transcript.add("sent", f"line {i}\nwith a break", detail="a detail" if i % 3 else "")
     entries = transcript.entries()
