@@ -23,7 +23,7 @@ def test_a_file_is_read_off_the_gui_thread_with_progress(panel, qtbot, tmp_path)
     panel.path.setText(str(path))
     with qtbot.waitSignal(panel.file_loaded, timeout=60000) as blocker:
         assert panel.load_path()  # returns at once: the read runs on its own thread
-        assert panel.reading_file
+        assert panel.reading_file and "Reading long.csv" in panel.source_info.text()
         qtbot.waitUntil(lambda: seen_progress.append(panel.file_progress.value()) or 0 < seen_progress[-1] < 1000,
                         timeout=60000)
     timer.stop()

@@ -549,6 +549,9 @@ class WaveformPanel(QWidget):
         self.file_progress.setValue(0)
         self.file_progress.setFormat(f"Reading {self._reading_name}…")
         self.file_progress.show()
+        # The last file's message goes now: it must not read as this file's.
+        self.source_info.setText(f"<span style='color:{colors(self.palette()).muted}'>Reading "
+                                 f"{escape(self._reading_name)}… Still using: {escape(self.source.description)}</span>")
         self._reader.start(self._load_id, text, kind, options, self.non_finite.currentData(), self._load_cancel[0])
         return True
 
