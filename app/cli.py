@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 
@@ -27,6 +28,22 @@ def _backend(args):
 
 def _open(args) -> Instrument:
     return Instrument(args.resource, backend=_backend(args), timeout_ms=args.timeout_ms)
+
+
+class UsageError(Exception):
+    """The command line itself is wrong (exit code EXIT_USAGE)."""
+
+
+def _message(text: str) -> str:
+    """A program message from the command line: argv holds undecodable bytes as surrogates
+    (PEP 383), which no instrument encoding can send as typed."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = os.fsencode(text[exc.start:exc.end])
+        raise UsageError(f"the command holds bytes that are not UTF-8 ({_escape(bad)} at character {exc.start + 1}); "
+                         "nothing was sent") from None
+    return text
 
 
 def _escape(data: bytes) -> str:
@@ -58,8 +75,9 @@ def cmd_list(args) -> int:
 
 
 def cmd_query(args) -> int:
+    command = _message(args.command)
     with _open(args) as inst:
-        inst.write(args.command)
+        inst.write(command)
         data = inst.read_raw()
     _print_reply(data, args.raw)
     return 0
@@ -75,8 +93,9 @@ def _print_reply(data: bytes, raw: bool) -> None:
 
 
 def cmd_write(args) -> int:
+    command = _message(args.command)
     with _open(args) as inst:
-        inst.write(args.command)
+        inst.write(command)
     return 0
 
 
@@ -181,15 +200,38 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command_name not in ("sim", "bench"):
+            _say_quirk_problems()
         return args.func(args)
     except TmcError as exc:
-        print(f"tmc: {exc}", file=sys.stderr)
+        print(f"tmc: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
+    except UsageError as exc:
+        print(f"tmc: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("tmc: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return EXIT_ERROR
+    except (OSError, UnicodeError) as exc:  # a file the command reads or writes
+        print(f"tmc: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # a fault of tmc itself: still one line, never a traceback
+        print(f"tmc: internal error ({type(exc).__name__}): {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _say_quirk_problems() -> None:
+    """What of the user's quirks file was skipped, one line each, before the command runs."""
+    from app.usbtmc.quirks import default_database
+
+    for problem in default_database().problems:
+        print(f"tmc: {problem}", file=sys.stderr)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

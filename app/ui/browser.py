@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 
-from PySide6.QtCore import QPoint, QSize, Qt, Signal, Slot
-from PySide6.QtGui import QAction, QFont, QGuiApplication, QIcon
+from PySide6.QtCore import QEvent, QPoint, QSize, Qt, Signal, Slot
+from PySide6.QtGui import QAction, QColor, QFont, QGuiApplication, QIcon, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -26,7 +26,7 @@ from app.usbtmc.framing import Capabilities
 
 from .discovery import Snapshot
 from .settings import Settings
-from .theme import colors
+from .theme import colors, is_dark
 
 REF_ROLE = Qt.ItemDataRole.UserRole
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -108,8 +108,20 @@ class DeviceBrowser(QWidget):
         self.details.setMargin(6)
         self.details.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
 
+        # What of the user's quirks file was skipped (file:line and why), above the devices it affects.
+        self.quirk_banner = QLabel(self)
+        self.quirk_banner.setObjectName("quirkBanner")
+        self.quirk_banner.setWordWrap(True)
+        self.quirk_banner.setTextFormat(Qt.TextFormat.PlainText)  # file names and messages, never markup
+        self.quirk_banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.quirk_banner.setMargin(6)
+        self.quirk_banner.setAutoFillBackground(True)
+        self.quirk_banner.hide()
+        self._quirk_problems: tuple[str, ...] = ()
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.quirk_banner)
         layout.addWidget(self.tree, 1)
         layout.addWidget(self.details)
 
@@ -181,6 +193,7 @@ class DeviceBrowser(QWidget):
         """Bring one source's group up to date, keeping selection and expansion."""
         self._scanned.add(snap.source)
         self._errors[snap.source] = snap.error
+        self.set_quirk_problems(snap.quirk_problems)
         group = self._group(snap.source)
         present = {DeviceRef(snap.source, info.resource): info for info in snap.devices}
         for ref in [r for r in self._device_items if r.source == snap.source and r not in present]:
@@ -203,6 +216,30 @@ class DeviceBrowser(QWidget):
             group.setText(0, f"{title} ({count})")
             self._set_group_note(snap.source, "")
         self._update_details()
+
+    def set_quirk_problems(self, problems) -> None:
+        """Show (or hide) the banner naming what of the user's quirks file was skipped."""
+        problems = tuple(problems)
+        if problems == self._quirk_problems:
+            return
+        self._quirk_problems = problems
+        if problems:
+            head = "Skipped in your quirks file (the rest of it is in use):"
+            self.quirk_banner.setText("\n".join([head, *problems]))
+            self._style_banner()
+        self.quirk_banner.setVisible(bool(problems))
+
+    def _style_banner(self) -> None:
+        palette = self.quirk_banner.palette()
+        # A warning tint that keeps the window's text colour readable in either theme.
+        palette.setColor(QPalette.ColorRole.Window, QColor("#4a3b10" if is_dark(self.palette()) else "#fff1cc"))
+        palette.setColor(QPalette.ColorRole.WindowText, self.palette().color(QPalette.ColorRole.WindowText))
+        self.quirk_banner.setPalette(palette)
+
+    def changeEvent(self, event) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange and self._quirk_problems:
+            self._style_banner()
 
     def device(self, ref: DeviceRef):
         """The latest DeviceInfo for ``ref``, or None when it is not on the bus."""

@@ -27,6 +27,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.usbtmc import ieee488
+from app.usbtmc.errors import SaveError
+from app.usbtmc.files import save_text
 
 from . import scpi
 from .catalog import Profile, profile_for
@@ -54,8 +56,10 @@ from .events import (
     Write,
 )
 from .rawview import RawViewDialog, save_bytes
-from .settings import TERMINATIONS, Settings
-from .transcript import Transcript, format_ms
+from .settings import TERMINATIONS, TIMEOUT_RANGE_MS, Settings
+from .transcript import MAX_TEXT_CHARS, Transcript, format_ms
+
+REPLY_TEXT_BYTES = MAX_TEXT_CHARS  # of a reply decoded for the transcript when it arrives
 from .worker import Session
 
 # Commands from these origins appear in the transcript; other panels' polling does not.
@@ -256,11 +260,12 @@ class ConsolePanel(QWidget):
 
         self.timeout_spin = QSpinBox(self)
         self.timeout_spin.setObjectName("timeoutSpin")
-        self.timeout_spin.setRange(10, 600_000)
+        self.timeout_spin.setRange(*TIMEOUT_RANGE_MS)
         self.timeout_spin.setSingleStep(500)
         self.timeout_spin.setSuffix(" ms")
         self.timeout_spin.setValue(
-            self.settings.instrument_value(self.resource, "timeout_ms", self.session.timeout_ms, int)
+            self.settings.instrument_int(self.resource, "timeout_ms", self.session.timeout_ms, *TIMEOUT_RANGE_MS,
+                                         what=f"timeout (ms) of {self.resource}")
         )
         self.timeout_spin.setToolTip("How long a transfer may take before the session aborts it")
         self.timeout_spin.editingFinished.connect(self._apply_timeout)
@@ -323,10 +328,19 @@ class ConsolePanel(QWidget):
         self._busy_timer = QTimer(self)
         self._busy_timer.setInterval(100)
         self._busy_timer.timeout.connect(self._update_state_label)
-        state = self.settings.value(f"console/splitter")
-        if state is not None:
-            self.splitter.restoreState(state)
+        self._restore_splitter()
         self._update_check_label()
+        for note in self.settings.take_notes():  # stored values that were replaced by defaults
+            self.transcript.add("warning", note)
+
+    def _restore_splitter(self) -> None:
+        state = self.settings.state_value("console/splitter", "console layout")
+        if state is None:
+            return
+        default = self.splitter.saveState()
+        if not self.splitter.restoreState(state) or any(size < 0 for size in self.splitter.sizes()):
+            self.splitter.restoreState(default)
+            self.settings.note("console layout", bytes(state.data()).hex(), "is not a usable layout", "the default layout")
 
     # --- sending --------------------------------------------------------------
 
@@ -545,12 +559,18 @@ class ConsolePanel(QWidget):
         data = event.data
         term = self.termination() or b"\n"
         block = scpi.find_block(data)
-        text = scpi.display_text(data, term) if block is None else ""
+        full_text_from = None
+        if block is None and len(data) > REPLY_TEXT_BYTES:
+            # Only the start is decoded here, on the GUI thread; a saved transcript decodes the rest.
+            text = scpi.display_text(data[:REPLY_TEXT_BYTES], b"") + f" … ({len(data):,} bytes in all)"
+            full_text_from = term
+        else:
+            text = scpi.display_text(data, term) if block is None else ""
         if block is None and not text:
             text = "(empty reply)"
         self.transcript.add(
             "received", text, duration_ms=event.round_trip_ms, data=data, block=block, tag=tag,
-            command_id=event.command_id,
+            command_id=event.command_id, full_text_from=full_text_from,
         )
         if event.command_id == self._idn_id and block is None:
             self._idn_id = 0
@@ -720,7 +740,11 @@ class ConsolePanel(QWidget):
         entry = self.transcript.entry(entry_id)
         if entry is None or entry.data is None or entry.block is None:
             return None
-        written = save_bytes(self, entry.block.payload(entry.data), path, "block.bin")
+        try:
+            written = save_bytes(self, entry.block.payload(entry.data), path, "block.bin")
+        except SaveError as exc:
+            self.transcript.add("error", str(exc))
+            return None
         if written is not None:
             self.transcript.add("note", f"saved {entry.block.payload_bytes:,} bytes of block data to {written}")
         return written
@@ -732,9 +756,11 @@ class ConsolePanel(QWidget):
             path, _ = QFileDialog.getSaveFileName(self, "Save transcript", suggestion, "Text files (*.txt);;All files (*)")
             if not path:
                 return None
-        target = Path(path)
-        target.write_text(self.transcript.plain_text(), encoding="utf-8")
-        return target
+        try:
+            return save_text(path, self.transcript.plain_text())
+        except SaveError as exc:
+            self.transcript.add("error", str(exc))
+            return None
 
     def run_file(self, path: str | None = None, *, stop_on_error: bool = True) -> bool:
         """Send each non-empty line of a file (``#`` starts a comment line), in order."""

@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
 
 from app.usbtmc import list_resources
 from app.usbtmc.errors import BackendUnavailableError, TmcError
+from app.usbtmc.quirks import default_database
 
 from .worker import WorkerThread
 
@@ -38,6 +39,7 @@ class Snapshot:
     source: str  # "usb" or "virtual"
     devices: tuple  # of app.usbtmc.DeviceInfo, sorted by resource
     error: str | None = None
+    quirk_problems: tuple[str, ...] = ()  # what of the user's quirks file was skipped, with file:line
 
 
 class BackendProvider:
@@ -51,7 +53,7 @@ class BackendProvider:
         self._factories = dict(factories)
         self._lock = threading.Lock()
         self._backends: dict[str, object] = {}
-        self._errors: dict[str, BackendUnavailableError] = {}
+        self._errors: dict[str, str] = {}  # why a source's backend cannot be created
 
     @property
     def sources(self) -> list[str]:
@@ -62,12 +64,14 @@ class BackendProvider:
             if source in self._backends:
                 return self._backends[source]
             if source in self._errors:
-                raise self._errors[source]
+                # A fresh error each time: re-raising the stored one would add this call's frames
+                # to its traceback on every scan, for as long as libusb stays unavailable.
+                raise BackendUnavailableError(self._errors[source])
             try:
                 backend = self._factories[source]()
             except BackendUnavailableError as exc:
-                self._errors[source] = exc
-                raise
+                self._errors[source] = str(exc)
+                raise BackendUnavailableError(str(exc)) from None
             self._backends[source] = backend
             return backend
 
@@ -86,6 +90,9 @@ class Scanner:
         self._probed: dict[str, object] = {}  # resource -> DeviceInfo with capabilities
 
     def scan(self) -> Snapshot:
+        return replace(self._scan(), quirk_problems=tuple(default_database().problems))
+
+    def _scan(self) -> Snapshot:
         try:
             backend = self._backends.get(self.source)
             quick = self._list(backend, probe=False)

@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     from .main_window import MainWindow
     from .settings import Settings
     from .theme import apply_theme
+    from .worker import live_threads
 
     settings = Settings()
     if args.reset_settings:
@@ -89,7 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     window = MainWindow(settings)
     window.show()
     window.start()
-    return app.exec()
+    code = app.exec()
+    if live_threads():
+        # A session's worker is still inside a transfer that closing the window aborted but cannot
+        # interrupt (see CLOSE_WAIT_MS). Its QThread must not be destroyed while running, so end the
+        # process here: the OS cancels the transfer with the process, and the next session's device
+        # clear resynchronises the instrument.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _windows_taskbar_identity() -> None:

@@ -33,7 +33,7 @@ from .events import Control, Failed, Finished, Opened
 from .icon import app_icon
 from .instrument_tab import STATE_TEXT, InstrumentTab
 from .probe_dialog import ProbeDialog
-from .settings import Settings
+from .settings import TIMEOUT_RANGE_MS, Settings
 from .settings_dialog import SettingsDialog
 from .srq import SrqCenter
 from .theme import apply_theme
@@ -41,6 +41,11 @@ from .virtual_menu import VirtualInstrumentActions
 from .worker import Session, live_threads
 
 log = logging.getLogger(__name__)
+
+# Closing the window waits this long for the sessions to end. Every command was aborted, but a
+# worker inside a synchronous transfer cannot be interrupted from outside: it is left to its
+# timeout (up to 600 s), and main() ends the process without waiting for it.
+CLOSE_WAIT_MS = 1000
 
 def default_backend_factories() -> dict[str, Callable[[], object]]:
     """Real USB through libusb, and the in-process virtual bus (one per process)."""
@@ -286,7 +291,8 @@ class MainWindow(QMainWindow):
         self.discovery.start()
 
     def shutdown(self, timeout_ms: int | None = None) -> bool:
-        """Close every session and stop discovery; True when every thread has ended."""
+        """Close every session (aborting what each has outstanding) and stop discovery; True when
+        every thread has ended within ``timeout_ms`` (default: the longest session timeout + 2 s)."""
         if not self._shut_down:
             self._shut_down = True
             self.srq_center.shutdown()
@@ -310,8 +316,10 @@ class MainWindow(QMainWindow):
         return ok and not live_threads()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        self.hide()  # a worker may need up to its timeout to finish a transfer: do not look frozen meanwhile
-        self.shutdown()
+        self.hide()
+        if not self.shutdown(timeout_ms=CLOSE_WAIT_MS):
+            self.abandoned = [t.objectName() for t in live_threads()]
+            log.warning("closing with threads still inside a transfer, abandoned: %s", ", ".join(self.abandoned))
         super().closeEvent(event)
 
     # --- sessions -----------------------------------------------------------------------
@@ -347,7 +355,8 @@ class MainWindow(QMainWindow):
         except Exception as exc:  # the backend's own error says what is missing
             self.statusBar().showMessage(f"Cannot open {ref.resource}: {exc}", 10000)
             return None
-        timeout_ms = self.settings.instrument_value(ref.resource, "timeout_ms", self.settings.default_timeout_ms, int)
+        timeout_ms = self.settings.instrument_int(ref.resource, "timeout_ms", self.settings.default_timeout_ms,
+                                                  *TIMEOUT_RANGE_MS, what=f"timeout (ms) of {ref.resource}")
         session = Session(ref.resource, backend, source=ref.source, timeout_ms=timeout_ms,
                           instrument_factory=self._instrument_factory, use_quirks=use_quirks, parent=self)
         if not use_quirks:

@@ -32,7 +32,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.usbtmc.errors import TmcError
+from app.usbtmc.errors import SaveError, TmcError
+from app.usbtmc.files import save_text
 from app.usbtmc.probe import FAIL, INFO, PASS, SKIP, WARN, ProbeReport, probe, save_quirk_entry
 from app.usbtmc.quirks import QuirkDatabase, user_quirks_path
 
@@ -320,7 +321,11 @@ class ProbeDialog(QDialog):
                 return None
             path = chosen
         path = Path(path)
-        path.write_text(self.report.to_json() + "\n", encoding="utf-8")
+        try:
+            save_text(path, self.report.to_json() + "\n")
+        except SaveError as exc:
+            self.status.setText(escape(str(exc)))
+            return None
         self.status.setText(f"Report saved to {escape(str(path))}.")
         return path
 

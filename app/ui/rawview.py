@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
@@ -16,6 +17,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from app.usbtmc import files
+from app.usbtmc.errors import SaveError
 
 from . import scpi
 
@@ -61,22 +65,33 @@ class RawViewDialog(QDialog):
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel(summary, self))
+        self.save_problem = QLabel(self)  # a failed save says why here, in one line
+        self.save_problem.setObjectName("saveProblem")
+        self.save_problem.setWordWrap(True)
+        self.save_problem.setTextFormat(Qt.TextFormat.PlainText)
+        self.save_problem.hide()
         layout.addWidget(tabs, 1)
+        layout.addWidget(self.save_problem)
         layout.addWidget(buttons)
         metrics = self.hex_view.fontMetrics()
         self.resize(metrics.horizontalAdvance("0" * 84), metrics.lineSpacing() * 24)
 
     def save(self, path: str | None, *, payload_only: bool) -> Path | None:
         data = self.block.payload(self.data) if payload_only and self.block is not None else self.data
-        return save_bytes(self, data, path, "block.bin" if payload_only else "reply.bin")
+        try:
+            return save_bytes(self, data, path, "block.bin" if payload_only else "reply.bin")
+        except SaveError as exc:
+            self.save_problem.setText(str(exc))
+            self.save_problem.show()
+            return None
 
 
 def save_bytes(parent: QWidget, data: bytes, path: str | None, suggestion: str) -> Path | None:
-    """Write ``data`` to ``path`` (asking for one when None); returns where it went."""
+    """Write ``data`` to ``path`` (asking for one when None); returns where it went.
+
+    Raises :class:`SaveError` (one line saying why) when the save fails."""
     if path is None:
         path, _ = QFileDialog.getSaveFileName(parent, "Save data", suggestion, "All files (*)")
         if not path:
             return None
-    target = Path(path)
-    target.write_bytes(data)
-    return target
+    return files.save_bytes(path, data)  # SaveError: the old file is unchanged

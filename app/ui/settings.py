@@ -15,11 +15,30 @@ ORGANIZATION = "TMC Console"
 APPLICATION = "TMC Console"
 
 HISTORY_LIMIT = 500
+TIMEOUT_RANGE_MS = (10, 600_000)  # what the console's timeout box offers
 
 VIRTUAL_MODES = ("auto", "on", "off")  # auto: shown when no hardware is found
 THEMES = ("system", "light", "dark")
 ERROR_CHECKS = ("auto", "syst_err", "esr", "off")
 TERMINATIONS = {"LF (\\n)": "\n", "CR LF (\\r\\n)": "\r\n", "CR (\\r)": "\r", "none": ""}
+
+
+def _as_int(raw) -> int | None:
+    """A stored whole number (QSettings' INI files give text back), or None."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, float):
+        return int(raw) if raw.is_integer() else None
+    if isinstance(raw, str) and re.fullmatch(r"\s*-?[0-9]{1,30}\s*", raw, re.ASCII):
+        return int(raw)
+    return None
+
+
+def _shown(raw) -> str:
+    text = repr(raw)
+    return text if len(text) <= 40 else text[:40] + "…"
 
 
 def instrument_key(resource: str) -> str:
@@ -32,13 +51,48 @@ class Settings:
 
     def __init__(self, qsettings: QSettings | None = None) -> None:
         self.q = qsettings if qsettings is not None else QSettings(ORGANIZATION, APPLICATION)
+        # Stored values that were out of range or of the wrong type, each replaced by its default:
+        # one sentence per value, for the console to show (take_notes()).
+        self.notes: list[str] = []
 
     def _get(self, key: str, default, kind=str):
         value = self.q.value(key, default)
         try:
             return kind(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return default
+
+    def note(self, what: str, raw, why: str, default) -> None:
+        """Remember that a stored value was replaced by its default (said once per value)."""
+        text = f"The stored {what} ({_shown(raw)}) {why}; using {default} instead."
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def take_notes(self) -> list[str]:
+        notes, self.notes = self.notes, []
+        return notes
+
+    def int_value(self, key: str, default: int, low: int, high: int, what: str = "") -> int:
+        """A stored whole number within ``low``..``high``; anything else gives ``default`` and a note."""
+        raw = self.q.value(key)
+        if raw is None:
+            return default
+        value = _as_int(raw)
+        if value is None:
+            self.note(what or key, raw, "is not a whole number", default)
+            return default
+        if not low <= value <= high:
+            self.note(what or key, raw, f"is outside {low:,} to {high:,}", default)
+            return default
+        return value
+
+    def state_value(self, key: str, what: str = "") -> QByteArray | None:
+        """A stored widget state (QByteArray), or None (with a note when something else is stored)."""
+        raw = self.q.value(key)
+        if raw is None or isinstance(raw, QByteArray):
+            return raw
+        self.note(what or key, raw, "is not a saved layout", "the default layout")
+        return None
 
     def _choice(self, key: str, default: str, allowed) -> str:
         value = self._get(key, default)
@@ -73,7 +127,7 @@ class Settings:
 
     @property
     def default_timeout_ms(self) -> int:
-        return max(10, self._get("session/timeout_ms", 5000, int))
+        return self.int_value("session/timeout_ms", 5000, *TIMEOUT_RANGE_MS, what="default timeout (ms)")
 
     @default_timeout_ms.setter
     def default_timeout_ms(self, value: int) -> None:
@@ -118,13 +172,21 @@ class Settings:
         value = self.q.value(f"history/{instrument_key(resource)}", [])
         if isinstance(value, str):  # QSettings returns a one-element list as a plain string
             value = [value]
-        return [str(item) for item in (value or [])][-HISTORY_LIMIT:]
+        if not isinstance(value, (list, tuple)):
+            self.note("command history", value, "is not a list of lines", "an empty history")
+            return []
+        return [str(item) for item in value][-HISTORY_LIMIT:]
 
     def set_history(self, resource: str, lines: list[str]) -> None:
         self.q.setValue(f"history/{instrument_key(resource)}", list(lines[-HISTORY_LIMIT:]))
 
     def instrument_value(self, resource: str, name: str, default, kind=str):
         return self._get(f"instrument/{instrument_key(resource)}/{name}", default, kind)
+
+    def instrument_int(self, resource: str, name: str, default: int, low: int, high: int, what: str = "") -> int:
+        """A per-instrument whole number within ``low``..``high`` (see :meth:`int_value`)."""
+        return self.int_value(f"instrument/{instrument_key(resource)}/{name}", default, low, high,
+                              what=what or f"{name} of {resource}")
 
     def set_instrument_value(self, resource: str, name: str, value) -> None:
         self.q.setValue(f"instrument/{instrument_key(resource)}/{name}", value)

@@ -332,6 +332,7 @@ class NoticeCard(QFrame):
         self.setBackgroundRole(QPalette.ColorRole.ToolTipBase)
         self.setForegroundRole(QPalette.ColorRole.ToolTipText)
         self.title = QLabel(self)
+        self.title.setTextFormat(Qt.TextFormat.PlainText)  # the device's product string: never markup
         self.title.setForegroundRole(QPalette.ColorRole.ToolTipText)
         font = self.title.font()
         font.setBold(True)

@@ -20,6 +20,7 @@ Thread contract (also in docs/ui.md):
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import logging
@@ -561,11 +562,18 @@ class CommandRecord:
     submitted: float
 
 
+# The GUI thread handles a session's events for at most this long at a time, then lets the event
+# loop run (timers, repaints, input) before the next slice: a burst of hundreds of queued commands
+# answered at once would otherwise hold the loop until every event had been shown.
+EVENT_SLICE_S = 0.015
+
+
 class Session(QObject):
     """The GUI's handle on one instrument session and its worker thread.
 
-    ``event`` re-emits every worker event in the GUI thread (panels connect to it);
-    ``state_changed`` follows "opening", "idle", "busy", "gone", "failed", "closing", "closed".
+    ``event`` re-emits every worker event in the GUI thread (panels connect to it), in order,
+    in slices of EVENT_SLICE_S; ``state_changed`` follows "opening", "idle", "busy", "gone",
+    "failed", "closing", "closed".
     """
 
     event = Signal(object)
@@ -601,7 +609,14 @@ class Session(QObject):
         self.worker.moveToThread(self.thread)
         self.thread.started.connect(self.worker.start)
         self._to_worker.connect(self.worker.execute)
-        self.worker.event.connect(self._on_event)
+        self._arrived: collections.deque = collections.deque()  # events from the worker, not yet handled
+        self._draining = False
+        self._slice_end = 0.0  # monotonic time at which the current slice of event handling ends
+        self._drain_timer = QTimer(self)
+        self._drain_timer.setSingleShot(True)
+        self._drain_timer.setInterval(0)
+        self._drain_timer.timeout.connect(self._next_slice)
+        self.worker.event.connect(self._arrive)
         self.thread.finished.connect(self._on_thread_finished)
 
     # --- commands ---
@@ -665,6 +680,41 @@ class Session(QObject):
     # --- events ---
 
     @Slot(object)
+    def _arrive(self, event: Event) -> None:
+        self._arrived.append(event)
+        if self._draining or self._drain_timer.isActive():
+            return  # handled in order by the drain under way or the next slice
+        if time.monotonic() < self._slice_end:
+            self._drain(new_slice=False)  # within the current slice: at once
+        else:
+            self._drain_timer.start()  # a new slice, once the event loop has had its turn
+
+    @Slot()
+    def _next_slice(self) -> None:
+        self._drain(new_slice=True)
+
+    def _drain(self, new_slice: bool) -> None:
+        # Not re-entered: a slot that spins the event loop must not handle later events before
+        # the one it is handling is done.
+        if new_slice:
+            self._slice_end = time.monotonic() + EVENT_SLICE_S
+        self._draining = True
+        try:
+            while self._arrived:
+                if time.monotonic() >= self._slice_end:
+                    self._drain_timer.start()  # the rest after the event loop has had its turn
+                    return
+                self._on_event(self._arrived.popleft())
+        finally:
+            self._draining = False
+
+    def drain_events(self) -> None:
+        """Handle every event that has arrived from the worker now (for shutdown)."""
+        self._drain_timer.stop()
+        while self._arrived:
+            self._on_event(self._arrived.popleft())
+
+    @Slot(object)
     def _on_event(self, event: Event) -> None:
         if isinstance(event, Opened):
             self.info = event.info
@@ -692,6 +742,7 @@ class Session(QObject):
 
     @Slot()
     def _on_thread_finished(self) -> None:
+        self.drain_events()  # the worker's last events (Closed, Finished) come before this
         self._closing = True
         self._records.clear()
         if self.state not in ("closed", "gone"):

@@ -152,12 +152,14 @@ def describe_interface(device, cfg, intf, *, probe: bool, db: QuirkDatabase, str
     endpoints = tuple(
         EndpointInfo(
             address=ep.bEndpointAddress,
-            kind={2: "bulk", 3: "interrupt", 1: "isochronous", 0: "control"}[usb.util.endpoint_type(ep.bmAttributes)],
+            kind=_TYPE_NAMES[usb.util.endpoint_type(ep.bmAttributes)],
             direction="in" if usb.util.endpoint_direction(ep.bEndpointAddress) == usb.util.ENDPOINT_IN else "out",
             max_packet_bytes=ep.wMaxPacketSize & 0x7FF,
         )
         for ep in intf
     )
+    if problem is None:
+        problem = _descriptor_oddity(endpoints, strings["serial"])
     if find_endpoints(intf) is None and problem is None and not firmware_mode:
         problem = "The interface lacks the Bulk-IN/Bulk-OUT endpoint pair USBTMC requires."
     caps = None
@@ -195,6 +197,24 @@ def describe_interface(device, cfg, intf, *, probe: bool, db: QuirkDatabase, str
         problem=problem,
         firmware_mode_pid=device.idProduct if firmware_mode else None,
     )
+
+
+_TYPE_NAMES = {0: "control", 1: "isochronous", 2: "bulk", 3: "interrupt"}
+
+
+def _descriptor_oddity(endpoints: tuple[EndpointInfo, ...], serial: str) -> str | None:
+    """Why descriptors that no session can use cannot be opened, or None when they are fine."""
+    seen: dict[int, str] = {}
+    for ep in endpoints:
+        if ep.address in seen:
+            # USB 2.0 9.6.6: an endpoint address names one endpoint of the configuration.
+            return (f"The interface describes endpoint 0x{ep.address:02X} twice ({seen[ep.address]} and {ep.kind}); "
+                    "the host cannot tell which one a transfer goes to.")
+        seen[ep.address] = ep.kind
+    if "::" in serial:
+        return (f"The serial number {serial!r} holds '::', which separates the fields of a VISA resource string, "
+                "so no resource string can name this instrument.")
+    return None
 
 
 def _string_or_empty(device, index: int) -> str:

@@ -84,3 +84,7 @@ class BackendUnavailableError(TmcError):
 
 class QuirksFileError(TmcError, ValueError):
     """A quirks database file is invalid; the message names the file and line."""
+
+
+class SaveError(TmcError, OSError):
+    """A file could not be saved; the file it was to replace is unchanged."""

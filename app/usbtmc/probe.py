@@ -46,6 +46,7 @@ from .constants import (
 )
 from .discovery import DeviceInfo, describe_interface, find_device
 from .errors import DeviceGoneError, ProtocolError, TmcError, TmcTimeoutError
+from .files import save_text
 from .framing import Capabilities
 from .quirks import QuirkDatabase, default_database, parse_database, user_quirks_path
 from .resource import parse_resource
@@ -245,7 +246,7 @@ def save_quirk_entry(report: ProbeReport, path: Path | None = None, name: str | 
     text = (old.rstrip() + "\n\n" if old.strip() else "") + entry
     parse_database(text, str(path))  # refuse to write a file that would not load
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    save_text(path, text)  # never truncates the old file on a failed write
     default_database.cache_clear()  # the next session sees the new entry
     return path
 

@@ -197,8 +197,18 @@ def _flag_type(annotation) -> type:
 
 FLAG_TYPES: dict[str, type] = {f.name: _flag_type(f.type) for f in fields(Quirks) if f.name != "applied"}
 DEFAULTS = Quirks()
-_POSITIVE_FLAGS = {"max_out_transfer_bytes", "max_in_transfer_bytes", "read_buffer_bytes"}
-_SIXTEEN_BIT_FLAGS = {"mode_switch_target_pid"}
+# Bounds of the numeric flags, inclusive. Transfer sizes stay far below USBTMC's 32-bit
+# TransferSize (USBTMC 1.0 Table 3) and within what a host can sensibly allocate per transfer:
+# the first read of a reply allocates read_buffer_bytes whatever the reply's size.
+FLAG_BOUNDS: dict[str, tuple[int, int]] = {
+    "max_out_transfer_bytes": (1, 64 * MIB),
+    "max_in_transfer_bytes": (1, 64 * MIB),
+    "read_buffer_bytes": (1, 16 * MIB),
+    "min_bytes_per_s": (0, 0xFFFF_FFFF),
+    "transfer_size_cap": (0, 0xFFFF_FFFF),
+    "mode_switch_target_pid": (0, 0xFFFF),
+    "mode_switch_wait_ms": (0, 600_000),
+}
 _ENTRY_KEYS = {"name", "vid", "pid", "pid_range", "product", "idn", "reason", "source", "flags"}
 
 
@@ -258,120 +268,238 @@ class QuirkDatabase:
         return any(e.idn is not None and e.matches_ids(vid, pid) for e in self.entries)
 
 
-def _line_index(text: str) -> tuple[list[int], list[str]]:
-    lines = text.splitlines()
-    starts = [i + 1 for i, line in enumerate(lines) if line.strip().startswith("[[quirk]]")]
-    return starts, lines
+def _blank_strings_and_comments(text: str) -> str:
+    """``text`` with the inside of every string and every comment replaced by spaces, newlines
+    kept, so brackets and keys can be found by position without a TOML parser of our own."""
+    out = list(text)
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "#":
+            while i < n and text[i] != "\n":
+                out[i] = " "
+                i += 1
+            continue
+        if c in "\"'":
+            quote = text[i:i + 3] if text[i:i + 3] in ('"""', "\'\'\'") else c
+            i += len(quote)
+            while i < n and not text.startswith(quote, i):
+                if text[i] == "\\" and quote[0] == '"' and i + 1 < n:
+                    out[i] = " "
+                    i += 1
+                if text[i] != "\n":
+                    out[i] = " "
+                elif len(quote) == 1:
+                    break  # an unterminated one-line string: tomllib reports it
+                i += 1
+            i += len(quote)
+            continue
+        i += 1
+    return "".join(out)
 
 
-def _flag_line(lines: list[str], start: int, end: int, key: str) -> int:
-    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
-    for number in range(start, min(end, len(lines) + 1)):
-        if pattern.match(lines[number - 1]):
+def _is_quirk_key(raw: str) -> bool:
+    return raw.replace(" ", "").replace("\t", "").strip("\"'") == "quirk"
+
+
+def _entry_spans(text: str) -> list[tuple[int, int]]:
+    """(first line, last line) of each quirk entry, 1-based, in file order, for every TOML form:
+    ``[[quirk]]`` headers however spaced or quoted, and inline tables in ``quirk = [{...}, ...]``."""
+    clean = _blank_strings_and_comments(text)
+    spans: list[tuple[int, int]] = []
+    header_open = False  # the last [[quirk]] entry runs until the next header of any kind
+    depth = 0
+    in_quirk_array = False
+    inline_start = 0
+    line = 1
+    i, n = 0, len(clean)
+    at_line_start = True
+    while i < n:
+        c = clean[i]
+        if c == "\n":
+            line += 1
+            at_line_start = True
+            i += 1
+            continue
+        if c in " \t\r":
+            i += 1
+            continue
+        if at_line_start and depth == 0 and c == "[":
+            close = clean.find("\n", i)
+            close = n if close < 0 else close
+            header = clean[i:close].strip()
+            if header.startswith("[[") and "]]" in header and _is_quirk_key(text[i + 2:i + header.index("]]")]):
+                if header_open:
+                    spans[-1] = (spans[-1][0], line - 1)
+                spans.append((line, line))
+                header_open = True
+            elif header_open and not header.startswith("[quirk") and not header.startswith("[ quirk"):
+                spans[-1] = (spans[-1][0], line - 1)
+                header_open = False
+            i = close
+            continue
+        at_line_start = False
+        if depth == 0 and not in_quirk_array:
+            eq = clean.find("=", i)
+            newline = clean.find("\n", i)
+            if eq >= 0 and (newline < 0 or eq < newline) and _is_quirk_key(text[i:eq]):
+                rest = clean[eq + 1:].lstrip(" \t")
+                if rest.startswith("["):
+                    in_quirk_array = True
+                    i = eq + 1
+                    continue
+        if c in "[{":
+            if in_quirk_array and depth == 1 and c == "{":
+                inline_start = line
+            depth += 1
+        elif c in "]}":
+            depth = max(0, depth - 1)
+            if in_quirk_array and depth == 1 and c == "}":
+                spans.append((inline_start, line))
+            if in_quirk_array and depth == 0:
+                in_quirk_array = False
+        i += 1
+    if header_open:
+        last = len(text.splitlines()) or 1
+        spans[-1] = (spans[-1][0], max(spans[-1][0], last))
+    return spans
+
+
+def _key_line(clean_lines: list[str], start: int, end: int, key: str) -> int:
+    """The line where ``key`` is set inside an entry (``key =``, ``flags.key =``, ``{key = ``)."""
+    pattern = re.compile(rf"(?:^|[\s{{,.\[])[\"']?{re.escape(key)}[\"']?\s*=")
+    for number in range(start, min(end, len(clean_lines)) + 1):
+        if pattern.search(clean_lines[number - 1]):
             return number
     return start
 
 
-def parse_database(text: str, origin: str = "quirks.toml") -> list[QuirkEntry]:
-    """Parse and validate quirks TOML; errors raise :class:`QuirksFileError` with ``origin:line``."""
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_database(text: str, origin: str = "quirks.toml", problems: list[str] | None = None) -> list[QuirkEntry]:
+    """Parse and validate quirks TOML; every message names ``origin:line``.
+
+    Without ``problems`` the first problem raises :class:`QuirksFileError`. With a list,
+    each broken entry is skipped and its problem appended there, so the others still load.
+    """
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise QuirksFileError(f"{origin}: not valid TOML: {exc}") from None
-    unknown_top = set(doc) - {"quirk"}
+        at = re.search(r"\(at line (\d+)", str(exc))
+        raise QuirksFileError(f"{origin}{':' + at.group(1) if at else ''}: not valid TOML: {exc}") from None
+
+    def report(error: QuirksFileError) -> None:
+        if problems is None:
+            raise error
+        problems.append(f"{error}; entry skipped" if "entry" in str(error) else str(error))
+
+    unknown_top = sorted(set(doc) - {"quirk"})
     if unknown_top:
-        raise QuirksFileError(f"{origin}: unknown top-level keys {sorted(unknown_top)}; entries are [[quirk]] tables")
+        report(QuirksFileError(f"{origin}: unknown top-level keys {unknown_top}; entries are [[quirk]] tables"))
     raw_entries = doc.get("quirk", [])
     if not isinstance(raw_entries, list):
-        raise QuirksFileError(f"{origin}: 'quirk' must be an array of tables ([[quirk]])")
-    starts, lines = _line_index(text)
+        report(QuirksFileError(f"{origin}: 'quirk' must be an array of tables ([[quirk]])"))
+        return []
+    spans = _entry_spans(text)
+    clean_lines = _blank_strings_and_comments(text).splitlines()
     entries = []
     for index, raw in enumerate(raw_entries):
-        line = starts[index] if index < len(starts) else 1
-        end = starts[index + 1] if index + 1 < len(starts) else len(lines) + 1
-        where = f"{origin}:{line}"
-
-        def fail(message: str, key: str | None = None) -> QuirksFileError:
-            at = f"{origin}:{_flag_line(lines, line, end, key)}" if key else where
-            return QuirksFileError(f"{at}: {message}")
-
-        name = raw.get("name")
-        if not isinstance(name, str) or not name:
-            raise fail("entry needs a 'name' (text)")
-        for key in raw:
-            if key not in _ENTRY_KEYS:
-                raise fail(f"entry {name!r}: unknown key {key!r} (known: {', '.join(sorted(_ENTRY_KEYS))})", key)
-        vid = raw.get("vid")
-        if not isinstance(vid, int) or not 0 <= vid <= 0xFFFF:
-            raise fail(f"entry {name!r}: 'vid' must be a 16-bit number", "vid")
-        pids = raw.get("pid")
-        if pids is not None:
-            if isinstance(pids, int):
-                pids = [pids]
-            if not isinstance(pids, list) or not all(isinstance(p, int) and 0 <= p <= 0xFFFF for p in pids):
-                raise fail(f"entry {name!r}: 'pid' must be a 16-bit number or a list of them", "pid")
-            pids = tuple(pids)
-        pid_range = raw.get("pid_range")
-        if pid_range is not None:
-            if (
-                not isinstance(pid_range, list)
-                or len(pid_range) != 2
-                or not all(isinstance(p, int) and 0 <= p <= 0xFFFF for p in pid_range)
-                or pid_range[0] > pid_range[1]
-            ):
-                raise fail(f"entry {name!r}: 'pid_range' must be [low, high] 16-bit numbers", "pid_range")
-            pid_range = (pid_range[0], pid_range[1])
-        patterns = {}
-        for key in ("product", "idn"):
-            value = raw.get(key)
-            if value is None:
-                patterns[key] = None
-                continue
-            if not isinstance(value, str):
-                raise fail(f"entry {name!r}: {key!r} must be a regular expression (text)", key)
-            try:
-                patterns[key] = re.compile(value)
-            except re.error as exc:
-                raise fail(f"entry {name!r}: {key!r} is not a valid regular expression: {exc}", key) from None
-        for key in ("reason", "source"):
-            if not isinstance(raw.get(key), str) or not raw[key].strip():
-                raise fail(f"entry {name!r}: needs a {key!r} (text)", key if key in raw else None)
-        flags = raw.get("flags", {})
-        if not isinstance(flags, dict) or not flags:
-            raise fail(f"entry {name!r}: needs a [quirk.flags] table with at least one flag", "flags")
-        for flag, value in flags.items():
-            expected = FLAG_TYPES.get(flag)
-            if expected is None:
-                raise fail(f"entry {name!r}: unknown flag {flag!r} (known: {', '.join(sorted(FLAG_TYPES))})", flag)
-            if expected is tuple:
-                try:
-                    flags[flag] = parse_vendor_requests(value)
-                except ValueError as exc:
-                    raise fail(f"entry {name!r}: flag {flag!r} {exc}", flag) from None
-                continue
-            if expected is bool and not isinstance(value, bool):
-                raise fail(f"entry {name!r}: flag {flag!r} must be true or false", flag)
-            if expected is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise fail(f"entry {name!r}: flag {flag!r} must be a whole number >= 0", flag)
-            if flag in _POSITIVE_FLAGS and value == 0:
-                raise fail(f"entry {name!r}: flag {flag!r} must be at least 1", flag)
-            if flag in _SIXTEEN_BIT_FLAGS and value > 0xFFFF:
-                raise fail(f"entry {name!r}: flag {flag!r} must be a 16-bit number", flag)
-        entries.append(
-            QuirkEntry(
-                name=name,
-                vid=vid,
-                pids=pids,
-                pid_range=pid_range,
-                product=patterns["product"],
-                idn=patterns["idn"],
-                flags=dict(flags),
-                reason=raw["reason"].strip(),
-                source=raw["source"].strip(),
-                origin=where,
-            )
-        )
+        start, end = spans[index] if index < len(spans) else (1, len(clean_lines))
+        try:
+            entries.append(_parse_entry(raw, index + 1, origin, start, lambda key, s=start, e=end: _key_line(clean_lines, s, e, key)))
+        except QuirksFileError as exc:
+            report(exc)
     return entries
+
+
+def _parse_entry(raw: Any, number: int, origin: str, line: int, key_line) -> QuirkEntry:
+    where = f"{origin}:{line}"
+
+    def fail(message: str, key: str | None = None) -> QuirksFileError:
+        return QuirksFileError(f"{origin}:{key_line(key) if key else line}: {message}")
+
+    if not isinstance(raw, dict):
+        raise fail(f"entry {number} is {type(raw).__name__} {_short(raw)}, not a table of keys")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise fail(f"entry {number} needs a 'name' (text)", "name" if "name" in raw else None)
+    for key in raw:
+        if key not in _ENTRY_KEYS:
+            raise fail(f"entry {name!r}: unknown key {key!r} (known: {', '.join(sorted(_ENTRY_KEYS))})", key)
+    vid = raw.get("vid")
+    if not _is_int(vid) or not 0 <= vid <= 0xFFFF:
+        raise fail(f"entry {name!r}: 'vid' must be a 16-bit number", "vid" if "vid" in raw else None)
+    pids = raw.get("pid")
+    if pids is not None:
+        if _is_int(pids):
+            pids = [pids]
+        if not isinstance(pids, list) or not pids or not all(_is_int(p) and 0 <= p <= 0xFFFF for p in pids):
+            raise fail(f"entry {name!r}: 'pid' must be a 16-bit number or a list of them", "pid")
+        pids = tuple(pids)
+    pid_range = raw.get("pid_range")
+    if pid_range is not None:
+        if (
+            not isinstance(pid_range, list)
+            or len(pid_range) != 2
+            or not all(_is_int(p) and 0 <= p <= 0xFFFF for p in pid_range)
+            or pid_range[0] > pid_range[1]
+        ):
+            raise fail(f"entry {name!r}: 'pid_range' must be [low, high] 16-bit numbers", "pid_range")
+        pid_range = (pid_range[0], pid_range[1])
+    patterns = {}
+    for key in ("product", "idn"):
+        value = raw.get(key)
+        if value is None:
+            patterns[key] = None
+            continue
+        if not isinstance(value, str):
+            raise fail(f"entry {name!r}: {key!r} must be a regular expression (text)", key)
+        try:
+            patterns[key] = re.compile(value)
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise fail(f"entry {name!r}: {key!r} is not a valid regular expression: {exc}", key) from None
+    for key in ("reason", "source"):
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise fail(f"entry {name!r}: needs a {key!r} (text)", key if key in raw else None)
+    flags = raw.get("flags", {})
+    if not isinstance(flags, dict) or not flags:
+        raise fail(f"entry {name!r}: needs a [quirk.flags] table with at least one flag", "flags" if "flags" in raw else None)
+    flags = dict(flags)
+    for flag, value in flags.items():
+        expected = FLAG_TYPES.get(flag)
+        if expected is None:
+            raise fail(f"entry {name!r}: unknown flag {flag!r} (known: {', '.join(sorted(FLAG_TYPES))})", flag)
+        if expected is tuple:
+            try:
+                flags[flag] = parse_vendor_requests(value)
+            except ValueError as exc:
+                raise fail(f"entry {name!r}: flag {flag!r} {exc}", flag) from None
+            continue
+        if expected is bool and not isinstance(value, bool):
+            raise fail(f"entry {name!r}: flag {flag!r} must be true or false", flag)
+        if expected is int:
+            low, high = FLAG_BOUNDS.get(flag, (0, 0xFFFF_FFFF))
+            if not _is_int(value) or not low <= value <= high:
+                raise fail(f"entry {name!r}: flag {flag!r} must be a whole number from {low:,} to {high:,}", flag)
+    return QuirkEntry(
+        name=name,
+        vid=vid,
+        pids=pids,
+        pid_range=pid_range,
+        product=patterns["product"],
+        idn=patterns["idn"],
+        flags=flags,
+        reason=raw["reason"].strip(),
+        source=raw["source"].strip(),
+        origin=where,
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "…"
 
 
 def shipped_entries() -> list[QuirkEntry]:
@@ -388,12 +516,19 @@ def user_quirks_path() -> Path:
 
 
 def load_database(user_file: Path | None = None) -> QuirkDatabase:
-    """Shipped entries, then the user file's. A broken user file is skipped and reported in ``problems``."""
+    """Shipped entries, then the user file's. A user file that is not TOML is skipped whole; in
+    one that is, each broken entry is skipped and the others load. ``problems`` says what was
+    skipped, with file and line."""
     db = QuirkDatabase(entries=shipped_entries())
     if user_file is not None and user_file.exists():
         try:
-            db.entries.extend(parse_database(user_file.read_text(encoding="utf-8"), str(user_file)))
-        except (QuirksFileError, OSError, UnicodeDecodeError) as exc:
+            text = user_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            db.problems.append(f"user quirks file ignored: {user_file}: {exc}")
+            return db
+        try:
+            db.entries.extend(parse_database(text, str(user_file), db.problems))
+        except QuirksFileError as exc:  # not TOML at all: nothing in it can be trusted
             db.problems.append(f"user quirks file ignored: {exc}")
     return db
 

@@ -11,7 +11,18 @@ from dataclasses import dataclass
 
 from .errors import ResourceError
 
-_BOARD = re.compile(r"^USB(\d*)$", re.IGNORECASE)
+# ASCII digits only: str.isdigit() and int() also take other scripts' digits ("١٢", "²").
+_BOARD = re.compile(r"^USB([0-9]{0,5})$", re.IGNORECASE | re.ASCII)
+_DECIMAL = re.compile(r"0*[0-9]{1,5}", re.ASCII)
+_HEX = re.compile(r"0[xX]0*[0-9A-Fa-f]{1,4}", re.ASCII)
+_SHOWN_CHARS = 60  # a field or resource quoted in an error is cut to this many characters
+
+
+def _quote(text: str) -> str:
+    """``text`` for an error message: repr()'d, cut when long (a 5,000-digit number stays one short line)."""
+    if len(text) <= _SHOWN_CHARS:
+        return repr(text)
+    return repr(text[:_SHOWN_CHARS]) + f"… ({len(text):,} characters)"
 
 
 @dataclass(frozen=True)
@@ -44,12 +55,17 @@ def format_resource(vid: int, pid: int, serial: str, interface: int | None = Non
 
 
 def _parse_id(text: str, what: str, original: str) -> int:
-    try:
-        value = int(text, 16) if text.lower().startswith("0x") else int(text, 10)
-    except ValueError:
-        raise ResourceError(f"{what} {text!r} in {original!r} is not a hex (0x...) or decimal number") from None
-    if not 0 <= value <= 0xFFFF:
-        raise ResourceError(f"{what} {text!r} in {original!r} does not fit 16 bits")
+    text = text.strip()
+    if _HEX.fullmatch(text):
+        return int(text, 16)
+    if not _DECIMAL.fullmatch(text):
+        digits = text[2:] if text.lower().startswith("0x") else text
+        if digits and digits.isascii() and all(c in "0123456789abcdefABCDEF" for c in digits):
+            raise ResourceError(f"{what} {_quote(text)} in {_quote(original)} does not fit 16 bits")
+        raise ResourceError(f"{what} {_quote(text)} in {_quote(original)} is not a hex (0x...) or decimal number")
+    value = int(text, 10)
+    if value > 0xFFFF:
+        raise ResourceError(f"{what} {_quote(text)} in {_quote(original)} does not fit 16 bits")
     return value
 
 
@@ -59,23 +75,23 @@ def parse_resource(text: str) -> Resource:
     parts = text.strip().split("::")
     example = "USB0::0x1209::0x0001::SERIAL::INSTR"
     if len(parts) < 4:
-        raise ResourceError(f"{original!r} is not a USB resource string (expected e.g. {example})")
+        raise ResourceError(f"{_quote(original)} is not a USB resource string (expected e.g. {example})")
     board_match = _BOARD.match(parts[0])
     if not board_match:
-        raise ResourceError(f"{original!r} does not start with USB[board] (expected e.g. {example})")
+        raise ResourceError(f"{_quote(original)} does not start with USB[board] (expected e.g. {example})")
     board = int(board_match.group(1) or 0)
     if parts[-1].upper() == "RAW":
-        raise ResourceError(f"{original!r} names a USB RAW resource; only USBTMC INSTR resources are supported")
+        raise ResourceError(f"{_quote(original)} names a USB RAW resource; only USBTMC INSTR resources are supported")
     if parts[-1].upper() == "INSTR":
         parts = parts[:-1]
     if len(parts) not in (4, 5):
-        raise ResourceError(f"{original!r} has {len(parts)} fields; expected {example}")
+        raise ResourceError(f"{_quote(original)} has {len(parts)} fields; expected {example}")
     vid = _parse_id(parts[1], "vendor ID", original)
     pid = _parse_id(parts[2], "product ID", original)
     serial = parts[3]
     interface = None
     if len(parts) == 5:
-        if not parts[4].isdigit():
-            raise ResourceError(f"interface number {parts[4]!r} in {original!r} is not a number")
+        if not _DECIMAL.fullmatch(parts[4]) or int(parts[4]) > 0xFF:  # bInterfaceNumber is one byte
+            raise ResourceError(f"interface number {_quote(parts[4])} in {_quote(original)} is not a number from 0 to 255")
         interface = int(parts[4])
     return Resource(vid, pid, serial, interface, board)

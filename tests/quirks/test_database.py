@@ -60,8 +60,8 @@ source = "s"
 
 @pytest.mark.parametrize("flags, message", [
     ("no_initiate_clear = 1", "must be true or false"),
-    ("transfer_size_cap = -1", "whole number >= 0"),
-    ("mode_switch_target_pid = 0x12345", "16-bit number"),
+    ("transfer_size_cap = -1", "whole number from 0 to 4,294,967,295"),
+    ("mode_switch_target_pid = 0x12345", "whole number from 0 to 65,535"),
     ("mode_switch_requests = []", "non-empty list"),
     ("mode_switch_requests = [[0x80, 6, 0x0300, 0, 255]]", "not a vendor request"),
     ("mode_switch_requests = [[0x21, 9, 0, 0, [1]]]", "not a vendor request"),

@@ -110,24 +110,29 @@ def test_cancel_stops_at_once_and_the_error_queue_explains(panel, awg_tab, awg_m
     assert awg_model.waveform("tmc_wave") is None
 
 
+def load(panel, qtbot, path) -> bool:
+    """Read a file as the Load button does (off the GUI thread); True when it became the source."""
+    panel.path.setText(str(path))
+    with qtbot.waitSignal(panel.file_loaded, timeout=20000) as blocker:
+        panel.load_path()
+    return blocker.args[0]
+
+
 def test_a_bad_file_is_explained_and_nothing_is_lost(panel, qtbot, tmp_path):
     set_points(panel, qtbot, 1234, "triangle")
     bad = tmp_path / "scope.csv"
     bad.write_text("time,value\n0,0.1\n1,0.2\n2,oops\n")
-    panel.path.setText(str(bad))
-    assert not panel.load_path()
+    assert not load(panel, qtbot, bad)
     assert "scope.csv line 4, column 1 (value): 'oops' is not a number" in panel.source_info.text()
     assert panel.plan is not None and panel.plan.source.points == 1234  # the previous waveform stays
     assert panel.points.value() == 1234 and panel.upload_button.isEnabled()
     objects = tmp_path / "objects.npy"
     np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    panel.path.setText(str(objects))
-    assert not panel.load_path()
+    assert not load(panel, qtbot, objects)
     assert "never loaded" in panel.source_info.text()
     good = tmp_path / "good.csv"
     good.write_text("# a comment\nvalue\n" + "\n".join(str(v) for v in np.linspace(-0.5, 0.5, 300)))
-    panel.path.setText(str(good))
-    assert panel.load_path()
+    assert load(panel, qtbot, good)
     assert panel.plan.source.points == 300 and "good.csv: 300 points" in panel.source_info.text()
 
 

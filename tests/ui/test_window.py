@@ -237,3 +237,26 @@ def test_help_shows_the_documentation_offline(window, qtbot):
 
     viewer._on_link(QUrl("virtual-instruments.md"))
     assert viewer.list.currentRow() == other
+
+
+def test_closing_the_window_during_a_long_transfer_does_not_wait_for_it(window, sim_backend, qtbot):
+    """The window aborts everything and closes at once; it does not sit out a 600 s timeout."""
+    from ui_helpers import open_from_browser, unplug
+
+    from app.ui import main_window
+
+    tab = open_from_browser(window, qtbot)
+    console = tab.console
+    console.timeout_spin.setValue(600_000)
+    console.timeout_spin.editingFinished.emit()
+    qtbot.waitUntil(lambda: tab.session.outstanding == 0, timeout=3000)
+    from app.ui.events import Started
+
+    with qtbot.waitSignal(tab.session.event, timeout=3000, check_params_cb=lambda e: isinstance(e, Started)):
+        console.submit_line("NOSUCH:QUERY?", "query")  # the SAM7 never answers it
+    assert main_window.CLOSE_WAIT_MS <= 1000
+    window.close()  # returns after at most CLOSE_WAIT_MS, the worker still in its transfer
+    assert window.isHidden() and tab.session.thread.isRunning()
+    assert window.abandoned == [tab.session.thread.objectName()]
+    unplug(sim_backend, tab.ref)  # (the test's own cleanup: the transfer ends when its device goes)
+    qtbot.waitUntil(lambda: not tab.session.thread.isRunning(), timeout=5000)

@@ -9,13 +9,15 @@ says what was wrong with the file.
 
 from __future__ import annotations
 
+import threading
 import time
+from dataclasses import dataclass
 from html import escape as _escape
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QFontDatabase
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -40,6 +42,7 @@ from PySide6.QtWidgets import (
 
 from app.waveforms import (
     FILE_KINDS,
+    LoadCancelled,
     RAW_DTYPES,
     SAMPLE_TYPES,
     SCALING_MODES,
@@ -89,10 +92,62 @@ def printable(data: bytes) -> str:
     return "".join(chr(b) if 32 <= b < 127 else f"\\x{b:02X}" for b in data)
 
 
+@dataclass(frozen=True)
+class FileRead:
+    """How reading a waveform file ended: ``source`` (checked, its preview computed) or ``error``."""
+
+    load_id: int
+    source: Source | None
+    error: str = ""
+    cancelled: bool = False
+
+
+class _FileReader(QObject):
+    """Reads one waveform file on a thread of its own, ``waveform-reader``: the parse, the pass that
+    checks every value (minimum, maximum, NaN/inf) and the preview envelope all run there, so a
+    100 MiB file never stalls the window. Reports through queued signals; ``cancel`` ends it at
+    the next chunk. The bridge has no parent, so a report after the panel is gone goes nowhere."""
+
+    progressed = Signal(int, int, int)  # load id, done, total (bytes or points)
+    finished = Signal(object)  # FileRead
+
+    PROGRESS_INTERVAL_S = 0.05  # at most 20 progress reports a second
+
+    def start(self, load_id: int, path: str, kind: str | None, options: dict, non_finite: str,
+              cancel: threading.Event) -> threading.Thread:
+        thread = threading.Thread(target=self._run, args=(load_id, path, kind, options, non_finite, cancel),
+                                  name="waveform-reader", daemon=True)
+        thread.start()
+        return thread
+
+    def _run(self, load_id, path, kind, options, non_finite, cancel) -> None:
+        last = 0.0
+
+        def progress(done: int, total: int) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= self.PROGRESS_INTERVAL_S:
+                last = now
+                self.progressed.emit(load_id, done, total)
+
+        try:
+            source = load_file(path, kind, non_finite=non_finite, progress=progress, cancel=cancel, **options)
+            source.preview(PREVIEW_POINTS)  # kept by the source: the GUI thread draws it without a pass
+            result = FileRead(load_id, source)
+        except LoadCancelled:
+            result = FileRead(load_id, None, cancelled=True)
+        except WaveformError as exc:
+            result = FileRead(load_id, None, str(exc))
+        except Exception as exc:  # noqa: BLE001 - whatever a damaged file does, the panel says so and goes on
+            result = FileRead(load_id, None, f"{Path(path).name}: cannot be read ({type(exc).__name__}: {exc})")
+        self.finished.emit(result)
+
+
 class WaveformPanel(QWidget):
     """Sources, preview, target format, upload with progress, and the throughput graph."""
 
     upload_finished = Signal(object)  # app.waveforms.UploadResult, or None when the upload failed
+    file_loaded = Signal(bool)  # a file read started by load_path() ended: True when it is the source now
 
     def __init__(self, session, *, device_model=None, console=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -109,6 +164,12 @@ class WaveformPanel(QWidget):
         self._abort_report: UploadAborted | None = None
         self._template_chosen = False
         self._file_error = ""
+        self._load_id = 0
+        self._load_cancel = [threading.Event()]  # the current read's; a list so the lambda below needs no self
+        self._reader = _FileReader()  # no parent: see _FileReader
+        self._reader.progressed.connect(self._on_file_progress)
+        self._reader.finished.connect(self._on_file_read)
+        self.destroyed.connect(lambda *_args, current=self._load_cancel: current[0].set())
         self._build()
         self._refresh_template()
         self._schedule_update()
@@ -183,6 +244,17 @@ class WaveformPanel(QWidget):
         file_form.addRow("Raw sample type", self.raw_dtype)
         file_form.addRow("Raw byte order", self.raw_order)
         file_form.addRow("Raw header to skip", self.raw_offset)
+        self.non_finite = QComboBox(self)
+        self.non_finite.setObjectName("nonFiniteChoice")
+        self.non_finite.addItem("Refuse the file", "refuse")
+        self.non_finite.addItem("Replace with 0 (counted)", "zero")
+        self.non_finite.setToolTip("What to do with NaN or infinite values in a file")
+        file_form.addRow("NaN / inf", self.non_finite)
+        self.file_progress = QProgressBar(self)
+        self.file_progress.setObjectName("fileReadProgress")
+        self.file_progress.setRange(0, 1000)
+        self.file_progress.hide()
+        file_form.addRow("", self.file_progress)
         file_form.setContentsMargins(0, 0, 0, 0)
         file_page = QWidget(self)
         file_page.setLayout(file_form)
@@ -447,11 +519,14 @@ class WaveformPanel(QWidget):
 
     @Slot()
     def load_path(self) -> bool:
-        """Read the file named in the path field; on failure keep the previous source and say why."""
+        """Start reading the file named in the path field, off the GUI thread, with progress;
+        :attr:`file_loaded` says how it ended. On failure the previous source stays and the
+        panel says why. Returns False when nothing was started."""
         self._update_file_rows()
         text = self.path.text().strip()
         if not text:
             self._show_file_error("no file chosen")
+            self.file_loaded.emit(False)
             return False
         kind = self.file_kind.currentData() or None
         options: dict = {}
@@ -465,20 +540,53 @@ class WaveformPanel(QWidget):
         elif chosen == "raw":
             options.update(dtype=self.raw_dtype.currentText(), byte_order=self.raw_order.currentData(),
                            offset_bytes=self.raw_offset.value())
-        try:
-            source = load_file(text, kind, **options)
-            source.stats()  # one pass now: a file that cannot be read fails here, not half-way through an upload
-        except WaveformError as exc:
-            self._show_file_error(str(exc))
-            return False
-        except (OSError, ValueError, MemoryError) as exc:
-            self._show_file_error(f"{Path(text).name}: {exc}")
-            return False
+        # Off the GUI thread: the read, the pass that checks every value (a file that cannot be
+        # used fails there, not half-way through an upload) and the preview.
+        self.cancel_file_read()
+        self._load_id += 1
+        self._load_cancel[0] = threading.Event()
+        self._reading_name = Path(text).name
+        self.file_progress.setValue(0)
+        self.file_progress.setFormat(f"Reading {self._reading_name}…")
+        self.file_progress.show()
+        # The last file's message goes now: it must not read as this file's.
+        self.source_info.setText(f"<span style='color:{colors(self.palette()).muted}'>Reading "
+                                 f"{escape(self._reading_name)}… Still using: {escape(self.source.description)}</span>")
+        self._reader.start(self._load_id, text, kind, options, self.non_finite.currentData(), self._load_cancel[0])
+        return True
+
+    def cancel_file_read(self) -> None:
+        """Stop a file read in progress (its thread ends at its next chunk); the source stays."""
+        self._load_cancel[0].set()
+        self.file_progress.hide()
+
+    @property
+    def reading_file(self) -> bool:
+        return not self.file_progress.isHidden()
+
+    @Slot(int, int, int)
+    def _on_file_progress(self, load_id: int, done: int, total: int) -> None:
+        if load_id != self._load_id or self.file_progress.isHidden():
+            return
+        self.file_progress.setValue(int(1000 * done / total) if total else 0)
+        self.file_progress.setFormat(f"Reading {self._reading_name}: %p%")
+
+    @Slot(object)
+    def _on_file_read(self, result: FileRead) -> None:
+        if result.load_id != self._load_id:
+            return  # a read that was superseded by a newer one
+        self.file_progress.hide()
+        if result.cancelled:
+            return
+        if result.source is None:
+            self._show_file_error(result.error)
+            self.file_loaded.emit(False)
+            return
         self._file_error = ""
-        self.source = source
+        self.source = result.source
         self.source_kind.setCurrentIndex(1)
         self._update_source_and_plan()
-        return True
+        self.file_loaded.emit(True)
 
     def _show_file_error(self, message: str) -> None:
         self._file_error = message

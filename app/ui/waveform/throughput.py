@@ -16,11 +16,12 @@ from html import escape as _escape
 from dataclasses import dataclass, field
 
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QBuffer, QByteArray, QEvent, QIODevice, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from app.sim.wire import FULL_SPEED, HIGH_SPEED
+from app.usbtmc.files import save_bytes, save_text
 
 from ..theme import colors
 
@@ -330,16 +331,19 @@ class ThroughputGraph(QWidget):
         return out.getvalue()
 
     def export_csv(self, path: str) -> None:
-        with open(path, "w", encoding="utf-8", newline="") as handle:
-            handle.write(self.samples_csv())
+        save_text(path, self.samples_csv())  # SaveError (an OSError) leaves an older file intact
         self.exported.emit(path)
 
     def export_png(self, path: str) -> bool:
         self._redraw()
-        saved = self.plot.grab().save(path, "PNG")
-        if saved:
-            self.exported.emit(path)
-        return saved
+        data = QByteArray()
+        buffer = QBuffer(data)
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        if not self.plot.grab().save(buffer, "PNG"):
+            return False
+        save_bytes(path, bytes(data))  # SaveError (an OSError) leaves an older file intact
+        self.exported.emit(path)
+        return True
 
     def _export(self, kind: str) -> None:
         from PySide6.QtWidgets import QFileDialog, QMessageBox
