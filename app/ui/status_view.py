@@ -42,6 +42,7 @@ from app.usbtmc import ieee488
 
 from .device_profile import GENERIC, UNUSED, DeviceProfile, DeviceRegister, profile_for_idn
 from .events import Closed, ErrorReport, Failed, Finished, Opened, Query, Reply, Sent, SetIdlePolling, Srq, Started, StatusByte, Write
+from .flow import FlowLayout
 from .srq import is_background
 from .theme import colors
 from .transcript import format_time
@@ -222,14 +223,19 @@ class RegisterRow:
         self.value_label.setObjectName(f"register{name}Value")
         self.value_label.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.value_label.setMinimumWidth(self.value_label.fontMetrics().horizontalAdvance("#HFF · 255") + 8)
-        grid.addWidget(self.value_label, row, 9)
         self.source_label = QLabel("", parent)
         self.source_label.setObjectName(f"register{name}Source")
         self.source_label.setWordWrap(True)
         self.source_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         self.source_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.source_label.setMinimumWidth(self.source_label.fontMetrics().averageCharWidth() * 30)
-        grid.addWidget(self.source_label, row, 10)
+        # Where the value came from goes under it, not in a column of its own: a narrow window
+        # (1024x700) keeps the row's buttons on screen.
+        self.source_label.setMinimumWidth(self.value_label.minimumWidth())
+        value_box = QVBoxLayout()
+        value_box.setSpacing(0)
+        value_box.addWidget(self.value_label)
+        value_box.addWidget(self.source_label)
+        grid.addLayout(value_box, row, 9, 1, 2)
         self.actions = QHBoxLayout()
         self.actions.setSpacing(4)
         grid.addLayout(self.actions, row, 11)
@@ -494,7 +500,6 @@ class DeviceRegisterBox(QGroupBox):
         grid = QGridLayout()
         grid.setHorizontalSpacing(4)
         grid.setVerticalSpacing(4)
-        columns = 5
         row = 0
         groups = register.groups or ()
         spans = [(g.name, [b for b in sorted(register.bits) if g.covers(b)]) for g in groups]
@@ -510,14 +515,18 @@ class DeviceRegisterBox(QGroupBox):
                 label = QLabel(group, self)
                 label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
                 grid.addWidget(label, row, 0)
-            for i, bit in enumerate(bits):
+            # The cells flow: as many to a row as the width allows, so no bit is cut off.
+            cells = QWidget(self)
+            flow = FlowLayout(cells, spacing=4)
+            for bit in bits:
                 name, description = register.bits[bit]
-                cell = BitCell(bit, name, description, kinds.get(group, "data"), parent=self)
+                cell = BitCell(bit, name, description, kinds.get(group, "data"), parent=cells)
                 cell.setObjectName(f"{register.name}bit{bit}")
-                cell.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+                cell.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
                 self.cells[bit] = cell
-                grid.addWidget(cell, row + i // columns, 1 + i % columns)
-            row += (len(bits) + columns - 1) // columns
+                flow.addWidget(cell)
+            grid.addWidget(cells, row, 1)
+            row += 1
         layout.addLayout(grid)
 
     def set_value(self, value: int, how: str) -> None:
@@ -611,6 +620,7 @@ class StatusView(QWidget):
         self.poll_combo.currentIndexChanged.connect(lambda _i: self.set_poll_interval(self.poll_combo.currentData()))
         poll_row.addWidget(self.poll_combo)
         self.poll_note = QLabel("", inner)
+        self.poll_note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.poll_note.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         poll_row.addWidget(self.poll_note, 1)
         self.cls_button = QPushButton("*CLS", inner)
@@ -651,7 +661,8 @@ class StatusView(QWidget):
         self.esr_note.setWordWrap(True)
         self.esr_note.setForegroundRole(QPalette.ColorRole.PlaceholderText)
 
-        srq_row = QHBoxLayout()
+        srq_bar = QWidget(inner)
+        srq_row = FlowLayout(srq_bar)  # wraps in a narrow window
         srq_row.addWidget(QLabel("<b>Service requests</b>", inner))
         self.notify_box = QCheckBox("Notify", inner)
         self.notify_box.setObjectName("srqNotifyBox")
@@ -673,13 +684,13 @@ class StatusView(QWidget):
         self.srq_count.setObjectName("srqCount")
         srq_row.addWidget(self.notify_box)
         srq_row.addWidget(self.follow_box)
-        srq_row.addStretch(1)
         srq_row.addWidget(self.srq_count)
 
         self.strip = HistoryStrip(self.history, inner)
         legend = QLabel("┆ command sent    ▲ service request    ✕ error bits read from ESR    "
                         "(hover a mark for details)", inner)
         legend.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        legend.setWordWrap(True)
 
         self.device_box = QVBoxLayout()
         self.device_boxes: dict[str, DeviceRegisterBox] = {}
@@ -688,7 +699,7 @@ class StatusView(QWidget):
         layout.addLayout(poll_row)
         layout.addLayout(grid)
         layout.addWidget(self.esr_note)
-        layout.addLayout(srq_row)
+        layout.addWidget(srq_bar)
         layout.addWidget(self.strip, 1)
         layout.addWidget(legend)
         layout.addLayout(self.device_box)
