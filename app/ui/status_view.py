@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QRectF, QSize, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QColor, QFontDatabase, QPainter, QPalette, QPen
+from PySide6.QtGui import QColor, QFontDatabase, QFontMetrics, QPainter, QPalette, QPen
 from PySide6.QtWidgets import (
     QAbstractButton,
     QCheckBox,
@@ -51,6 +51,9 @@ PANEL_TAG = "status view"
 POLL_CHOICES_MS = [(0, "Off"), (100, "100 ms"), (200, "200 ms"), (500, "500 ms"), (1000, "1 s"), (2000, "2 s")]
 DEFAULT_POLL_MS = 200
 HISTORY_SPAN_S = 60.0
+# A gap between two reads of the status byte longer than this is unread time: longer than the
+# slowest live polling (2 s) allows, so it means the polling stopped or was held off.
+UNREAD_GAP_S = 3.0
 REPAINT_INTERVAL_MS = 200  # the history strip scrolls at 5 Hz while shown (<= 25 Hz); 0.2 s is 1/300 of its width
 
 ESR_ERROR_BITS = 0x3C  # CME, EXE, DDE, QYE
@@ -272,8 +275,14 @@ class StatusHistory:
         self.srqs: deque[tuple[float, int]] = deque(maxlen=2000)
         self.errors: deque[tuple[float, str]] = deque(maxlen=2000)
         self.changes = 0  # bumped when a value changes or a mark is added (not on a repeated value)
+        # (from, to): stretches longer than UNREAD_GAP_S in which nothing read the status byte.
+        # The value before such a stretch is not known to have lasted through it.
+        self.unread: deque[tuple[float, float]] = deque(maxlen=max_samples)
 
     def observe(self, t: float, stb: int) -> None:
+        if self.last_seen and t - self.last_seen > UNREAD_GAP_S:
+            self.unread.append((self.last_seen, t))
+            self.changes += 1
         if not self.samples or self.samples[-1][1] != stb or t < self.samples[-1][0]:
             self.samples.append((t, stb))
             self.changes += 1
@@ -298,25 +307,45 @@ class StatusHistory:
         nobody reads the status byte, the strip shows nothing rather than a guess.
         """
         samples = list(self.samples)
+        unread = [(a, b) for a, b in self.unread if b > start and a < end]
         out = []
         for i, (t, value) in enumerate(samples):
             t_next = samples[i + 1][0] if i + 1 < len(samples) else self.last_seen
             t0, t1 = max(t, start), min(t_next, end)
-            if t1 >= t0:
+            if t1 < t0:
+                continue
+            # Cut out the time nobody read the byte: unread time is blank, not the old value.
+            cut = False
+            for a, b in unread:
+                if a < t1 and b > t0:
+                    if a > t0:
+                        out.append((t0, a, value))
+                    t0, cut = max(t0, b), True
+            if t1 > t0 or (t1 == t0 and not cut):  # a single read is a point; what a gap leaves is not
                 out.append((t0, t1, value))
         return out
 
 
-class SecondsAgoAxis(pg.AxisItem):
-    """A time axis labelled in seconds before now ("-30", "-10", "0")."""
+class ClockAxis(pg.AxisItem):
+    """A time axis in wall-clock time ("08:45:50"), ticks far enough apart for their labels."""
+
+    STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600)
 
     def __init__(self, strip: HistoryStrip, **kwargs) -> None:
         super().__init__("bottom", **kwargs)
         self.strip = strip
 
-    def tickStrings(self, values, scale, spacing):
-        now = self.strip.now_x
-        return [f"{round(v - now) or 0}" for v in values]  # "0", never "-0"
+    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802, N803 - pyqtgraph's names
+        label_px = QFontMetrics(self.font()).horizontalAdvance("00:00:00") * 1.6
+        fits = max(1.0, size / label_px)
+        span = max(maxVal - minVal, 1e-9)
+        step = next((s for s in self.STEPS_S if span / s <= fits), self.STEPS_S[-1])
+        return [(step, 0)]
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph's name
+        origin = self.strip.origin
+        return [time.strftime("%H:%M:%S", time.localtime(origin + v)) for v in values]
+
 
 
 class HistoryStrip(pg.PlotWidget):
@@ -326,6 +355,8 @@ class HistoryStrip(pg.PlotWidget):
     old. A timer (5 Hz, only while shown) looks at the history: when it changed, the curves are
     redrawn and the view scrolls to now; otherwise the view scrolls once a second. A status byte
     polled with the same value only stretches the last bar, which is redrawn once a second.
+    Time nobody read the status byte (polling off or held off, the view hidden) stays blank.
+    The axis shows wall-clock time.
     """
 
     def __init__(self, history: StatusHistory, parent: QWidget | None = None) -> None:
@@ -335,7 +366,7 @@ class HistoryStrip(pg.PlotWidget):
         self.span_s = HISTORY_SPAN_S
         self.repaints = 0  # curve redraws, for tests: the timer's, never one per event
         self._painted = (-1, 0.0)  # (history.changes, history.last_seen) at the last redraw
-        super().__init__(parent, axisItems={"bottom": SecondsAgoAxis(self)})
+        super().__init__(parent, axisItems={"bottom": ClockAxis(self)})
         self.setObjectName("statusHistory")
         self.setMenuEnabled(False)
         self.setMouseEnabled(False, False)
@@ -343,7 +374,7 @@ class HistoryStrip(pg.PlotWidget):
         self.plot_item = self.getPlotItem()
         self.plot_item.setYRange(-0.7, 9.1, padding=0)
         self.plot_item.showGrid(x=True, y=False, alpha=0.25)
-        self.plot_item.setLabel("bottom", "seconds ago")
+        self.plot_item.setLabel("bottom", "time")
         # Three curves for all eight lanes (segments joined in pairs): thin baselines where the status
         # byte was observed, thick bars where a bit was set (the summary bit in its own colour).
         self.baseline = pg.PlotDataItem(connect="pairs")
@@ -389,7 +420,7 @@ class HistoryStrip(pg.PlotWidget):
             axis = self.plot_item.getAxis(name)
             axis.setPen(pg.mkPen(palette.color(QPalette.ColorRole.Mid)))
             axis.setTextPen(pg.mkPen(text))
-        self.plot_item.getAxis("bottom").setLabel("seconds ago", color=text.name())
+        self.plot_item.getAxis("bottom").setLabel("time", color=text.name())
         bar_px = max(4, self.fontMetrics().height() // 2)
         self.high["data"].setPen(pg.mkPen(c.sent, width=bar_px))
         self.high["summary"].setPen(pg.mkPen(c.warning, width=bar_px))
@@ -439,10 +470,16 @@ class HistoryStrip(pg.PlotWidget):
         high: dict[str, tuple[list[float], list[float]]] = {"data": ([], []), "summary": ([], [])}
         base_x: list[float] = []
         base_y: list[float] = []
-        if segments:
-            first, last = self.x_of(segments[0][0]), self.x_of(segments[-1][1])
+        # The baseline runs only where the byte was read: joined segments form one stretch.
+        stretches: list[list[float]] = []
+        for t0, t1, _value in segments:
+            if stretches and t0 <= stretches[-1][1]:
+                stretches[-1][1] = max(stretches[-1][1], t1)
+            else:
+                stretches.append([t0, t1])
+        for t0, t1 in stretches:
             for bit in range(8):
-                base_x += [first, last]
+                base_x += [self.x_of(t0), self.x_of(t1)]
                 base_y += [bit, bit]
         for t0, t1, value in segments:
             for bit in range(8):
