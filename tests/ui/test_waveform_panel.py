@@ -225,11 +225,15 @@ def test_the_graph_keeps_its_units_fits_its_range_and_never_overlaps_labels(qtbo
     assert not [i for i in item.items if isinstance(i, TextItem)]
     legend = graph.legend.text()
     words = legend.replace("&nbsp;", " ")
-    assert "USB bulk limits" in words and "53.248" in words and "run 2 average" in words
-    # An entry breaks only between entries: no ordinary space inside one.
-    entries = legend.split("&nbsp;&nbsp; ")
-    plain = [e for e in entries if " " in e.replace("<span style=", "")]
-    assert plain == [], plain
+    assert "USB limits" in words and "53.248" in words and "run 2 average" in words
+    # One entry a line; a line may break only between phrases ("run 2: slow" | "— 260 MB/s, 1 s").
+    import re
+
+    entries = legend.split("<br>")
+    assert len(entries) == len(graph.runs) + 1
+    run_line = re.sub(r"<[^>]+>", "", entries[-2]).replace("\u2060", "")  # word joiners: no break after "/"
+    assert run_line.split(" ") == ["■&nbsp;run&nbsp;2:&nbsp;slow", "—&nbsp;260&nbsp;MB/s,&nbsp;1&nbsp;s"]
+    assert "53.248&nbsp;MB/s&nbsp;(high&nbsp;speed)" in entries[-1].replace("\u2060", "")
 
 
 def test_virtual_uploads_default_to_a_usb_wire_model(panel, awg_model, qtbot):

@@ -289,6 +289,7 @@ class WaveformPanel(QWidget):
         settings_layout.addWidget(source_box)
         settings_layout.addWidget(target_box)
         settings_layout.addWidget(self.virtual_box)
+        self._setting_boxes = (source_box, target_box, self.virtual_box)
         settings_layout.addStretch(1)
         # A narrow column puts each field under its label, so the combo boxes get the column's
         # whole width and their choices are not cut; a wide one keeps labels beside the fields.
@@ -305,7 +306,7 @@ class WaveformPanel(QWidget):
         # Preview
         self.preview = pg.PlotWidget(self)
         self.preview.setObjectName("waveformPreview")
-        self.preview.setMinimumHeight(140)
+        self.preview.setMinimumHeight(self.fontMetrics().height() * 6)  # room for the graph below at 1024x700
         item = self.preview.getPlotItem()
         item.setLabel("bottom", "point")
         item.setLabel("left", "value")
@@ -362,11 +363,10 @@ class WaveformPanel(QWidget):
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 1)
         # Wide enough for the settings and their scroll bar: they never get cut off on the right.
-        needed = settings.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 8
-        scroll.setMinimumWidth(needed)
-        # The settings start at the width they need, and the plots take the rest (a narrow window
-        # keeps its room for the plots; a wide one can drag the divider).
-        splitter.setSizes([needed, max(needed, self.fontMetrics().height() * SETTINGS_WIDTH_EM) * 2])
+        # The narrowest the settings can be: fields under their labels (see eventFilter).
+        for form in self._forms:
+            form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapAllRows)
+        self._sized = False  # the columns get their starting widths once the panel has its own
         self.splitter = splitter
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -405,7 +405,33 @@ class WaveformPanel(QWidget):
                     longest = max((widget.fontMetrics().horizontalAdvance(widget.itemText(i))
                                    for i in range(widget.count())), default=0)
                     fields = max(fields, longest + widget.fontMetrics().height() * 3)
+        self._fields_px = fields + self.fontMetrics().height() * 3  # a field with its longest choice, under its label
         return labels + fields + self.fontMetrics().height() * 3
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        if not self._sized and self.isVisible() and event.size().width() >= self.fontMetrics().height() * 10:
+            # Once, when first laid out: the settings get about a third of the width (at least
+            # what they need, at most SETTINGS_WIDTH_EM), the plots the rest. Later the divider
+            # stays where the user puts it.
+            self._sized = True
+            settings = self._settings_widget
+            for form in self._forms:  # measured at its narrowest; eventFilter picks the policy after
+                form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapAllRows)
+                form.activate()
+            boxes = max(box.minimumSizeHint().width() for box in self._setting_boxes)
+            margins = settings.layout().contentsMargins()
+            needed = (boxes + margins.left() + margins.right() + self.settings_scroll.verticalScrollBar().sizeHint().width()
+                      + 8)
+            # Wide enough for the settings and their scroll bar: they never get cut off on the right.
+            self.settings_scroll.setMinimumWidth(needed)
+            self._settings_min_px = needed
+            margins = self.layout().contentsMargins()
+            total = event.size().width() - margins.left() - margins.right() - self.splitter.handleWidth()
+            wanted = max(total * 3 // 8, self._fields_px + self.settings_scroll.verticalScrollBar().sizeHint().width())
+            left = min(wanted, self.fontMetrics().height() * SETTINGS_WIDTH_EM, total // 2)
+            left = max(left, self._settings_min_px)
+            self.splitter.setSizes([left, max(1, total - left)])
 
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
         if watched is getattr(self, "_settings_widget", None) and event.type() == QEvent.Type.Resize:
@@ -708,7 +734,7 @@ class WaveformPanel(QWidget):
         paced = not self.virtual_box.isHidden()
         wire = self.wire.currentData() if paced else "off"
         if paced:
-            label += f", {self.wire.currentText().split(' (')[0]}" if wire != "off" else ", bus not modelled"
+            label += f", {self.wire.currentText().split(' (')[0].removeprefix('USB ')}" if wire != "off" else ", bus not modelled"
             label += ", 1.8 MB/s ingest" if self.ingest.currentData() != "off" else ""
         self.graph.begin_run(label)
         self._update_buttons()

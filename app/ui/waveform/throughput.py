@@ -100,7 +100,7 @@ class ThroughputGraph(QWidget):
 
         self.plot = pg.PlotWidget(self)
         self.plot.setObjectName("throughputPlot")
-        self.plot.setMinimumHeight(160)
+        self.plot.setMinimumHeight(self.fontMetrics().height() * 7)  # 1024x700 leaves about 120 px
         item = self.plot.getPlotItem()
         # Fixed units: pyqtgraph's SI prefixes would turn 2000 MB/s into "2 kMB/s".
         item.setLabel("left", "throughput (MB/s)")
@@ -275,28 +275,30 @@ class ThroughputGraph(QWidget):
             if not run.finished:
                 figures = "running…"
             elif run.times_s:
-                figures = f"{run.average_MBps:.3g} MB/s in {run.times_s[-1]:.3g} s"
+                figures = f"{run.average_MBps:.3g} MB/s, {run.times_s[-1]:.3g} s"
                 figures += "" if run.ok else f", {run.outcome}"
             else:
                 figures = run.outcome
+            # A narrow graph may break a line between what the run was and its figures, never
+            # inside either.
             entries.append(f"<span style='color:{color}'>■</span>&nbsp;"
-                           + _unbroken(f"run {run.number}: {run.label} — {figures}"))
+                           + _unbroken(f"run {run.number}: {run.label}") + " " + _unbroken(f"— {figures}"))
         c = colors(self.palette())
-        limits = ", ".join(f"{line.name} {line.value_MBps:g}" for line in self.reference_lines)
-        key = f"<span style='color:{c.muted}'>{_unbroken(f'- - USB bulk limits (MB/s): {limits}')}</span>"
+        limits = " ".join(_unbroken(f"{line.value_MBps:g} MB/s ({line.name})") for line in self.reference_lines)
+        key = f"<span style='color:{c.muted}'>{_unbroken('- - USB limits:')} {limits}</span>"
         current = self.runs[-1] if self.runs else None
         if current is not None and self.average_line.isVisible():
-            key += f"&nbsp;&nbsp; <span style='color:{c.ok}'>{_unbroken(f'··· run {current.number} average')}</span>"
+            key += f" <span style='color:{c.ok}'>{_unbroken(f'··· run {current.number} average')}</span>"
         entries.append(key)
-        # A line breaks only between entries, never mid-phrase.
-        self.legend.setText("&nbsp;&nbsp; ".join(entries))
+        # One entry a line.
+        self.legend.setText("<br>".join(entries))
 
     def _fit_range(self) -> None:
-        """Show every run and the bus limits near it: time rounded up to 1, 2 or 5 x 10^n, the rate to
-        a step of :data:`FITTED_STEPS`, so the data fill most of the height."""
+        """Show every run and the bus limits near it: time and rate rounded up to a step of
+        :data:`FITTED_STEPS`, so the data fill most of the plot."""
         times = [run.times_s[-1] for run in self.runs if run.times_s]
         rates = [max(run.rates_MBps) for run in self.runs if run.rates_MBps]
-        x_top = _nice(max(times, default=1.0) * 1.05)
+        x_top = _nice(max(times, default=1.0) * 1.02, FITTED_STEPS)
         top = max(rates, default=1.0)
         limits = [line.value_MBps for line in self.reference_lines]
         # A bus limit is worth showing when it is within reach of the fastest run.
@@ -385,8 +387,9 @@ class ThroughputGraph(QWidget):
 
 
 def _unbroken(text: str) -> str:
-    """``text`` for rich text, with no place to break a line."""
-    return escape(text).replace(" ", "&nbsp;")
+    """``text`` for rich text, with no place to break a line: no-break spaces, and a word joiner
+    after "/" and "-", where Unicode line breaking would otherwise allow a break ("MB/" | "s")."""
+    return escape(text).replace(" ", "&nbsp;").replace("/", "/\u2060").replace("-", "-\u2060")
 
 
 NICE_STEPS = (1, 2, 5, 10)
