@@ -183,3 +183,25 @@ def test_every_panel_fits_at_200_percent_scaling():
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
                          env=env, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+
+
+def test_the_browser_wraps_long_values_instead_of_cutting_them(small_window, qtbot):
+    """The resource string, protocol and capabilities, and the note of a group with no access,
+    are shown whole in the dock at its starting width ("USB0::0x1209::0x0001::SAM…" before)."""
+    win = small_window
+    ref = find_ref(win, "SAM7", qtbot)
+    tree = win.browser.tree
+    item = win.browser._device_items[ref]
+    item.setExpanded(True)
+    settle(win)
+    rows = {item.child(i).text(0): item.child(i) for i in range(item.childCount())}
+    note = next(win.browser._groups["usb"].child(i) for i in range(win.browser._groups["usb"].childCount()))
+    for row, column in ((rows["Resource"], 1), (rows["Protocol"], 1), (note, 0)):
+        text = row.text(column)
+        index = tree.indexFromItem(row, column)
+        rect = tree.visualRect(index)
+        metrics = tree.fontMetrics()
+        assert metrics.horizontalAdvance(text) > rect.width(), "the test needs a value wider than its column"
+        lines = rect.height() // metrics.lineSpacing()
+        # Tall enough for every line the text takes at this width.
+        assert lines * rect.width() >= metrics.horizontalAdvance(text) * 0.9, (text, rect)
