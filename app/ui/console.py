@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -21,7 +22,6 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QSpinBox,
     QSplitter,
-    QFrame,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -304,7 +304,6 @@ class ConsolePanel(QWidget):
         self.state_label.setObjectName("consoleState")
         # Long states must not widen the window: the label gives way and shows the full text as a tooltip.
         self.state_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.state_label.setMinimumWidth(self.fontMetrics().averageCharWidth() * 12)
         self.abort_button = QPushButton("Abort", self)
         self.abort_button.setToolTip("Abort what is running or queued (takes effect between transfers; Esc)")
         self.abort_button.clicked.connect(self.abort)

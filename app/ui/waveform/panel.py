@@ -832,7 +832,10 @@ class WaveformPanel(QWidget):
         if cancelled:
             # Plain words; the protocol details (bTag, which abort ran) stay in the tooltip.
             text = f"Upload cancelled after {sent} sent." if sent else "Upload cancelled before any data was sent."
-            text = escape(text + " The instrument was told to discard the partial waveform; the session is usable.")
+            if "usable" in f"{event.message} {event.recovery}":  # the core says so when its recovery worked
+                text = escape(text + " The instrument was told to discard the partial waveform; the session is usable.")
+            else:
+                text = escape(text) + f"<br><span style='color:{c.muted}'>{escape(event.message)}</span>"
         else:
             text = escape(event.message)
             if event.recovery:
