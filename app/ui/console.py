@@ -53,7 +53,7 @@ from .events import (
     StatusByte,
     Write,
 )
-from .flow import FlowLayout
+from .flow import FittingPlaceholder, FlowLayout
 from .rawview import RawViewDialog, save_bytes
 from .settings import TERMINATIONS, Settings
 from .transcript import Transcript, format_ms
@@ -110,8 +110,8 @@ class HistoryPanel(QWidget):
         super().__init__(parent)
         self.filter = QLineEdit(self)
         self.filter.setObjectName("historyFilter")
-        self.filter.setPlaceholderText("Search history (Ctrl+R)")
         self.filter.setClearButtonEnabled(True)
+        FittingPlaceholder(self.filter, ["Search history (Ctrl+R)", "Search (Ctrl+R)", "Search"])
         self.list = QListWidget(self)
         self.list.setObjectName("historyList")
         self.list.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
@@ -247,6 +247,12 @@ class ConsolePanel(QWidget):
         self.splitter.setCollapsible(0, False)
 
         self.input = CommandLine(self)
+        FittingPlaceholder(self.input, [
+            r"SCPI command, e.g. *IDN?   (Enter: send, and read if it is a query;  \n \r \xNN escapes)",
+            "SCPI command, e.g. *IDN?   (Enter: send, and read if it is a query)",
+            "SCPI command, e.g. *IDN?",
+            "SCPI command",
+        ])
         self.input.submitted.connect(lambda _text, mode: self.submit_line(None, mode))
         self.input.set_history(self.settings.history(self.resource))
         self.history_panel.set_lines(self.input.history())

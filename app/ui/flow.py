@@ -1,15 +1,16 @@
-"""A layout that puts its items in a row and wraps them onto further rows when the row is too
-narrow, so a narrow window (1024x700, or 200 % scaling) shows every control instead of cutting
-some off or folding them into a tool bar's "››" menu.
+"""Fitting a narrow window (1024x700, or 200 % scaling) without cutting anything off.
 
-The rows are laid out from the width the layout is given (height-for-width), so wrapping follows
-the user resizing the window and nothing else: a control never moves by itself.
+:class:`FlowLayout` puts its items in a row and wraps them onto further rows when the row is too
+narrow, so every control stays visible instead of being cut off or folded into a tool bar's "››"
+menu. The rows are laid out from the width the layout is given (height-for-width), so wrapping
+follows the user resizing the window and nothing else: a control never moves by itself.
+:class:`FittingPlaceholder` picks the longest of several hints that fits a line edit.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPoint, QRect, QSize, Qt
-from PySide6.QtWidgets import QLayout, QLayoutItem, QSizePolicy, QWidget
+from PySide6.QtCore import QEvent, QObject, QPoint, QRect, QSize, Qt
+from PySide6.QtWidgets import QLayout, QLayoutItem, QLineEdit, QSizePolicy, QWidget
 
 
 class FlowLayout(QLayout):
@@ -111,3 +112,29 @@ class FlowLayout(QLayout):
                 x += width + self._gap
             y += height + self._gap
         return max(0, y - self._gap - area.y()) + m.top() + m.bottom()
+
+
+class FittingPlaceholder(QObject):
+    """Gives a line edit the longest of several placeholder texts that fits its width, so a
+    narrow window shows a shorter hint rather than one cut off in the middle of a word."""
+
+    def __init__(self, edit: QLineEdit, variants: list[str]) -> None:
+        super().__init__(edit)
+        self.edit = edit
+        self.variants = variants
+        edit.installEventFilter(self)
+        self.fit()
+
+    def fit(self) -> None:
+        edit = self.edit
+        # The text area: the box less its frame, margins and the clear button (about a line high).
+        room = edit.contentsRect().width() - edit.fontMetrics().height() * (2 if edit.isClearButtonEnabled() else 1)
+        metrics = edit.fontMetrics()
+        text = next((v for v in self.variants if metrics.horizontalAdvance(v) <= room), self.variants[-1])
+        if edit.placeholderText() != text:
+            edit.setPlaceholderText(text)
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        if watched is self.edit and event.type() in (QEvent.Type.Resize, QEvent.Type.FontChange):
+            self.fit()
+        return False

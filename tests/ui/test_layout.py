@@ -205,3 +205,14 @@ def test_the_browser_wraps_long_values_instead_of_cutting_them(small_window, qtb
         lines = rect.height() // metrics.lineSpacing()
         # Tall enough for every line the text takes at this width.
         assert lines * rect.width() >= metrics.horizontalAdvance(text) * 0.9, (text, rect)
+
+
+def test_hints_in_the_console_fit_their_boxes(small_window, qtbot):
+    """A narrow window shows a shorter hint, not one cut mid-word ("(Enter: sen…")."""
+    tab = open_from_browser(small_window, qtbot)
+    for edit in (tab.console.input, tab.console.history_panel.filter):
+        text = edit.placeholderText()
+        room = edit.contentsRect().width() - edit.fontMetrics().height()
+        assert edit.fontMetrics().horizontalAdvance(text) <= room, text
+    small_window.resize(1600, 1000)
+    qtbot.waitUntil(lambda: "escapes" in tab.console.input.placeholderText(), timeout=2000)
