@@ -225,7 +225,7 @@ class RegisterRow:
         self.value_label = QLabel("—", parent)
         self.value_label.setObjectName(f"register{name}Value")
         self.value_label.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.value_label.setMinimumWidth(self.value_label.fontMetrics().horizontalAdvance("#HFF · 255") + 8)
+        self.value_label.setMinimumWidth(self.value_label.fontMetrics().horizontalAdvance("#HFF · 255") + 2)
         self.source_label = QLabel("", parent)
         self.source_label.setObjectName(f"register{name}Source")
         self.source_label.setWordWrap(True)
@@ -666,7 +666,7 @@ class StatusView(QWidget):
         poll_row.addWidget(self.cls_button)
 
         grid = QGridLayout()
-        grid.setHorizontalSpacing(4)
+        grid.setHorizontalSpacing(2)  # the IEEE 488.2 names (RQS/MSS, RQC/RTL) fit 1024x700 with it
         grid.setVerticalSpacing(6)
         grid.setColumnStretch(10, 1)
         self.rows = {

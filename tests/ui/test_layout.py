@@ -151,8 +151,9 @@ def test_the_waveform_panel_shows_upload_and_its_plots_at_1024x700(small_window,
         assert combo_text_fits(combo), combo.currentText()
 
 
-def test_the_status_view_shows_its_buttons_at_1024x700(small_window, qtbot):
-    tab = open_from_browser(small_window, qtbot)
+@pytest.mark.parametrize("product", ["SAM7", "Loopback"])  # its profile's names, and the IEEE 488.2 ones
+def test_the_status_view_shows_its_buttons_at_1024x700(small_window, qtbot, product):
+    tab = open_from_browser(small_window, qtbot, product)
     view = tab.panel("statusView")
     tab.panels.setCurrentWidget(view)
     qtbot.waitUntil(lambda: view.built, timeout=2000)
