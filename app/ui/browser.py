@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 
-from PySide6.QtCore import QEvent, QPoint, QSize, Qt, Signal, Slot
-from PySide6.QtGui import QAction, QColor, QFont, QGuiApplication, QIcon, QPalette
+from PySide6.QtCore import QEvent, QPoint, QRect, QSize, Qt, Signal, Slot
+from PySide6.QtGui import QAction, QColor, QFont, QFontMetrics, QGuiApplication, QIcon, QPainter, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -16,6 +16,8 @@ from PySide6.QtWidgets import (
     QLabel,
     QMenu,
     QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -53,6 +55,62 @@ def capability_summary(caps: Capabilities | None) -> str:
         return "not read"
     on = [label for label, value in caps.describe() if value]
     return ", ".join(on) if on else "none optional"
+
+
+class WrappingDelegate(QStyledItemDelegate):
+    """Detail values (and a group's note) wrap onto more lines instead of ending in "…" in a
+    narrow dock; a value with no space to break at (a resource string) breaks anywhere. The
+    text itself is unchanged."""
+
+    def __init__(self, tree: QTreeWidget) -> None:
+        super().__init__(tree)
+        self.tree = tree
+
+    @staticmethod
+    def _flags(text: str) -> int:
+        wrap = Qt.TextFlag.TextWordWrap if " " in text else Qt.TextFlag.TextWrapAnywhere
+        return int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter) | int(wrap)
+
+    def _text_rect(self, option: QStyleOptionViewItem, index) -> QRect:
+        style = option.widget.style() if option.widget is not None else self.tree.style()
+        return style.subElementRect(QStyle.SubElement.SE_ItemViewItemText, option, option.widget)
+
+    @staticmethod
+    def _wraps(index) -> bool:
+        """Detail values, and the note that says why a group is empty."""
+        kind = index.data(KIND_ROLE)
+        return index.column() == 1 or (index.column() == 0 and isinstance(kind, tuple) and kind[0] == "note")
+
+    def _width(self, index) -> int:
+        if index.column() == 1:
+            return max(40, self.tree.columnWidth(1) - 8)
+        icon = self.tree.style().pixelMetric(QStyle.PixelMetric.PM_SmallIconSize)
+        return max(40, self.tree.viewport().width() - self.tree.indentation() * 2 - icon - 12)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index) -> None:
+        if not self._wraps(index):
+            super().paint(painter, option, index)
+            return
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        text, opt.text = opt.text, ""
+        style = opt.widget.style() if opt.widget is not None else self.tree.style()
+        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
+        selected = bool(opt.state & QStyle.StateFlag.State_Selected)
+        painter.save()
+        painter.setPen(opt.palette.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text))
+        painter.setFont(opt.font)
+        painter.drawText(self._text_rect(opt, index), self._flags(text), text)
+        painter.restore()
+
+    def sizeHint(self, option: QStyleOptionViewItem, index) -> QSize:  # noqa: N802 - Qt's name
+        size = super().sizeHint(option, index)
+        if not self._wraps(index) or not index.data():
+            return size
+        text = str(index.data())
+        width = self._width(index)
+        bounds = QFontMetrics(option.font).boundingRect(QRect(0, 0, width, 100000), self._flags(text), text)
+        return QSize(size.width(), max(size.height(), bounds.height() + 4))
 
 
 class DeviceBrowser(QWidget):
@@ -94,7 +152,11 @@ class DeviceBrowser(QWidget):
         self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.tree.setAlternatingRowColors(False)
-        self.tree.setUniformRowHeights(True)
+        # Long values (the resource string, protocol, capabilities) wrap in a narrow dock.
+        self.tree.setUniformRowHeights(False)
+        self.tree.setItemDelegate(WrappingDelegate(self.tree))
+        self.tree.header().sectionResized.connect(lambda *_: self.tree.doItemsLayout())
+        self.tree.viewport().installEventFilter(self)
         self.tree.itemActivated.connect(self._on_activated)
         self.tree.customContextMenuRequested.connect(self._context_menu)
         self.tree.currentItemChanged.connect(self._on_current_changed)
@@ -128,6 +190,12 @@ class DeviceBrowser(QWidget):
         for source in ("usb", "virtual"):
             self._group(source)
         self._update_details()
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        if watched is self.tree.viewport() and event.type() == QEvent.Type.Resize \
+                and event.size().width() != event.oldSize().width():
+            self.tree.doItemsLayout()  # wrapped rows take their height for the new width
+        return super().eventFilter(watched, event)
 
     def sizeHint(self) -> QSize:
         # Wide enough for a resource string: the dock starts at this width.

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -21,7 +22,7 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QSpinBox,
     QSplitter,
-    QToolBar,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -55,6 +56,7 @@ from .events import (
     StatusByte,
     Write,
 )
+from .flow import FittingPlaceholder, FlowLayout
 from .rawview import RawViewDialog, save_bytes
 from .settings import TERMINATIONS, TIMEOUT_RANGE_MS, Settings
 from .transcript import MAX_TEXT_CHARS, Transcript, format_ms
@@ -113,8 +115,8 @@ class HistoryPanel(QWidget):
         super().__init__(parent)
         self.filter = QLineEdit(self)
         self.filter.setObjectName("historyFilter")
-        self.filter.setPlaceholderText("Search history (Ctrl+R)")
         self.filter.setClearButtonEnabled(True)
+        FittingPlaceholder(self.filter, ["Search history (Ctrl+R)", "Search (Ctrl+R)", "Search"])
         self.list = QListWidget(self)
         self.list.setObjectName("historyList")
         self.list.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
@@ -193,9 +195,10 @@ class ConsolePanel(QWidget):
     # --- layout ---------------------------------------------------------------
 
     def _build(self) -> None:
-        self.toolbar = QToolBar(self)
+        # The buttons wrap onto a second row in a narrow window rather than hide behind a "››" menu.
+        self.toolbar = QWidget(self)
         self.toolbar.setObjectName("consoleToolbar")
-        self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        toolbar_layout = FlowLayout(self.toolbar, spacing=2)
         self.actions_by_name: dict[str, QAction] = {}
 
         def add(name: str, text: str, tip: str, slot) -> QAction:
@@ -203,9 +206,19 @@ class ConsolePanel(QWidget):
             action.setToolTip(tip)
             action.setStatusTip(tip)
             action.triggered.connect(slot)
-            self.toolbar.addAction(action)
+            button = QToolButton(self.toolbar)
+            button.setDefaultAction(action)
+            button.setAutoRaise(True)
+            button.setObjectName(f"console_{name}")
+            toolbar_layout.addWidget(button)
             self.actions_by_name[name] = action
             return action
+
+        def separator() -> None:
+            line = QFrame(self.toolbar)
+            line.setFrameShape(QFrame.Shape.VLine)
+            line.setFrameShadow(QFrame.Shadow.Sunken)
+            toolbar_layout.addWidget(line)
 
         add("clear", "Device clear", "USBTMC INITIATE_CLEAR: empty the device's input and output buffers",
             lambda: self.control("clear"))
@@ -214,13 +227,13 @@ class ConsolePanel(QWidget):
         add("trigger", "Trigger", "USB488 TRIGGER message (like GPIB GET)", lambda: self.control("trigger"))
         add("indicator_pulse", "Pulse", "USBTMC INDICATOR_PULSE: blink the instrument's activity light",
             lambda: self.control("indicator_pulse"))
-        self.toolbar.addSeparator()
+        separator()
         add("remote", "Remote", "USB488 REN_CONTROL: assert Remote Enable", lambda: self.control("remote"))
         add("local", "Local", "USB488 GO_TO_LOCAL: give the front panel back", lambda: self.control("local"))
         add("lockout", "Lockout", "USB488 LOCAL_LOCKOUT: disable the front panel's Local key", lambda: self.control("lockout"))
         spacer = QWidget(self)
         spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        self.toolbar.addWidget(spacer)
+        toolbar_layout.addWidget(spacer)
         add("run_file", "Run file…", "Send each line of a text file, with the error check after each", lambda: self.run_file())
         add("save_transcript", "Save…", "Save the transcript as a text file", lambda: self.save_transcript())
         add("clear_view", "Clear view", "Clear the transcript view (the history stays)", lambda: self.transcript.clear_entries())
@@ -239,6 +252,12 @@ class ConsolePanel(QWidget):
         self.splitter.setCollapsible(0, False)
 
         self.input = CommandLine(self)
+        FittingPlaceholder(self.input, [
+            r"SCPI command, e.g. *IDN?   (Enter: send, and read if it is a query;  \n \r \xNN escapes)",
+            "SCPI command, e.g. *IDN?   (Enter: send, and read if it is a query)",
+            "SCPI command, e.g. *IDN?",
+            "SCPI command",
+        ])
         self.input.submitted.connect(lambda _text, mode: self.submit_line(None, mode))
         self.input.set_history(self.settings.history(self.resource))
         self.history_panel.set_lines(self.input.history())
@@ -297,30 +316,46 @@ class ConsolePanel(QWidget):
         self.state_label.setObjectName("consoleState")
         # Long states must not widen the window: the label gives way and shows the full text as a tooltip.
         self.state_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.state_label.setMinimumWidth(self.fontMetrics().averageCharWidth() * 12)
         self.abort_button = QPushButton("Abort", self)
         self.abort_button.setToolTip("Abort what is running or queued (takes effect between transfers; Esc)")
         self.abort_button.clicked.connect(self.abort)
-        # The session settings sit in a tool bar so a narrow window folds them into its ">>" menu
-        # instead of growing wider than the screen at high scaling.
-        self.settings_bar = QToolBar(self)
+        # The session settings wrap onto further rows in a narrow window (1024x700, 200 % scaling)
+        # instead of growing the window or hiding behind a "››" menu; each label stays with its box.
+        self.settings_bar = QWidget(self)
         self.settings_bar.setObjectName("sessionSettingsBar")
-        gap = self.fontMetrics().averageCharWidth()
-        for widget in (QLabel("Timeout ", self), self.timeout_spin, QLabel("   Termination ", self),
-                       self.termination_combo, self.term_char_box, QLabel("   Error check ", self), self.check_combo):
-            self.settings_bar.addWidget(widget)
-        settings_row = QHBoxLayout()
-        settings_row.addWidget(self.settings_bar)
-        settings_row.addSpacing(gap)
-        settings_row.addWidget(self.state_label, 1)
-        settings_row.addWidget(self.abort_button)
+        settings_row = FlowLayout(self.settings_bar, spacing=self.fontMetrics().averageCharWidth() * 2)
+
+        def group(*widgets: QWidget) -> QWidget:
+            box = QWidget(self.settings_bar)
+            row = QHBoxLayout(box)
+            row.setContentsMargins(0, 0, 0, 0)
+            for widget in widgets:
+                row.addWidget(widget)
+            return box
+
+        # Wide enough for the longest choice, "Auto (SYST:ERR?)": it is never cut.
+        shown = self.check_combo.itemText(0)
+        self.check_combo.setItemText(0, "Auto (SYST:ERR?)")
+        self.check_combo.setMinimumWidth(self.check_combo.sizeHint().width())
+        self.check_combo.setItemText(0, shown)
+        for widget in (group(QLabel("Timeout", self), self.timeout_spin),
+                       group(QLabel("Termination", self), self.termination_combo), self.term_char_box,
+                       group(QLabel("Error check", self), self.check_combo)):
+            settings_row.addWidget(widget)
+        # The state takes the rest of its row; "ready · errors reported by the last check" needs
+        # about 40 characters, and anything longer is elided with the full text as its tooltip.
+        state = group(self.state_label, self.abort_button)
+        state.layout().setStretch(0, 1)
+        state.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.state_label.setMinimumWidth(self.fontMetrics().averageCharWidth() * 40)
+        settings_row.addWidget(state)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.toolbar)
         layout.addWidget(self.splitter, 1)
         layout.addLayout(input_row)
-        layout.addLayout(settings_row)
+        layout.addWidget(self.settings_bar)
 
         # Ctrl+R and Ctrl+L are the main window's (View menu), which acts on the current console.
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self.abort, context=Qt.ShortcutContext.WidgetWithChildrenShortcut)

@@ -75,6 +75,7 @@ class DeviceProfile:
     sre_query: str = "*SRE?"
     registers: tuple[DeviceRegister, ...] = ()
     panel: str = ""  # a demo panel's key ("" for none)
+    no_waveform: str = ""  # why the instrument takes no waveform upload ("": it may)
 
     def matches(self, idn: str | None) -> bool:
         return self.idn is not None and idn is not None and self.idn.search(idn) is not None
@@ -155,6 +156,7 @@ def parse_profile(text: str, profile_id: str) -> DeviceProfile:
         sre_query=_text(data, "sre_query", where, "*SRE?"),
         registers=tuple(registers),
         panel=_text(data, "panel", where),
+        no_waveform=_text(data, "no_waveform", where),
     )
 
 

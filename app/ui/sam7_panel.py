@@ -14,9 +14,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QFont, QFontDatabase, QPalette
 from PySide6.QtWidgets import (
+    QBoxLayout,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -567,17 +568,31 @@ class Sam7Panel(QWidget):
         right.addWidget(status_box)
         right.addStretch(1)
 
-        columns = QHBoxLayout(inner)
-        columns.addLayout(left, 1)
-        columns.addLayout(right, 1)
+        # Two columns when they fit side by side, one above the other when the window is narrow
+        # (1024x700, 200 %): the board and its source then follow the controls, never cut off.
+        self.columns = QBoxLayout(QBoxLayout.Direction.LeftToRight, inner)
+        self.columns.addLayout(left, 1)
+        self.columns.addLayout(right, 1)
+        self._two_columns_px = left.minimumSize().width() + right.minimumSize().width() + self.columns.spacing() + 24
 
         scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(inner)
+        scroll.viewport().installEventFilter(self)
+        self.scroll = scroll
         self._layout.addWidget(scroll)
         self._refresh()
         self._update_enabled()
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        scroll = getattr(self, "scroll", None)
+        if scroll is not None and watched is scroll.viewport() and event.type() == QEvent.Type.Resize:
+            wide = event.size().width() >= self._two_columns_px
+            direction = QBoxLayout.Direction.LeftToRight if wide else QBoxLayout.Direction.TopToBottom
+            if self.columns.direction() != direction:
+                self.columns.setDirection(direction)
+        return super().eventFilter(watched, event)
 
     # --- visibility and polling ---
 

@@ -17,21 +17,22 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 
-from PySide6.QtCore import QEvent, QObject, QPoint, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSystemTrayIcon,
     QToolButton,
-    QVBoxLayout,
     QWidget,
 )
 
 from app.usbtmc import ieee488
 
+from .console import ElidedLabel
 from .device_profile import UNUSED, profile_for_idn
 from .events import CheckErrors, ErrorReport, Failed, Finished, Opened, Srq, Started
 from .theme import colors
@@ -44,7 +45,7 @@ TIMELINE_WINDOW_S = 1.0
 NOTICE_BURST = 1  # notifications per NOTICE_WINDOW_S and instrument
 NOTICE_WINDOW_S = 3.0
 NOTICE_SHOWN_MS = 8000
-MAX_NOTICES = 4
+MAX_NOTICES = 2  # side by side in the status bar
 
 
 def is_background(origin: str) -> bool:
@@ -318,7 +319,7 @@ class SrqMonitor(QObject):
 
 
 class NoticeCard(QFrame):
-    """One in-window notification: the instrument, what happened, and a way to go there."""
+    """One in-window notification, one line: the instrument, what happened, and a way to go there."""
 
     show_requested = Signal(object)  # SrqNotice
     dismissed = Signal()
@@ -327,7 +328,7 @@ class NoticeCard(QFrame):
         super().__init__(parent)
         self.setObjectName("srqNotice")
         self.note = note
-        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setFrameShape(QFrame.Shape.NoFrame)
         self.setAutoFillBackground(True)
         self.setBackgroundRole(QPalette.ColorRole.ToolTipBase)
         self.setForegroundRole(QPalette.ColorRole.ToolTipText)
@@ -337,9 +338,9 @@ class NoticeCard(QFrame):
         font = self.title.font()
         font.setBold(True)
         self.title.setFont(font)
-        self.body = QLabel(self)
+        self.body = ElidedLabel(self)
         self.body.setForegroundRole(QPalette.ColorRole.ToolTipText)
-        self.body.setWordWrap(True)
+        self.body.setWordWrap(False)
         self.body.setTextFormat(Qt.TextFormat.PlainText)
         self.show_button = QPushButton("Show", self)
         self.show_button.setToolTip("Go to the instrument's transcript")
@@ -349,21 +350,23 @@ class NoticeCard(QFrame):
         close.setAutoRaise(True)
         close.setToolTip("Dismiss")
         close.clicked.connect(self.dismissed)
-        top = QHBoxLayout()
-        top.setContentsMargins(0, 0, 0, 0)
+        # One line in the status bar, where it covers nothing: the body is cut there and shown
+        # whole in the tooltip (and on the transcript, where "Show" goes).
+        self.body.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.show_button.setFlat(True)
+        line_px = self.fontMetrics().height()  # no taller than a status bar label: the bar keeps its height
+        for button in (self.show_button, close):
+            button.setFixedHeight(line_px)
+        self.show_button.setFixedWidth(self.show_button.fontMetrics().horizontalAdvance("Show") + line_px)
         self.flag = QLabel("⚑", self)
-        top.addWidget(self.flag)
-        top.addWidget(self.title, 1)
-        top.addWidget(close)
-        bottom = QHBoxLayout()
-        bottom.addStretch(1)
-        bottom.addWidget(self.show_button)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(10, 6, 6, 8)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(6, 0, 2, 0)
         layout.setSpacing(4)
-        layout.addLayout(top)
-        layout.addWidget(self.body)
-        layout.addLayout(bottom)
+        layout.addWidget(self.flag)
+        layout.addWidget(self.title)
+        layout.addWidget(self.body, 1)
+        layout.addWidget(self.show_button)
+        layout.addWidget(close)
         self.set_note(note)
         self.timer = QTimer(self)
         self.timer.setSingleShot(True)
@@ -373,12 +376,17 @@ class NoticeCard(QFrame):
     def set_note(self, note: SrqNotice) -> None:
         self.note = note
         self.title.setText(note.title)
-        self.body.setText(note.text())
+        self.body.setText(note.text().replace("\n", " — "))
+        self.setToolTip(f"{note.title}\n{note.text()}")
         self.flag.setText(f"<span style='color:{colors(self.palette()).warning}'>⚑</span>")
 
 
 class NoticeArea(QWidget):
-    """Notifications stacked in the top-right corner of a window, over its contents."""
+    """Notifications in the window's status bar, one line each beside the status messages.
+
+    They never cover a control (a notice floating over the window hid Send, Query and Abort
+    right when an error had happened), and the status bar keeps its height, so nothing moves.
+    """
 
     show_requested = Signal(object)  # SrqNotice
 
@@ -387,10 +395,15 @@ class NoticeArea(QWidget):
         self.setObjectName("srqNotices")
         self.window_ = window
         self.cards: list[NoticeCard] = []
-        self._layout = QVBoxLayout(self)
+        self._layout = QHBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
         self._layout.setSpacing(6)
-        window.installEventFilter(self)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.setFixedHeight(self.fontMetrics().height())
+        status = getattr(window, "statusBar", None)
+        if callable(status):
+            # Left of the session's state; a permanent widget, so status tips do not hide it.
+            status().insertPermanentWidget(0, self, 1)
         self.hide()
 
     def add(self, note: SrqNotice) -> NoticeCard:
@@ -404,13 +417,10 @@ class NoticeArea(QWidget):
             card.show_requested.connect(self.show_requested)
             card.dismissed.connect(lambda c=card: self.remove(c))
             self.cards.append(card)
-            self._layout.addWidget(card)
+            self._layout.addWidget(card, 1)
             while len(self.cards) > MAX_NOTICES:
                 self.remove(self.cards[0])
-        self._place()
-        QTimer.singleShot(0, self._place)  # again once the card has laid out its new text
         self.show()
-        self.raise_()
         return card
 
     def update_note(self, note: SrqNotice) -> None:
@@ -418,7 +428,6 @@ class NoticeArea(QWidget):
         for card in self.cards:
             if card.note.resource == note.resource and card.note.at == note.at:
                 card.set_note(note)
-                QTimer.singleShot(0, self._place)  # once the card has laid out its new text
 
     def remove(self, card: NoticeCard) -> None:
         if card in self.cards:
@@ -427,28 +436,6 @@ class NoticeArea(QWidget):
             card.deleteLater()
         if not self.cards:
             self.hide()
-        else:
-            self._place()
-
-    def _place(self) -> None:
-        window = self.window_
-        # Bottom right, above the status bar: out of the way of the tab headers and tool bars.
-        width = min(self.fontMetrics().averageCharWidth() * 52, max(200, window.width() - 40))
-        self.setFixedWidth(width)
-        # Word-wrapped text: the height follows from the width (adjustSize() would use the old one).
-        self._layout.invalidate()
-        height = self._layout.totalHeightForWidth(width) if self._layout.hasHeightForWidth() else -1
-        self.setFixedHeight(max(height, self._layout.totalMinimumSize().height()))
-        bottom = window.height() - 12
-        status = getattr(window, "statusBar", None)
-        if callable(status) and status() is not None and status().isVisible():
-            bottom -= status().height()
-        self.move(QPoint(window.width() - width - 16, max(0, bottom - self.height())))
-
-    def eventFilter(self, watched, event) -> bool:
-        if watched is self.window_ and event.type() == QEvent.Type.Resize and self.cards:
-            self._place()
-        return False
 
 
 class SrqCenter(QObject):

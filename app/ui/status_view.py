@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QRectF, QSize, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QColor, QFontDatabase, QPainter, QPalette, QPen
+from PySide6.QtGui import QColor, QFontDatabase, QFontMetrics, QPainter, QPalette, QPen
 from PySide6.QtWidgets import (
     QAbstractButton,
     QCheckBox,
@@ -42,6 +42,7 @@ from app.usbtmc import ieee488
 
 from .device_profile import GENERIC, UNUSED, DeviceProfile, DeviceRegister, profile_for_idn
 from .events import Closed, ErrorReport, Failed, Finished, Opened, Query, Reply, Sent, SetIdlePolling, Srq, Started, StatusByte, Write
+from .flow import FlowLayout
 from .srq import is_background
 from .theme import colors
 from .transcript import format_time
@@ -50,6 +51,9 @@ PANEL_TAG = "status view"
 POLL_CHOICES_MS = [(0, "Off"), (100, "100 ms"), (200, "200 ms"), (500, "500 ms"), (1000, "1 s"), (2000, "2 s")]
 DEFAULT_POLL_MS = 200
 HISTORY_SPAN_S = 60.0
+# A gap between two reads of the status byte longer than this is unread time: longer than the
+# slowest live polling (2 s) allows, so it means the polling stopped or was held off.
+UNREAD_GAP_S = 3.0
 REPAINT_INTERVAL_MS = 200  # the history strip scrolls at 5 Hz while shown (<= 25 Hz); 0.2 s is 1/300 of its width
 
 ESR_ERROR_BITS = int(ieee488.ESR_ERROR_MASK)  # CME, EXE, DDE, QYE (488.2 11.5.1.1)
@@ -221,15 +225,20 @@ class RegisterRow:
         self.value_label = QLabel("—", parent)
         self.value_label.setObjectName(f"register{name}Value")
         self.value_label.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.value_label.setMinimumWidth(self.value_label.fontMetrics().horizontalAdvance("#HFF · 255") + 8)
-        grid.addWidget(self.value_label, row, 9)
+        self.value_label.setMinimumWidth(self.value_label.fontMetrics().horizontalAdvance("#HFF · 255") + 2)
         self.source_label = QLabel("", parent)
         self.source_label.setObjectName(f"register{name}Source")
         self.source_label.setWordWrap(True)
         self.source_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         self.source_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.source_label.setMinimumWidth(self.source_label.fontMetrics().averageCharWidth() * 30)
-        grid.addWidget(self.source_label, row, 10)
+        # Where the value came from goes under it, not in a column of its own: a narrow window
+        # (1024x700) keeps the row's buttons on screen.
+        self.source_label.setMinimumWidth(self.value_label.minimumWidth())
+        value_box = QVBoxLayout()
+        value_box.setSpacing(0)
+        value_box.addWidget(self.value_label)
+        value_box.addWidget(self.source_label)
+        grid.addLayout(value_box, row, 9, 1, 2)
         self.actions = QHBoxLayout()
         self.actions.setSpacing(4)
         grid.addLayout(self.actions, row, 11)
@@ -266,8 +275,14 @@ class StatusHistory:
         self.srqs: deque[tuple[float, int]] = deque(maxlen=2000)
         self.errors: deque[tuple[float, str]] = deque(maxlen=2000)
         self.changes = 0  # bumped when a value changes or a mark is added (not on a repeated value)
+        # (from, to): stretches longer than UNREAD_GAP_S in which nothing read the status byte.
+        # The value before such a stretch is not known to have lasted through it.
+        self.unread: deque[tuple[float, float]] = deque(maxlen=max_samples)
 
     def observe(self, t: float, stb: int) -> None:
+        if self.last_seen and t - self.last_seen > UNREAD_GAP_S:
+            self.unread.append((self.last_seen, t))
+            self.changes += 1
         if not self.samples or self.samples[-1][1] != stb or t < self.samples[-1][0]:
             self.samples.append((t, stb))
             self.changes += 1
@@ -292,25 +307,45 @@ class StatusHistory:
         nobody reads the status byte, the strip shows nothing rather than a guess.
         """
         samples = list(self.samples)
+        unread = [(a, b) for a, b in self.unread if b > start and a < end]
         out = []
         for i, (t, value) in enumerate(samples):
             t_next = samples[i + 1][0] if i + 1 < len(samples) else self.last_seen
             t0, t1 = max(t, start), min(t_next, end)
-            if t1 >= t0:
+            if t1 < t0:
+                continue
+            # Cut out the time nobody read the byte: unread time is blank, not the old value.
+            cut = False
+            for a, b in unread:
+                if a < t1 and b > t0:
+                    if a > t0:
+                        out.append((t0, a, value))
+                    t0, cut = max(t0, b), True
+            if t1 > t0 or (t1 == t0 and not cut):  # a single read is a point; what a gap leaves is not
                 out.append((t0, t1, value))
         return out
 
 
-class SecondsAgoAxis(pg.AxisItem):
-    """A time axis labelled in seconds before now ("-30", "-10", "0")."""
+class ClockAxis(pg.AxisItem):
+    """A time axis in wall-clock time ("08:45:50"), ticks far enough apart for their labels."""
+
+    STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600)
 
     def __init__(self, strip: HistoryStrip, **kwargs) -> None:
         super().__init__("bottom", **kwargs)
         self.strip = strip
 
-    def tickStrings(self, values, scale, spacing):
-        now = self.strip.now_x
-        return [f"{round(v - now) or 0}" for v in values]  # "0", never "-0"
+    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802, N803 - pyqtgraph's names
+        label_px = QFontMetrics(self.font()).horizontalAdvance("00:00:00") * 1.6
+        fits = max(1.0, size / label_px)
+        span = max(maxVal - minVal, 1e-9)
+        step = next((s for s in self.STEPS_S if span / s <= fits), self.STEPS_S[-1])
+        return [(step, 0)]
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph's name
+        origin = self.strip.origin
+        return [time.strftime("%H:%M:%S", time.localtime(origin + v)) for v in values]
+
 
 
 class HistoryStrip(pg.PlotWidget):
@@ -320,6 +355,8 @@ class HistoryStrip(pg.PlotWidget):
     old. A timer (5 Hz, only while shown) looks at the history: when it changed, the curves are
     redrawn and the view scrolls to now; otherwise the view scrolls once a second. A status byte
     polled with the same value only stretches the last bar, which is redrawn once a second.
+    Time nobody read the status byte (polling off or held off, the view hidden) stays blank.
+    The axis shows wall-clock time.
     """
 
     def __init__(self, history: StatusHistory, parent: QWidget | None = None) -> None:
@@ -329,7 +366,7 @@ class HistoryStrip(pg.PlotWidget):
         self.span_s = HISTORY_SPAN_S
         self.repaints = 0  # curve redraws, for tests: the timer's, never one per event
         self._painted = (-1, 0.0)  # (history.changes, history.last_seen) at the last redraw
-        super().__init__(parent, axisItems={"bottom": SecondsAgoAxis(self)})
+        super().__init__(parent, axisItems={"bottom": ClockAxis(self)})
         self.setObjectName("statusHistory")
         self.setMenuEnabled(False)
         self.setMouseEnabled(False, False)
@@ -337,7 +374,7 @@ class HistoryStrip(pg.PlotWidget):
         self.plot_item = self.getPlotItem()
         self.plot_item.setYRange(-0.7, 9.1, padding=0)
         self.plot_item.showGrid(x=True, y=False, alpha=0.25)
-        self.plot_item.setLabel("bottom", "seconds ago")
+        self.plot_item.setLabel("bottom", "time")
         # Three curves for all eight lanes (segments joined in pairs): thin baselines where the status
         # byte was observed, thick bars where a bit was set (the summary bit in its own colour).
         self.baseline = pg.PlotDataItem(connect="pairs")
@@ -383,7 +420,7 @@ class HistoryStrip(pg.PlotWidget):
             axis = self.plot_item.getAxis(name)
             axis.setPen(pg.mkPen(palette.color(QPalette.ColorRole.Mid)))
             axis.setTextPen(pg.mkPen(text))
-        self.plot_item.getAxis("bottom").setLabel("seconds ago", color=text.name())
+        self.plot_item.getAxis("bottom").setLabel("time", color=text.name())
         bar_px = max(4, self.fontMetrics().height() // 2)
         self.high["data"].setPen(pg.mkPen(c.sent, width=bar_px))
         self.high["summary"].setPen(pg.mkPen(c.warning, width=bar_px))
@@ -433,10 +470,16 @@ class HistoryStrip(pg.PlotWidget):
         high: dict[str, tuple[list[float], list[float]]] = {"data": ([], []), "summary": ([], [])}
         base_x: list[float] = []
         base_y: list[float] = []
-        if segments:
-            first, last = self.x_of(segments[0][0]), self.x_of(segments[-1][1])
+        # The baseline runs only where the byte was read: joined segments form one stretch.
+        stretches: list[list[float]] = []
+        for t0, t1, _value in segments:
+            if stretches and t0 <= stretches[-1][1]:
+                stretches[-1][1] = max(stretches[-1][1], t1)
+            else:
+                stretches.append([t0, t1])
+        for t0, t1 in stretches:
             for bit in range(8):
-                base_x += [first, last]
+                base_x += [self.x_of(t0), self.x_of(t1)]
                 base_y += [bit, bit]
         for t0, t1, value in segments:
             for bit in range(8):
@@ -494,7 +537,6 @@ class DeviceRegisterBox(QGroupBox):
         grid = QGridLayout()
         grid.setHorizontalSpacing(4)
         grid.setVerticalSpacing(4)
-        columns = 5
         row = 0
         groups = register.groups or ()
         spans = [(g.name, [b for b in sorted(register.bits) if g.covers(b)]) for g in groups]
@@ -510,14 +552,18 @@ class DeviceRegisterBox(QGroupBox):
                 label = QLabel(group, self)
                 label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
                 grid.addWidget(label, row, 0)
-            for i, bit in enumerate(bits):
+            # The cells flow: as many to a row as the width allows, so no bit is cut off.
+            cells = QWidget(self)
+            flow = FlowLayout(cells, spacing=4)
+            for bit in bits:
                 name, description = register.bits[bit]
-                cell = BitCell(bit, name, description, kinds.get(group, "data"), parent=self)
+                cell = BitCell(bit, name, description, kinds.get(group, "data"), parent=cells)
                 cell.setObjectName(f"{register.name}bit{bit}")
-                cell.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+                cell.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
                 self.cells[bit] = cell
-                grid.addWidget(cell, row + i // columns, 1 + i % columns)
-            row += (len(bits) + columns - 1) // columns
+                flow.addWidget(cell)
+            grid.addWidget(cells, row, 1)
+            row += 1
         layout.addLayout(grid)
 
     def set_value(self, value: int, how: str) -> None:
@@ -611,6 +657,7 @@ class StatusView(QWidget):
         self.poll_combo.currentIndexChanged.connect(lambda _i: self.set_poll_interval(self.poll_combo.currentData()))
         poll_row.addWidget(self.poll_combo)
         self.poll_note = QLabel("", inner)
+        self.poll_note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.poll_note.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         poll_row.addWidget(self.poll_note, 1)
         self.cls_button = QPushButton("*CLS", inner)
@@ -619,7 +666,7 @@ class StatusView(QWidget):
         poll_row.addWidget(self.cls_button)
 
         grid = QGridLayout()
-        grid.setHorizontalSpacing(4)
+        grid.setHorizontalSpacing(2)  # the IEEE 488.2 names (RQS/MSS, RQC/RTL) fit 1024x700 with it
         grid.setVerticalSpacing(6)
         grid.setColumnStretch(10, 1)
         self.rows = {
@@ -651,7 +698,8 @@ class StatusView(QWidget):
         self.esr_note.setWordWrap(True)
         self.esr_note.setForegroundRole(QPalette.ColorRole.PlaceholderText)
 
-        srq_row = QHBoxLayout()
+        srq_bar = QWidget(inner)
+        srq_row = FlowLayout(srq_bar)  # wraps in a narrow window
         srq_row.addWidget(QLabel("<b>Service requests</b>", inner))
         self.notify_box = QCheckBox("Notify", inner)
         self.notify_box.setObjectName("srqNotifyBox")
@@ -673,13 +721,13 @@ class StatusView(QWidget):
         self.srq_count.setObjectName("srqCount")
         srq_row.addWidget(self.notify_box)
         srq_row.addWidget(self.follow_box)
-        srq_row.addStretch(1)
         srq_row.addWidget(self.srq_count)
 
         self.strip = HistoryStrip(self.history, inner)
         legend = QLabel("┆ command sent    ▲ service request    ✕ error bits read from ESR    "
                         "(hover a mark for details)", inner)
         legend.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        legend.setWordWrap(True)
 
         self.device_box = QVBoxLayout()
         self.device_boxes: dict[str, DeviceRegisterBox] = {}
@@ -688,7 +736,7 @@ class StatusView(QWidget):
         layout.addLayout(poll_row)
         layout.addLayout(grid)
         layout.addWidget(self.esr_note)
-        layout.addLayout(srq_row)
+        layout.addWidget(srq_bar)
         layout.addWidget(self.strip, 1)
         layout.addWidget(legend)
         layout.addLayout(self.device_box)

@@ -1,6 +1,6 @@
 """Service requests from the virtual instruments: notices, the timeline, badges, follow-ups, floods."""
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QRect, Qt
 from ui_helpers import open_from_browser, transcript_has, wait_idle
 
 from app.sim.usbtmc_device import EsrBit
@@ -76,8 +76,7 @@ def test_an_srq_is_notified_at_once_and_put_on_the_timeline_after_its_cause(wind
     assert "OPC" in follow.text
     card = center.notices.cards[-1]
     assert "Raised by:" in card.body.text()
-    area = center.notices  # it grows with its text: nothing is cut off
-    qtbot.waitUntil(lambda: area.height() >= area.layout().totalHeightForWidth(area.width()), timeout=1000)
+    assert "Raised by:" in card.toolTip()  # the whole text, where one line cannot hold it
 
 
 def test_the_follow_up_reads_esr_and_the_error_queue_itself(window, sim_backend, qtbot):
@@ -174,3 +173,48 @@ def test_notifications_can_be_switched_off_but_srqs_still_count(window, sim_back
     qtbot.waitUntil(lambda: center.monitor(sam7).total == 1, timeout=3000)
     assert notes == [] and srq_entries(sam7)
     assert window.settings.value("srq/notify") == "false"
+
+
+def _controls(root):
+    from PySide6.QtWidgets import QAbstractButton, QComboBox, QLineEdit
+
+    return [w for cls in (QAbstractButton, QLineEdit, QComboBox) for w in root.findChildren(cls) if w.isVisible()]
+
+
+def _global_rect(widget):
+    """The part of ``widget`` on screen (a scroll area clips its contents), in global coordinates."""
+    shown = widget.visibleRegion().boundingRect()
+    return QRect(widget.mapToGlobal(shown.topLeft()), shown.size())
+
+
+def test_a_notice_never_covers_controls(window, sim_backend, qtbot):
+    """Issue 15 item 3: the notice used to float over Send, Query, Read and Abort, and over the
+    waveform panel's legend, Clear runs and Export, for 8 s right after an error."""
+    window.resize(1024, 700)
+    sam7 = open_from_browser(window, qtbot)
+    awg = open_from_browser(window, qtbot, "Virtual AWG")
+    awg.panels.setCurrentWidget(awg.waveform)
+    qtbot.waitUntil(lambda: awg.waveform.built, timeout=2000)
+    window.tabs.setCurrentWidget(sam7)
+    bar_height = window.statusBar().height()
+    with qtbot.waitSignal(window.srq_center.notified, timeout=3000):
+        raise_cme_srq(model(sim_backend, "SAM7"))
+    area = window.srq_center.notices
+    qtbot.waitUntil(lambda: area.isVisible() and area.width() > 0, timeout=2000)
+    assert window.statusBar().height() == bar_height, "the status bar keeps its height: nothing moves"
+    for tab in (sam7, awg):  # the console's Send/Query/Read/Abort; the graph's legend, Clear runs, Export
+        window.tabs.setCurrentWidget(tab)
+        qtbot.waitUntil(lambda: area.isVisible(), timeout=1000)
+        notice = QRect(area.mapToGlobal(area.rect().topLeft()), area.size())
+        central = window.centralWidget()
+        assert not notice.intersects(_global_rect(central)), "the notice sits outside the tabs and their panels"
+        covered = [w for w in _controls(central) if _global_rect(w).intersects(notice)]
+        assert covered == []
+    panel = awg.waveform.panel()
+    for widget in (panel.graph.legend, panel.graph.clear_button, panel.graph.csv_button, panel.graph.png_button):
+        assert not _global_rect(widget).intersects(notice)
+    for widget in (sam7.console.send_button, sam7.console.abort_button):
+        window.tabs.setCurrentWidget(sam7)
+        assert not _global_rect(widget).intersects(notice)
+    card = area.cards[-1]
+    assert card.show_button.isVisible() and "Service request" in card.toolTip()  # the whole text

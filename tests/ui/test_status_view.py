@@ -95,6 +95,42 @@ def test_the_history_keeps_changes_and_how_long_each_value_lasted():
     assert history.segments(10.5, 20)[0] == (10.5, 10.8, 0x60)
 
 
+def test_time_nobody_read_the_status_byte_is_blank_not_the_old_value(qtbot):
+    """MSS and ESB read, then a minute and a half with nothing reading the byte, then #H00: the
+    strip must not draw MSS and ESB set through that time (issue 15 item 7)."""
+    history = StatusHistory()
+    for t in (100.0, 100.2, 100.4):
+        history.observe(t, 0x60)  # polled while the view was shown
+    for t in (190.0, 190.2):
+        history.observe(t, 0x00)  # the view shown again later
+    segments = history.segments(0, 500)
+    assert all(not (t0 < 150 < t1) for t0, t1, _ in segments), segments
+    assert (100.0, 100.4, 0x60) in segments and segments[-1] == (190.0, 190.2, 0x00)
+    strip = HistoryStrip(history)
+    qtbot.addWidget(strip)
+    strip.redraw(now=191.0)
+    xs = [x for curve in strip.high.values() if curve.getData()[0] is not None for x in curve.getData()[0]]
+    assert xs and max(xs) <= strip.x_of(100.4) + 1e-6, "the MSS and ESB bars end where the last read saw them"
+    base_x, _ = strip.baseline.getData()
+    assert not any(strip.x_of(101) < x < strip.x_of(189) for x in base_x), "no baseline through unread time"
+
+
+def test_the_strip_axis_shows_wall_clock_time(qtbot):
+    import time
+
+    strip = HistoryStrip(StatusHistory())
+    qtbot.addWidget(strip)
+    axis = strip.plot_item.getAxis("bottom")
+    label = axis.tickStrings([strip.x_of(time.mktime((2026, 12, 5, 8, 45, 50, 0, 0, -1)))], 1, 5)[0]
+    assert label == "08:45:50"
+    # Ticks leave room for their labels: no more of them than 300 px hold.
+    from PySide6.QtGui import QFontMetrics
+
+    label_px = QFontMetrics(axis.font()).horizontalAdvance("00:00:00")
+    step = axis.tickSpacing(0, 60, 300)[0][0]
+    assert (60 / step) * label_px < 300
+
+
 def test_the_strip_repaints_from_its_timer_never_per_event(qtbot):
     assert REPAINT_INTERVAL_MS >= 40, "at most 25 repaints a second"
     history = StatusHistory()

@@ -99,11 +99,13 @@ def test_cancel_stops_at_once_and_the_error_queue_explains(panel, awg_tab, awg_m
     assert blocker.args[0] is None
     assert time.perf_counter() - started < 1.0  # transfers were sized for a quick Cancel
     text = panel.result_label.text()
-    assert "aborted by the user" in text and "usable" in text
+    assert "Upload cancelled after" in text and "usable" in text
+    assert "bTag" not in text and "no Bulk-OUT transfer" not in text  # plain words; details in the tooltip
     # The panel asked the instrument at once: its error queue explains the partial message.
     assert "the instrument says: -161," in text and "was aborted" in text and "nothing stored" in text
     assert panel.progress.format() == "cancelled" and panel.upload_button.isEnabled()
-    assert panel.rate_label.text().startswith("stopped after")
+    assert panel.rate_label.text().startswith("cancelled after")
+    assert panel.graph.runs[-1].outcome == "cancelled" and "cancelled" in panel.graph.legend.text()
     panel.set_pacing()
     assert ask(awg_tab, qtbot, b"*IDN?\n").startswith("TMC Console,Virtual AWG")
     assert ask(awg_tab, qtbot, b"SYST:ERR?\n").startswith("0,")  # read already: nothing left to blame
@@ -173,6 +175,7 @@ def test_the_event_loop_keeps_running_during_a_64_mib_upload(panel, qtbot, capsy
     """Prints the worst gap between ticks of a 1 ms GUI timer while 64 MiB go to the AWG (target <= 50 ms).
 
     A measurement, not a timed assertion: the figure goes to docs/benchmarks.md."""
+    panel.set_pacing()  # as fast as the host: the figure in docs/benchmarks.md is unpaced
     set_points(panel, qtbot, 32 * MIB)  # int16: 64 MiB
     ticks: list[float] = []
     timer = QTimer()
@@ -192,3 +195,106 @@ def test_the_event_loop_keeps_running_during_a_64_mib_upload(panel, qtbot, capsy
               f"({result.bytes_per_s / 1e6:.0f} MB/s, {time.perf_counter() - started:.2f} s with the checks): "
               f"worst stall {gaps.max():.1f} ms, 99th percentile {np.percentile(gaps, 99):.1f} ms, "
               f"{len(ticks)} ticks of a 1 ms timer")
+
+
+# --- issue 15: the graph and the panel's messages ----------------------------------------------
+
+
+def test_the_graph_keeps_its_units_fits_its_range_and_never_overlaps_labels(qtbot):
+    from app.ui.waveform.throughput import ThroughputGraph
+
+    graph = ThroughputGraph()
+    qtbot.addWidget(graph)
+    graph.resize(420, 300)
+    graph.begin_run("1.0 MiB int16, bus not modelled")
+    graph.add_samples([(0.0001 * i, 250_000 * i) for i in range(1, 9)])  # 2500 MB/s
+    graph.end_run(True, 0.0008, 2_000_000)
+    item = graph.plot.getPlotItem()
+    for name in ("left", "bottom"):
+        axis = item.getAxis(name)
+        assert not axis.autoSIPrefix, "no 'kMB/s'"
+        assert "kMB" not in axis.labelString()
+    assert "(MB/s)" in item.getAxis("left").labelString()
+    # Data under 260 MB/s is drawn under a top of at most 300, not 500.
+    graph.clear()
+    graph.begin_run("slow")
+    graph.add_samples([(0.1 * i, int(26e6 * i)) for i in range(1, 11)])  # 260 MB/s
+    graph.end_run(True)
+    top = item.viewRange()[1][1]
+    assert 260 < top <= 300 * 1.03, top
+    # No text on the plot itself where labels could overlap: the key under it names the lines.
+    from pyqtgraph import TextItem
+
+    lines = [*graph.reference_lines, graph.average_line]
+    assert all(getattr(line, "label", None) is None for line in lines)
+    assert not [i for i in item.items if isinstance(i, TextItem)]
+    legend = graph.legend.text()
+    words = legend.replace("&nbsp;", " ")
+    assert "USB limits" in words and "53.248" in words and "run 2 average" in words
+    # One entry a line; a line may break only between phrases ("run 2: slow" | "— 260 MB/s, 1 s").
+    import re
+
+    entries = legend.split("<br>")
+    assert len(entries) == len(graph.runs) + 1
+    run_line = re.sub(r"<[^>]+>", "", entries[-2]).replace("\u2060", "")  # word joiners: no break after "/"
+    assert run_line.split(" ") == ["■&nbsp;run&nbsp;2:&nbsp;slow", "—&nbsp;260&nbsp;MB/s,&nbsp;1&nbsp;s"]
+    assert "53.248&nbsp;MB/s&nbsp;(high&nbsp;speed)" in entries[-1].replace("\u2060", "")
+
+
+def test_virtual_uploads_default_to_a_usb_wire_model(panel, awg_model, qtbot):
+    from app.sim.wire import HIGH_SPEED
+
+    assert panel.wire.currentData() == "high"
+    assert awg_model.pacing[0] == HIGH_SPEED, "the model is paced like a USB 2.0 high-speed bus"
+    panel.set_pacing("off")
+    set_points(panel, qtbot, 4096)
+    with qtbot.waitSignal(panel.upload_finished, timeout=10000):
+        panel.start_upload()
+    assert "bus not modelled" in panel.graph.runs[-1].label, "an unpaced run says so"
+    assert "Not modelled" in panel.wire.currentText()
+
+
+def test_cancel_figures_agree_with_the_instruments_count(panel, awg_tab, qtbot):
+    import re
+
+    panel.set_pacing(ingest="33622a")
+    set_points(panel, qtbot, 4 * MIB)
+    with qtbot.waitSignal(panel.upload_finished, timeout=10000):
+        panel.start_upload()
+        qtbot.waitUntil(lambda: panel.graph.runs and len(panel.graph.runs[-1].times_s) >= 3, timeout=5000)
+        panel.cancel_upload()
+    text = panel.result_label.text()
+    received = int(re.search(r"after (\d+) of \d+ block bytes", text).group(1))
+    shown = panel._last_progress.done_bytes
+    header = 64  # the block's "#9..." header and the command before it
+    # The panel's figure is the bytes of the transfers that completed; the instrument may also
+    # have taken part of the one cut short, but never a whole progress batch more.
+    assert abs(received - shown) <= 256 * 1024 + header, (received, shown)
+    from app.waveforms import format_bytes
+
+    assert f"cancelled after {format_bytes(shown)}" in panel.rate_label.text()
+    assert panel.graph.runs[-1].outcome == "cancelled"
+    panel.set_pacing()
+
+
+def test_the_sam7_says_why_it_takes_no_waveform(sam7_tab, qtbot):
+    sam7_tab.panels.setCurrentWidget(sam7_tab.waveform)
+    notice = sam7_tab.waveform.notice
+    qtbot.waitUntil(notice.isVisible, timeout=2000)
+    assert "No waveform upload" in notice.text() and "COUNT" in notice.text()
+    assert not sam7_tab.waveform.built, "no template is offered that the board would refuse"
+
+
+def test_a_command_error_after_an_upload_is_reported_as_one(sam7_tab, qtbot):
+    """The SAM7 flags CME for what it does not know and stays silent: the panel says so, not
+    'the device did not answer in time'."""
+    panel = sam7_tab.waveform.panel()  # built on purpose, as for an instrument without a profile
+    qtbot.waitUntil(lambda: panel.plan is not None, timeout=2000)
+    sam7_tab.console.timeout_spin.setValue(300)
+    sam7_tab.console.timeout_spin.editingFinished.emit()
+    with qtbot.waitSignal(panel.upload_finished, timeout=10000):
+        panel.start_upload()
+    text = panel.result_label.text()
+    assert "command error (CME)" in text, text
+    assert not text.split("</span>", 1)[1].strip().startswith("the device did not answer in time")
+    assert panel.graph.runs[-1].outcome == "failed" and "failed" in panel.graph.legend.text()

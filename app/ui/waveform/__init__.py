@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from html import escape
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from app.usbtmc import parse_resource
 
@@ -48,6 +51,39 @@ class WaveformTab(QWidget):
         self._tab = tab
         self._panel: WaveformPanel | None = None
         QVBoxLayout(self).setContentsMargins(0, 0, 0, 0)
+        # Shown instead of the panel when the instrument's profile says it takes no waveform.
+        self.notice = QLabel(self)
+        self.notice.setObjectName("waveformUnsupported")
+        self.notice.setWordWrap(True)
+        self.notice.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.notice.setMargin(self.fontMetrics().height())
+        self.notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.notice.hide()
+        self.layout().addWidget(self.notice)
+        tab.console.identified.connect(self._on_identified)
+
+    @property
+    def unsupported(self) -> str:
+        """Why this instrument takes no waveform upload, from its device profile ("" when it may)."""
+        from ..device_profile import profile_for_idn
+
+        idn = self._tab.console.idn
+        return profile_for_idn(idn).no_waveform if idn else ""
+
+    def _on_identified(self, _idn: str) -> None:
+        if self.isVisible():
+            self._show_what_fits()
+
+    def _show_what_fits(self) -> None:
+        reason = self.unsupported
+        if reason:
+            self.notice.setText(f"<b>No waveform upload for this instrument.</b><br>{escape(reason)}")
+            self.notice.show()
+            if self._panel is not None:
+                self._panel.hide()
+        else:
+            self.notice.hide()
+            self.panel().show()
 
     def panel(self) -> WaveformPanel:
         """The panel, built now if it was not yet."""
@@ -62,7 +98,7 @@ class WaveformTab(QWidget):
         return self._panel is not None
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        self.panel()
+        self._show_what_fits()
         super().showEvent(event)
 
 

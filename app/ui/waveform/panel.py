@@ -70,7 +70,7 @@ SETTINGS_WIDTH_EM = 30  # the settings column's starting width, in font heights
 MAX_POINTS = 512 * 1024 * 1024
 BYTE_ORDERS = {"little": "little-endian (LSB first)", "big": "big-endian (MSB first)"}
 FILE_FILTER = "Waveforms (*.csv *.txt *.tsv *.npy *.wav *.bin *.raw *.dat);;All files (*)"
-WIRE_CHOICES = (("off", "Off: as fast as the host"), ("full", "USB full speed (1.216 MB/s)"),
+WIRE_CHOICES = (("off", "Not modelled: as fast as the host"), ("full", "USB full speed (1.216 MB/s)"),
                 ("high", "USB high speed (53.248 MB/s)"))
 INGEST_CHOICES = (("off", "Unlimited"), ("33622a", "Like a 33622A (1.8 MB/s)"))
 
@@ -162,6 +162,7 @@ class WaveformPanel(QWidget):
         self._started_at = 0.0
         self._last_progress: UploadProgress | None = None
         self._abort_report: UploadAborted | None = None
+        self._outcome = "failed"  # how the upload running now ends if it fails: "cancelled" or "failed"
         self._template_chosen = False
         self._file_error = ""
         self._load_id = 0
@@ -291,11 +292,13 @@ class WaveformPanel(QWidget):
         self.gain.setDecimals(6)
         self.gain_offset = self._double(0.0, -1e9, 1e9, "then this is added")
         self.gain_offset.setDecimals(6)
+        # Gain and offset on rows of their own: side by side they set the column's width.
         gain_row = QHBoxLayout()
         gain_row.addWidget(QLabel("×", self))
         gain_row.addWidget(self.gain, 1)
-        gain_row.addWidget(QLabel("+", self))
-        gain_row.addWidget(self.gain_offset, 1)
+        offset_row = QHBoxLayout()
+        offset_row.addWidget(QLabel("+", self))
+        offset_row.addWidget(self.gain_offset, 1)
         self.select_after = QCheckBox("Select it afterwards (FUNC:ARB)", self)
         self.select_after.setChecked(True)
         self.check_after = QCheckBox("Check *OPC?, errors and checksum", self)
@@ -310,9 +313,11 @@ class WaveformPanel(QWidget):
         target_form.addRow("Byte order", self.byte_order)
         target_form.addRow("Scaling", self.scaling)
         target_form.addRow("", gain_row)
-        target_form.addRow("", self.select_after)
-        target_form.addRow("", self.check_after)
+        target_form.addRow("", offset_row)
+        target_form.addRow(self.select_after)
+        target_form.addRow(self.check_after)
         self.target_form = target_form
+        self._forms = [shape_form, file_form, target_form]
         for combo in (self.source_kind, self.shape, self.file_kind, self.raw_dtype, self.raw_order, self.template,
                       self.sample_type, self.byte_order, self.scaling):
             self._compact(combo)
@@ -338,10 +343,15 @@ class WaveformPanel(QWidget):
         virtual_form = QFormLayout()
         virtual_form.addRow("USB wire", self.wire)
         virtual_form.addRow("Instrument ingest", self.ingest)
+        self._forms.append(virtual_form)
         self.virtual_box = QGroupBox("Virtual instrument", self)
         self.virtual_box.setToolTip("How fast the virtual AWG takes data (app.sim.wire)")
         self.virtual_box.setLayout(virtual_form)
         self.virtual_box.setVisible(self._awg() is not None)
+        # The virtual AWG starts on the high-speed wire model: unpaced, an in-process bus runs
+        # far above what any USB 2.0 instrument can take, which would mislead.
+        self.wire.setCurrentIndex(self.wire.findData("high"))
+        self._apply_pacing()
         self.wire.currentIndexChanged.connect(self._apply_pacing)
         self.ingest.currentIndexChanged.connect(self._apply_pacing)
 
@@ -351,7 +361,13 @@ class WaveformPanel(QWidget):
         settings_layout.addWidget(source_box)
         settings_layout.addWidget(target_box)
         settings_layout.addWidget(self.virtual_box)
+        self._setting_boxes = (source_box, target_box, self.virtual_box)
         settings_layout.addStretch(1)
+        # A narrow column puts each field under its label, so the combo boxes get the column's
+        # whole width and their choices are not cut; a wide one keeps labels beside the fields.
+        self._wide_settings_px = self._settings_wide_width()
+        settings.installEventFilter(self)
+        self._settings_widget = settings
         scroll = QScrollArea(self)
         scroll.setWidget(settings)
         scroll.setWidgetResizable(True)
@@ -362,7 +378,7 @@ class WaveformPanel(QWidget):
         # Preview
         self.preview = pg.PlotWidget(self)
         self.preview.setObjectName("waveformPreview")
-        self.preview.setMinimumHeight(140)
+        self.preview.setMinimumHeight(self.fontMetrics().height() * 6)  # room for the graph below at 1024x700
         item = self.preview.getPlotItem()
         item.setLabel("bottom", "point")
         item.setLabel("left", "value")
@@ -419,10 +435,10 @@ class WaveformPanel(QWidget):
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 1)
         # Wide enough for the settings and their scroll bar: they never get cut off on the right.
-        needed = settings.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 8
-        scroll.setMinimumWidth(needed)
-        settings_width = max(needed, self.fontMetrics().height() * SETTINGS_WIDTH_EM)
-        splitter.setSizes([settings_width, settings_width * 2])
+        # The narrowest the settings can be: fields under their labels (see eventFilter).
+        for form in self._forms:
+            form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapAllRows)
+        self._sized = False  # the columns get their starting widths once the panel has its own
         self.splitter = splitter
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -441,13 +457,65 @@ class WaveformPanel(QWidget):
             edit.textChanged.connect(self._schedule_update)
         self.select_after.toggled.connect(self._schedule_update)
         self.source_kind.currentIndexChanged.connect(self._on_source_kind)
+        self._size_source_pages()
         self.template.currentIndexChanged.connect(self._on_template)
         self.file_kind.currentIndexChanged.connect(self._update_file_rows)
         self._update_file_rows()
         self._update_buttons()
 
+    def _settings_wide_width(self) -> int:
+        """The width at which every form row fits beside its label with its longest choice whole."""
+        labels = fields = 0
+        for form in self._forms:
+            for row in range(form.rowCount()):
+                label = form.itemAt(row, QFormLayout.ItemRole.LabelRole)
+                field = form.itemAt(row, QFormLayout.ItemRole.FieldRole)
+                if label is not None and label.widget() is not None:
+                    labels = max(labels, label.widget().sizeHint().width())
+                widget = field.widget() if field is not None else None
+                if isinstance(widget, QComboBox):
+                    longest = max((widget.fontMetrics().horizontalAdvance(widget.itemText(i))
+                                   for i in range(widget.count())), default=0)
+                    fields = max(fields, longest + widget.fontMetrics().height() * 3)
+        self._fields_px = fields + self.fontMetrics().height() * 3  # a field with its longest choice, under its label
+        return labels + fields + self.fontMetrics().height() * 3
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        if not self._sized and self.isVisible() and event.size().width() >= self.fontMetrics().height() * 10:
+            # Once, when first laid out: the settings get about a third of the width (at least
+            # what they need, at most SETTINGS_WIDTH_EM), the plots the rest. Later the divider
+            # stays where the user puts it.
+            self._sized = True
+            settings = self._settings_widget
+            for form in self._forms:  # measured at its narrowest; eventFilter picks the policy after
+                form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapAllRows)
+                form.activate()
+            boxes = max(box.minimumSizeHint().width() for box in self._setting_boxes)
+            margins = settings.layout().contentsMargins()
+            needed = (boxes + margins.left() + margins.right() + self.settings_scroll.verticalScrollBar().sizeHint().width()
+                      + 8)
+            # Wide enough for the settings and their scroll bar: they never get cut off on the right.
+            self.settings_scroll.setMinimumWidth(needed)
+            self._settings_min_px = needed
+            margins = self.layout().contentsMargins()
+            total = event.size().width() - margins.left() - margins.right() - self.splitter.handleWidth()
+            wanted = max(total * 3 // 8, self._fields_px + self.settings_scroll.verticalScrollBar().sizeHint().width())
+            left = min(wanted, self.fontMetrics().height() * SETTINGS_WIDTH_EM, total // 2)
+            left = max(left, self._settings_min_px)
+            self.splitter.setSizes([left, max(1, total - left)])
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        if watched is getattr(self, "_settings_widget", None) and event.type() == QEvent.Type.Resize:
+            policy = (QFormLayout.RowWrapPolicy.DontWrapRows if event.size().width() >= self._wide_settings_px
+                      else QFormLayout.RowWrapPolicy.WrapAllRows)
+            for form in self._forms:
+                if form.rowWrapPolicy() != policy:
+                    form.setRowWrapPolicy(policy)
+        return super().eventFilter(watched, event)
+
     @staticmethod
-    def _compact(combo: QComboBox, characters: int = 18) -> QComboBox:
+    def _compact(combo: QComboBox, characters: int = 12) -> QComboBox:
         """A combo box whose width does not follow its longest entry (the popup still shows it whole)."""
         combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         combo.setMinimumContentsLength(characters)
@@ -495,9 +563,17 @@ class WaveformPanel(QWidget):
     @Slot()
     def _on_source_kind(self) -> None:
         self.source_pages.setCurrentIndex(self.source_kind.currentIndex())
+        self._size_source_pages()
         if self.source_kind.currentIndex() == 0:
             self._file_error = ""
         self._schedule_update()
+
+    def _size_source_pages(self) -> None:
+        """Only the page shown sizes the stack: the shape page gets no blank space under it."""
+        for index in range(self.source_pages.count()):
+            policy = QSizePolicy.Policy.Preferred if index == self.source_pages.currentIndex() else QSizePolicy.Policy.Ignored
+            self.source_pages.widget(index).setSizePolicy(policy, policy)
+        self.source_pages.adjustSize()
 
     @Slot()
     def _update_file_rows(self) -> None:
@@ -756,6 +832,8 @@ class WaveformPanel(QWidget):
         self._started_at = time.perf_counter()
         self._last_progress = None
         self._abort_report = None
+        self._outcome = "failed"
+        self.result_label.setToolTip("")
         self.progress.setValue(0)
         self.progress.setFormat("starting…")
         self.rate_label.setText("")
@@ -763,8 +841,8 @@ class WaveformPanel(QWidget):
         label = f"{format_bytes(self.plan.total_bytes)} {self.plan.kind}"
         paced = not self.virtual_box.isHidden()
         wire = self.wire.currentData() if paced else "off"
-        if wire != "off" or (paced and self.ingest.currentData() != "off"):
-            label += f", {self.wire.currentText().split(' (')[0]}" if wire != "off" else ""
+        if paced:
+            label += f", {self.wire.currentText().split(' (')[0].removeprefix('USB ')}" if wire != "off" else ", bus not modelled"
             label += ", 1.8 MB/s ingest" if self.ingest.currentData() != "off" else ""
         self.graph.begin_run(label)
         self._update_buttons()
@@ -799,7 +877,7 @@ class WaveformPanel(QWidget):
         elif isinstance(event, Finished):
             self._command_id = 0
             if not self.graph.runs or not self.graph.runs[-1].finished:
-                self.graph.end_run(event.ok)
+                self.graph.end_run(event.ok, outcome=self._outcome)
             self._update_buttons()
             self.upload_finished.emit(self.result if event.ok else None)
         elif isinstance(event, Started):
@@ -849,21 +927,34 @@ class WaveformPanel(QWidget):
     def _show_failure(self, event: Failed) -> None:
         c = colors(self.palette())
         cancelled = event.kind == "aborted"
-        self.progress.setFormat("cancelled" if cancelled else "failed")
+        self._outcome = "cancelled" if cancelled else "failed"
+        self.progress.setFormat(self._outcome)
         last = self._last_progress
+        total = self.plan.total_bytes if self.plan is not None else 0
+        sent = f"{format_bytes(last.done_bytes)} of {format_bytes(total)}" if last is not None else ""
         if last is not None:
             rate = last.done_bytes / last.elapsed_s / 1e6 if last.elapsed_s > 0 else 0.0
-            self.rate_label.setText(f"stopped after {format_bytes(last.done_bytes)} · {rate:.1f} MB/s")
+            self.rate_label.setText(f"{self._outcome} after {sent} · {rate:.1f} MB/s")
         else:
             self.rate_label.setText("")
-        text = escape(event.message)
-        if event.recovery:
-            text += f"<br><span style='color:{c.muted}'>recovery: {escape(event.recovery)}</span>"
+        if cancelled:
+            # Plain words; the protocol details (bTag, which abort ran) stay in the tooltip.
+            text = f"Upload cancelled after {sent} sent." if sent else "Upload cancelled before any data was sent."
+            if "usable" in f"{event.message} {event.recovery}":  # the core says so when its recovery worked
+                text = escape(text + " The instrument was told to discard the partial waveform; the session is usable.")
+            else:
+                text = escape(text) + f"<br><span style='color:{c.muted}'>{escape(event.message)}</span>"
+        else:
+            text = escape(event.message)
+            if event.recovery:
+                text += f"<br><span style='color:{c.muted}'>recovery: {escape(event.recovery)}</span>"
         report = self._abort_report
         if report is not None:
             said = "; ".join(report.errors) if report.errors else "its error queue is empty"
             text += f"<br><span style='color:{c.muted}'>the instrument says: {escape(report.problem or said)}</span>"
         self.result_label.setText(f"<span style='color:{c.error}'>✗</span> {text}")
+        details = event.message + (f"\nrecovery: {event.recovery}" if event.recovery else "")
+        self.result_label.setToolTip(details)
 
     def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         if event.type() == QEvent.Type.PaletteChange:

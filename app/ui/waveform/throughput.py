@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 import pyqtgraph as pg
 from PySide6.QtCore import QBuffer, QByteArray, QEvent, QIODevice, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QLabel, QSizePolicy, QPushButton, QVBoxLayout, QWidget
 
 from app.sim.wire import FULL_SPEED, HIGH_SPEED
 from app.usbtmc.files import save_bytes, save_text
 
+from ..flow import FlowLayout
 from ..theme import colors
 
 REDRAW_MS = 40  # 25 Hz at most
@@ -59,6 +60,7 @@ class Run:
     rates_MBps: list[float] = field(default_factory=list)
     finished: bool = False
     ok: bool = True
+    outcome: str = "done"  # "done", "cancelled" or "failed"
     _window_start: int = 0
 
     @property
@@ -99,10 +101,13 @@ class ThroughputGraph(QWidget):
 
         self.plot = pg.PlotWidget(self)
         self.plot.setObjectName("throughputPlot")
-        self.plot.setMinimumHeight(160)
+        self.plot.setMinimumHeight(self.fontMetrics().height() * 7)  # 1024x700 leaves about 120 px
         item = self.plot.getPlotItem()
-        item.setLabel("left", "throughput", units="MB/s")
-        item.setLabel("bottom", "time since the upload started", units="s")
+        # Fixed units: pyqtgraph's SI prefixes would turn 2000 MB/s into "2 kMB/s".
+        item.setLabel("left", "throughput (MB/s)")
+        item.setLabel("bottom", "time since the upload started (s)")
+        for name in ("left", "bottom"):
+            item.getAxis(name).enableAutoSIPrefix(False)
         # No grid: it is most of the cost of a repaint, and the reference lines give the scale.
         item.setMenuEnabled(False)
         # Ranges move in round steps (see _fit_range), not on every redraw: each change of range
@@ -114,19 +119,19 @@ class ThroughputGraph(QWidget):
         c = colors(self.palette())
         muted = QColor(c.muted)
         self.reference_lines = []
-        for model, text in ((FULL_SPEED, "USB full speed"), (HIGH_SPEED, "USB high speed")):
+        # The lines carry no text on the plot, where labels of close values would overlap each
+        # other and the curves: the key under the plot names them.
+        for model, text in ((FULL_SPEED, "full speed"), (HIGH_SPEED, "high speed")):
             mbps = model.bytes_per_s / 1e6
             line = pg.InfiniteLine(pos=mbps, angle=0, movable=False,
-                                   pen=pg.mkPen(muted, width=1, style=Qt.PenStyle.DashLine),
-                                   label=f"{text} limit {mbps:g} MB/s",
-                                   labelOpts={"position": 0.02, "anchors": [(0, 1), (0, 1)], "color": muted})
+                                   pen=pg.mkPen(muted, width=1, style=Qt.PenStyle.DashLine))
             line.value_MBps = mbps
+            line.setToolTip(f"USB {text} bulk limit: {mbps:g} MB/s")
+            line.name = text
             item.addItem(line, ignoreBounds=False)
             self.reference_lines.append(line)
         self.average_line = pg.InfiniteLine(pos=0, angle=0, movable=False,
-                                            pen=pg.mkPen(QColor(c.ok), width=1, style=Qt.PenStyle.DotLine),
-                                            label="", labelOpts={"position": 0.98, "anchors": [(1, 1), (1, 1)],
-                                                                 "color": QColor(c.ok)})
+                                            pen=pg.mkPen(QColor(c.ok), width=1, style=Qt.PenStyle.DotLine))
         self.average_line.value_MBps = 0.0
         self.average_line.hide()
         item.addItem(self.average_line, ignoreBounds=True)
@@ -136,6 +141,9 @@ class ThroughputGraph(QWidget):
         self.legend = QLabel(self)
         self.legend.setObjectName("throughputLegend")
         self.legend.setWordWrap(True)
+        # Long legends wrap between entries; they never widen the panel.
+        self.legend.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.legend.setMinimumWidth(1)
         self.legend.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.log_scale = QCheckBox("Log scale", self)
         self.log_scale.setToolTip("Show slow and fast runs, and both bus limits, at once")
@@ -149,17 +157,16 @@ class ThroughputGraph(QWidget):
         self.csv_button.clicked.connect(lambda: self._export("csv"))
         self.png_button.clicked.connect(lambda: self._export("png"))
 
-        bar = QHBoxLayout()
-        bar.addStretch(1)
-        bar.addWidget(self.log_scale)
-        bar.addWidget(self.clear_button)
-        bar.addWidget(self.csv_button)
-        bar.addWidget(self.png_button)
+        # The buttons wrap onto a second row when the graph is narrow instead of widening the panel.
+        bar_widget = QWidget(self)
+        bar = FlowLayout(bar_widget)
+        for widget in (self.log_scale, self.clear_button, self.csv_button, self.png_button):
+            bar.addWidget(widget)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.legend)
-        layout.addLayout(bar)
+        layout.addWidget(bar_widget)
         style_plot(self.plot, self.palette())
 
         self.timer = QTimer(self)
@@ -200,14 +207,17 @@ class ThroughputGraph(QWidget):
             run.add(float(elapsed_s), int(done))
         self._dirty = True
 
-    def end_run(self, ok: bool, seconds: float | None = None, total_bytes: int | None = None) -> None:
-        """The current run is over: fix its average (from the upload's own timing when given)."""
+    def end_run(self, ok: bool, seconds: float | None = None, total_bytes: int | None = None,
+                outcome: str | None = None) -> None:
+        """The current run is over: fix its average (from the upload's own timing when given).
+        ``outcome`` says how a run that is not ok ended: "cancelled" or "failed" (the default)."""
         if not self.runs or self.runs[-1].finished:
             return
         run = self.runs[-1]
         if seconds and total_bytes and ok:
             run.add(seconds, total_bytes)
         run.finished, run.ok = True, ok
+        run.outcome = "done" if ok else (outcome or "failed")
         self._dirty = True
         self._redraw()
         self.timer.stop()
@@ -255,8 +265,9 @@ class ThroughputGraph(QWidget):
             average = current.average_MBps
             self.average_line.value_MBps = average
             self.average_line.setPos(self._y(average))
-            self.average_line.label.setFormat(f"run {current.number} average {average:.3g} MB/s")
-            self.average_line.show()
+            if not self.average_line.isVisible():
+                self.average_line.show()
+                self._update_legend()
 
     def _update_legend(self) -> None:
         entries = []
@@ -265,24 +276,35 @@ class ThroughputGraph(QWidget):
             if not run.finished:
                 figures = "running…"
             elif run.times_s:
-                figures = f"{run.average_MBps:.3g} MB/s in {run.times_s[-1]:.3g} s"
-                figures += "" if run.ok else ", stopped"
+                figures = f"{run.average_MBps:.3g} MB/s, {run.times_s[-1]:.3g} s"
+                figures += "" if run.ok else f", {run.outcome}"
             else:
-                figures = "stopped"
-            entries.append(f"<span style='color:{color}'>■</span>&nbsp;run&nbsp;{run.number}: "
-                           f"{escape(run.label)} — {figures}")
-        self.legend.setText("&nbsp;&nbsp; ".join(entries))
+                figures = run.outcome
+            # A narrow graph may break a line between what the run was and its figures, never
+            # inside either.
+            entries.append(f"<span style='color:{color}'>■</span>&nbsp;"
+                           + _unbroken(f"run {run.number}: {run.label}") + " " + _unbroken(f"— {figures}"))
+        c = colors(self.palette())
+        limits = " ".join(_unbroken(f"{line.value_MBps:g} MB/s ({line.name})") for line in self.reference_lines)
+        key = f"<span style='color:{c.muted}'>{_unbroken('- - USB limits:')} {limits}</span>"
+        current = self.runs[-1] if self.runs else None
+        if current is not None and self.average_line.isVisible():
+            key += f" <span style='color:{c.ok}'>{_unbroken(f'··· run {current.number} average')}</span>"
+        entries.append(key)
+        # One entry a line.
+        self.legend.setText("<br>".join(entries))
 
     def _fit_range(self) -> None:
-        """Show every run and the bus limits near it, with bounds rounded up to 1, 2 or 5 x 10^n."""
+        """Show every run and the bus limits near it: time and rate rounded up to a step of
+        :data:`FITTED_STEPS`, so the data fill most of the plot."""
         times = [run.times_s[-1] for run in self.runs if run.times_s]
         rates = [max(run.rates_MBps) for run in self.runs if run.rates_MBps]
-        x_top = _nice(max(times, default=1.0) * 1.05)
+        x_top = _nice(max(times, default=1.0) * 1.02, FITTED_STEPS)
         top = max(rates, default=1.0)
         limits = [line.value_MBps for line in self.reference_lines]
         # A bus limit is worth showing when it is within reach of the fastest run.
-        y_top = max([top * 1.15] + [limit * 1.1 for limit in limits if limit <= top * 4])
-        y_top = _nice(y_top)
+        y_top = max([top * 1.08] + [limit * 1.08 for limit in limits if limit <= top * 4])
+        y_top = _nice(y_top, FITTED_STEPS)
         if (x_top, y_top) == self._range:
             return
         self._range = (x_top, y_top)
@@ -368,9 +390,19 @@ class ThroughputGraph(QWidget):
         self.clear_button.setEnabled(any(run.finished for run in self.runs))
 
 
-def _nice(value: float) -> float:
-    """The smallest of 1, 2 and 5 x 10^n that is at least ``value``."""
+def _unbroken(text: str) -> str:
+    """``text`` for rich text, with no place to break a line: no-break spaces, and a word joiner
+    after "/" and "-", where Unicode line breaking would otherwise allow a break ("MB/" | "s")."""
+    return escape(text).replace(" ", "&nbsp;").replace("/", "/\u2060").replace("-", "-\u2060")
+
+
+NICE_STEPS = (1, 2, 5, 10)
+FITTED_STEPS = (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10)  # at most 25 % above the data
+
+
+def _nice(value: float, steps=NICE_STEPS) -> float:
+    """The smallest of ``steps`` x 10^n that is at least ``value``."""
     if value <= 0:
         return 1.0
     power = 10 ** math.floor(math.log10(value))
-    return next(step * power for step in (1, 2, 5, 10) if step * power >= value)
+    return next(step * power for step in steps if step * power >= value * (1 - 1e-9))

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from app.usbtmc import errors as tmc_errors
+from app.usbtmc import ieee488
 from app.waveforms import UploadPlan, UploadResult, check_upload, drain_errors, run_upload
 
 from ..events import Command, Event, Progress
@@ -78,10 +79,21 @@ def _upload(ctx: CommandContext) -> None:
             batch.clear()
             ctx.worker.poll_srq_between_transfers()
 
+    def flush() -> None:
+        """Report the transfers done since the last event: figures shown after a cancel are exact."""
+        if batch:
+            elapsed_s, done = batch[-1]
+            ctx.emit(UploadProgress(cmd.id, done, cmd.plan.total_bytes, elapsed_s, tuple(batch)))
+            batch.clear()
+
     try:
         result = run_upload(ctx.instrument, cmd.plan, abort=ctx.abort, progress=progress, check=False,
                             drain_before=cmd.check)
+    except tmc_errors.TmcTimeoutError as exc:
+        _explain_timeout(ctx.instrument, exc, "before or during the upload")
+        raise
     except tmc_errors.AbortedError:
+        flush()
         if cmd.plan.template.errors:
             # The session is usable again: ask the instrument what it made of the partial message.
             try:
@@ -93,8 +105,35 @@ def _upload(ctx: CommandContext) -> None:
         raise
     ctx.emit(UploadChecking(cmd.id, result.seconds, result.bytes_sent))
     if cmd.check:
-        result = check_upload(ctx.instrument, cmd.plan, result)
+        try:
+            result = check_upload(ctx.instrument, cmd.plan, result)
+        except tmc_errors.TmcTimeoutError as exc:
+            _explain_timeout(ctx.instrument, exc, "after the upload")
+            raise
     ctx.emit(UploadDone(cmd.id, result))
+
+
+ESR_ERRORS = {"CME": "a command error", "EXE": "an execution error", "DDE": "a device-dependent error",
+              "QYE": "a query error"}
+
+
+def _explain_timeout(instrument, exc: tmc_errors.TmcTimeoutError, when: str) -> None:
+    """A query that got no answer is often the instrument refusing what it was sent: an
+    instrument without an error queue flags CME and stays silent. When ``*ESR?`` shows an
+    error bit, raise that instead of the bare timeout (IEEE 488.2 11.5.1)."""
+    try:
+        value = ieee488.parse_register_value(instrument.query("*ESR?"))
+    except (tmc_errors.TmcError, ValueError):
+        return  # ESR cannot be read either: the timeout is all there is to say
+    flagged = [name for name in ieee488.set_bit_names(value, ieee488.ESR_BITS) if name in ESR_ERRORS]
+    if not flagged:
+        return
+    what = " and ".join(f"{ESR_ERRORS[name]} ({name})" for name in flagged)
+    raise tmc_errors.TmcError(
+        f"the instrument reported {what} {when} (*ESR? {value}): it did not accept "
+        f"{'the waveform command' if when.startswith('after') else 'what it was sent'}, "
+        f"and a query then got no answer ({exc.args[0] if exc.args else exc})"
+    ) from exc
 
 
 SessionWorker.register(UploadWaveform, _upload)
