@@ -373,20 +373,12 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def probe_device(self, ref: DeviceRef) -> ProbeDialog | None:
-        """Run the compliance probe on ``ref`` in a dialog, on its own worker thread.
+        """Open the compliance probe's dialog for ``ref``; the probe runs on its own worker thread.
 
-        The probe opens the interface itself: an open session is closed first (after asking).
+        The dialog asks first: it lists the steps, says which are risky for this device, and
+        starts when the user chooses. The probe opens the interface itself, so an open session
+        is closed then.
         """
-        tab = self._tabs.get(ref)
-        session = tab.session if tab is not None else None
-        if tab is not None and session.state not in ("gone", "failed", "closed"):
-            answer = QMessageBox.question(
-                self, "Probe compliance",
-                f"The probe needs {ref.resource} to itself. Close its session and probe it?")
-            if answer != QMessageBox.StandardButton.Yes:
-                return None
-        if tab is not None:
-            self.close_tab(self.tabs.indexOf(tab))
         try:
             backend = self.backends.get(ref.source)
         except Exception as exc:  # the backend's own error says what is missing
@@ -394,16 +386,26 @@ class MainWindow(QMainWindow):
             return None
         info = self.browser.device(ref)
         title = device_title(info, self.settings.alias(ref.resource)) if info is not None else ref.resource
-        dialog = ProbeDialog(ref.resource, backend, title=title, parent=self)
+        tab = self._tabs.get(ref)
+        session_open = tab is not None and tab.session.state not in ("gone", "failed", "closed")
+        dialog = ProbeDialog(ref.resource, backend, title=title, product=info.product if info is not None else "",
+                             session_open=session_open, parent=self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self._probes.add(dialog)
         dialog.destroyed.connect(lambda *_, d=dialog: self._probes.discard(d))
+        dialog.starter = lambda d=dialog, r=ref: self._start_probe(d, r)
+        dialog.recovered.connect(lambda _result: self.rescan())
         dialog.show()
-        if session is not None:
-            dialog.start_after(session.thread)  # the interface is free once its worker ends
-        else:
-            dialog.start()
         return dialog
+
+    def _start_probe(self, dialog: ProbeDialog, ref: DeviceRef) -> None:
+        tab = self._tabs.get(ref)
+        if tab is None:
+            dialog.start()
+            return
+        session = tab.session
+        self.close_tab(self.tabs.indexOf(tab))
+        dialog.start_after(session.thread)  # the interface is free once its worker ends
 
     @Slot(int)
     def close_tab(self, index: int) -> None:
