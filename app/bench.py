@@ -48,7 +48,7 @@ DEFAULT_PYVISA_MAX = 8 * MIB
 WAVE_NAME = "bench"
 TIMEOUT_MS = 20_000  # every implementation gets the same transfer timeout
 SETTLE_UPLOAD_S = 0.2  # small uploads are repeated until a measurement lasts about this long
-PEERS_HINT = "pip install 'tmc-console[bench]' (python-usbtmc, pyvisa, pyvisa-py)"
+PEERS_HINT = 'pip install ".[bench]" in your TMC Console checkout (python-usbtmc, pyvisa, pyvisa-py)'
 
 
 class BenchError(RuntimeError):
