@@ -178,8 +178,8 @@ class ProbeDialog(QDialog):
         self.findings.setUniformRowHeights(True)
         self.findings.setAlternatingRowColors(True)
         header = self.findings.header()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
         self.findings.currentItemChanged.connect(self._show_details)
         self.details = QTextBrowser(splitter)
@@ -265,6 +265,7 @@ class ProbeDialog(QDialog):
             intro += " Its open session is closed when the probe starts."
         self.status.setText(f"{intro} {len(planned) - skipped} of {len(planned)} steps will run.")
         self.findings.setCurrentItem(self.findings.topLevelItem(0))
+        self._fit_columns()
 
     @Slot()
     def _start_clicked(self) -> None:
@@ -352,6 +353,7 @@ class ProbeDialog(QDialog):
         for finding in findings:
             self.findings.addTopLevelItem(self._item(finding))
         self.findings.scrollToBottom()
+        self._fit_columns()
         self._steps_done += 1
         self.progress.setValue(self._steps_done)
 
@@ -471,6 +473,18 @@ class ProbeDialog(QDialog):
             if first_problem is None and finding.verdict in (FAIL, WARN):
                 first_problem = item
         self.findings.setCurrentItem(first_problem or self.findings.topLevelItem(0))
+        self._fit_columns()
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().showEvent(event)
+        self._fit_columns()  # the plan is filled before the dialog is polished: fit again once shown
+
+    def _fit_columns(self) -> None:
+        """Result and check columns as wide as their words (at most 45 % of the table), the rest for the text."""
+        for column in (0, 1):
+            self.findings.resizeColumnToContents(column)
+            limit = int(self.findings.viewport().width() * 0.45) or 420
+            self.findings.setColumnWidth(column, min(self.findings.columnWidth(column) + 12, limit))
 
     @Slot(QTreeWidgetItem, QTreeWidgetItem)
     def _show_details(self, current: QTreeWidgetItem | None, _previous=None) -> None:
