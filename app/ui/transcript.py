@@ -117,6 +117,7 @@ class Transcript(QTextBrowser):
             lines.append(line)
             if e.detail:
                 lines.append(" " * 17 + e.detail)
+            lines += [" " * 17 + line for line in e.extra.get("details", "").splitlines()]  # a saved file has all
         return "\n".join(lines) + ("\n" if lines else "")
 
     # --- rendering ---
@@ -151,8 +152,13 @@ class Transcript(QTextBrowser):
             parts.append(f"  <a style='color:{c.link}' href='raw:{e.id}'>raw</a>")
             if e.block is not None:
                 parts.append(f" <a style='color:{c.link}' href='save:{e.id}'>save…</a>")
+        if e.extra.get("details") and not e.extra.get("expanded"):  # details on demand: one click away
+            parts.append(f"  <a style='color:{c.link}' href='details:{e.id}'>details</a>")
         if e.detail:
             parts.append(f"<br><span style='color:{c.muted}'>{escape(e.detail)}</span>")
+        if e.extra.get("expanded"):
+            parts += [f"<br><span style='color:{c.muted}'>{escape(line)}</span>"
+                      for line in e.extra["details"].splitlines()]
         indent = self._indent_px
         return (f"<p style='margin-top:0; margin-bottom:0; margin-left:{indent}px; text-indent:-{indent}px; "
                 f"white-space:pre-wrap'>{''.join(parts)}</p>")
@@ -183,3 +189,12 @@ class Transcript(QTextBrowser):
             self.raw_requested.emit(int(ident))
         elif scheme == "save":
             self.save_requested.emit(int(ident))
+        elif scheme == "details":
+            self.show_details(int(ident))
+
+    def show_details(self, entry_id: int) -> None:
+        """Unfold the details an entry keeps for on demand (e.g. why each quirk applies)."""
+        entry = self._by_id.get(entry_id)
+        if entry is not None and entry.extra.get("details"):
+            entry.extra["expanded"] = True
+            self.rerender()
