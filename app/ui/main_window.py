@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import __version__
 from app.usbtmc.errors import BackendUnavailableError
 
 from .browser import DeviceBrowser, DeviceRef, device_title
@@ -670,14 +669,14 @@ class MainWindow(QMainWindow):
         viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         viewer.show()
 
-    def show_about(self) -> None:
-        QMessageBox.about(
-            self,
-            "About TMC Console",
-            f"<h3>TMC Console {__version__}</h3>"
-            "<p>A console for USBTMC and USB488 test-and-measurement instruments: find them, "
-            "talk to them, and see what they say, with virtual instruments built in.</p>",
-        )
+    def show_about(self):
+        """Versions of the app, Python, Qt, pyusb and libusb, and the backends in use, with a Copy button."""
+        from .about import AboutDialog
+
+        dialog = AboutDialog(self.backends, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     def show_shortcuts(self) -> None:
         rows = [
