@@ -91,6 +91,7 @@ class DeviceBrowser(QWidget):
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.tree.setAlternatingRowColors(False)
         self.tree.setUniformRowHeights(True)
+        self.tree.setExpandsOnDoubleClick(False)  # a double-click opens the device; the arrow folds it
         self.tree.itemActivated.connect(self._on_activated)
         self.tree.customContextMenuRequested.connect(self._context_menu)
         self.tree.currentItemChanged.connect(self._on_current_changed)

@@ -155,6 +155,7 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
         self.tabs.tabCloseRequested.connect(self.close_tab)
         self.tabs.currentChanged.connect(lambda _i: self._update_actions())
+        self.tabs.currentChanged.connect(self._select_current_in_browser)
         self.welcome = WelcomePage(self)
         self.welcome.open_virtual_requested.connect(self.open_virtual_sam7)
         self.stack = QStackedWidget(self)
@@ -369,6 +370,13 @@ class MainWindow(QMainWindow):
         else:
             self.statusBar().showMessage(
                 f"{ref.resource}: opening without quirks, as if the device were compliant.", 8000)
+
+    @Slot(int)
+    def _select_current_in_browser(self, _index: int) -> None:
+        """The browser's selection follows the active tab, so its details and actions are that instrument's."""
+        tab = self.current_tab()
+        if tab is not None and self.browser.selected() != tab.ref:
+            self.browser.select(tab.ref)
 
     @Slot(object)
     def probe_device(self, ref: DeviceRef) -> ProbeDialog | None:

@@ -40,3 +40,27 @@ def test_opening_the_ds1104z_twin_says_its_quirks_in_one_line_with_details_on_de
     shown = transcript.toPlainText()
     assert shown.count(reason) == 1  # each entry's reason once, on demand
     assert reason in transcript.plain_text()
+
+
+def test_the_browser_selection_follows_the_active_tab_and_double_click_keeps_the_row_open(window, qtbot):
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    sam7 = find_ref(window, "SAM7", qtbot)
+    loop = find_ref(window, "Loopback", qtbot)
+    first = window.open_device(sam7)
+    second = window.open_device(loop)
+    qtbot.waitUntil(lambda: first.session.state == "idle" and second.session.state == "idle", timeout=5000)
+    window.tabs.setCurrentWidget(first)
+    assert window.browser.selected() == sam7
+    window.tabs.setCurrentWidget(second)
+    assert window.browser.selected() == loop
+    tree = window.browser.tree
+    item = tree.currentItem()
+    item.setExpanded(True)
+    rect = tree.visualItemRect(item)
+    QTest.mousePress(tree.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    QTest.mouseRelease(tree.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    QTest.mouseDClick(tree.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert item.isExpanded()  # the double-click opened (brought forward) the device; the row stays open
+    assert window.current_tab() is second
