@@ -132,6 +132,10 @@ class MainWindow(QMainWindow):
         self._virtual_decided = self.settings.virtual_mode != "auto"
         self._shut_down = False
         self._open_sam7_when_listed = False
+        # Instruments open when the window last closed, opened again once discovery lists them.
+        self._reopen_pending: list[DeviceRef] = (
+            [DeviceRef(source, resource) for source, resource in self.settings.open_at_quit]
+            if self.settings.reopen_sessions else [])
 
         self.browser = DeviceBrowser(self.settings, self)
         self.browser.open_requested.connect(self.open_device)
@@ -288,6 +292,8 @@ class MainWindow(QMainWindow):
             self._shut_down = True
             self.srq_center.shutdown()
             self.settings.save_window_state(self.saveGeometry(), self.saveState())
+            self.settings.open_at_quit = [(tab.ref.source, tab.ref.resource) for tab in self.open_tabs()
+                                          if isinstance(tab, InstrumentTab)]
             for tab in list(self._tabs.values()):
                 tab.close_session("the window closed")
                 self._retire(tab.session)
@@ -548,6 +554,12 @@ class MainWindow(QMainWindow):
         self._update_actions()
         if snap.source == "virtual" and self._open_sam7_when_listed and snap.devices:
             self.open_virtual_sam7()
+        if self._reopen_pending and not snap.error:
+            listed = {DeviceRef(snap.source, info.resource) for info in snap.devices}
+            for ref in [r for r in self._reopen_pending if r in listed]:
+                self._reopen_pending.remove(ref)
+                if ref not in self._tabs:
+                    self.open_device(ref)
 
     @staticmethod
     def _held_elsewhere(ref: DeviceRef, snap: Snapshot) -> bool:
