@@ -81,8 +81,17 @@ class Transcript(QTextBrowser):
         if len(self._entries) == self._entries.maxlen:
             old = self._entries.popleft()
             self._by_id.pop(old.id, None)
-        self._entries.append(entry)
         self._by_id[entry.id] = entry
+        if self._entries and at < self._entries[-1].at:
+            # An event stamped when it happened (an SRQ) can arrive after lines stamped later:
+            # it goes where its time puts it, so the transcript reads in time order.
+            index = len(self._entries)
+            while index and self._entries[index - 1].at > at:
+                index -= 1
+            self._entries.insert(index, entry)
+            self.rerender()
+            return entry
+        self._entries.append(entry)
         bar = self.verticalScrollBar()
         at_bottom = bar.value() >= bar.maximum() - 4
         cursor = QTextCursor(self.document())
