@@ -48,7 +48,7 @@ DEFAULT_PYVISA_MAX = 8 * MIB
 WAVE_NAME = "bench"
 TIMEOUT_MS = 20_000  # every implementation gets the same transfer timeout
 SETTLE_UPLOAD_S = 0.2  # small uploads are repeated until a measurement lasts about this long
-PEERS_HINT = "pip install 'tmc-console[bench]' (python-usbtmc, pyvisa, pyvisa-py)"
+PEERS_HINT = 'pip install ".[bench]" in your TMC Console checkout (python-usbtmc, pyvisa, pyvisa-py)'
 
 
 class BenchError(RuntimeError):
@@ -469,7 +469,9 @@ def describe(options: BenchOptions, transport: str) -> str:
             f"median of {options.rounds} rounds, {options.queries} queries per round")
 
 
-def report(records: list[Record], options: BenchOptions) -> str:
+def report(records: list[Record], options: BenchOptions, *, targets: bool = True) -> str:
+    """The figures as tables; with ``targets`` also the verdict on each target (a benchmark's
+    own output; a short smoke run in the tests prints only the figures)."""
     transport = records[0].transport if records else "?"
     names = [n for n in IMPLEMENTATIONS if n in options.implementations]
     peers = [n for n in names if n != CORE]
@@ -507,7 +509,8 @@ def report(records: list[Record], options: BenchOptions) -> str:
         if core is not None:
             text += "".join(f"{(f'{core.vs[p]:.2f}x' if p in core.vs else '-'):>{width}}" for p in peers)
         lines.append(text)
-    lines += ["", "Targets: " + "; ".join(_targets(records, options))]
+    if targets:
+        lines += ["", "Targets: " + "; ".join(_targets(records, options))]
     return "\n".join(lines)
 
 

@@ -1,6 +1,9 @@
 """``tmc``: the command-line side of TMC Console.
 
-Every failure is one line on stderr and a non-zero exit, never a traceback.
+Every failure is one line on stderr and a non-zero exit, never a traceback. Exit codes
+(:data:`EXIT_CODES`, also in ``tmc --help`` and the README): 0 done, 1 the command could
+not be carried out, 2 bad usage, 3 the instrument reported an error (``tmc write``) or
+failed a compliance check (``tmc probe``).
 """
 
 from __future__ import annotations
@@ -8,22 +11,43 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 
 from app.usbtmc import Instrument, TmcError, list_resources
-from app.usbtmc.ieee488 import ESR_BITS, STB_BITS, set_bit_names
+from app.usbtmc.ieee488 import ESR_BITS, STB_BITS, parse_register_value, set_bit_names
 
-EXIT_ERROR = 1
-EXIT_USAGE = 2
+EXIT_OK = 0
+EXIT_ERROR = 1  # the command could not be carried out: no such instrument, a timeout, no access
+EXIT_USAGE = 2  # argparse's own code for a bad command line
+EXIT_DEVICE = 3  # the instrument reported an error after tmc write, or tmc probe found a deviation
+EXIT_CODES = (
+    "exit codes: 0 done; 1 the command could not be carried out (no instrument, a timeout, no access); "
+    "2 bad usage; 3 the instrument reported an error (tmc write) or failed a compliance check (tmc probe); "
+    "130 interrupted"
+)
+SIM_HELP = (
+    "use the virtual instruments instead of USB. Each tmc call builds a fresh virtual bus, so nothing "
+    "carries over between calls: a reply left by 'tmc write --sim' is gone for the next 'tmc read --sim' "
+    "(use 'tmc query', or 'tmc sim run -- COMMAND' for a bus that stays plugged in while COMMAND runs)"
+)
+_ESR_ERROR_BITS = (5, 4, 3, 2)  # CME, EXE, DDE, QYE: IEEE 488.2-1992 11.5.1.1
+_QUEUE_ENTRY = re.compile(r'^\s*([+-]?\d+)\s*(?:,\s*"?(.*?)"?\s*)?$', re.DOTALL)  # SCPI-99 21.8: code,"text"
+_MAX_QUEUE_ENTRIES = 20
 
 
 def _backend(args):
     if args.sim:
-        from app.sim import backend
+        from app.sim import backend, default_bus
 
-        return backend()
+        return backend(default_bus(quirky=getattr(args, "quirky", False)))
     return None
+
+
+def _one_shot(message: str) -> str:
+    """An error message for a command that ends with it: whether a session stays usable means nothing here."""
+    return message.replace("; the session is usable", "").replace(" (the session is usable)", "")
 
 
 def _open(args) -> Instrument:
@@ -96,7 +120,43 @@ def cmd_write(args) -> int:
     command = _message(args.command)
     with _open(args) as inst:
         inst.write(command)
-    return 0
+        if args.check == "off" or _asks_for_errors(command):
+            return EXIT_OK
+        method = args.check if args.check != "auto" else ("syst_err" if inst.capabilities.scpi else "esr")
+        try:
+            errors = _device_errors(inst, method)
+        except (TmcError, ValueError) as exc:
+            query = "SYST:ERR?" if method == "syst_err" else "*ESR?"
+            print(f"tmc: the command was sent, but the error check ({query}) failed: {_one_shot(str(exc))}",
+                  file=sys.stderr)
+            return EXIT_ERROR
+    for error in errors:
+        print(f"tmc: the instrument reported {error} after {command!r}", file=sys.stderr)
+    return EXIT_DEVICE if errors else EXIT_OK
+
+
+def _asks_for_errors(command: str) -> bool:
+    """The command reads the error state itself: a check after it would find nothing or read away its answer."""
+    return bool(re.search(r"(^|;)\s*:?(\*ESR\?|SYST(EM)?:ERR(OR)?)", command, re.IGNORECASE))
+
+
+def _device_errors(inst: Instrument, method: str) -> list[str]:
+    """What the instrument says went wrong, as the console's error check asks: ``SYST:ERR?`` read
+    until it answers 0 (SCPI-99 21.8), or ``*ESR?`` and its error bits (IEEE 488.2 11.5.1.1)."""
+    if method == "esr":
+        esr = parse_register_value(inst.query("*ESR?"))
+        return [f"{ESR_BITS[bit][0]} ({ESR_BITS[bit][1].lower()}) in *ESR? #H{esr:02X}"
+                for bit in _ESR_ERROR_BITS if esr >> bit & 1]
+    errors = []
+    for _ in range(_MAX_QUEUE_ENTRIES):
+        answer = inst.query("SYST:ERR?")
+        match = _QUEUE_ENTRY.match(answer.strip())
+        if not match:
+            raise ValueError(f"SYST:ERR? answered {answer.strip()!r}, not an error-queue entry")
+        if int(match.group(1)) == 0:
+            break
+        errors.append(answer.strip())
+    return errors
 
 
 def cmd_read(args) -> int:
@@ -127,7 +187,8 @@ def cmd_probe(args) -> int:
     def progress(title: str) -> None:
         print(f"  {title}...", file=sys.stderr)
 
-    report = probe(args.resource, backend, timeout_ms=args.timeout_ms, progress=None if args.json else progress)
+    report = probe(args.resource, backend, timeout_ms=args.timeout_ms, progress=None if args.json else progress,
+                   safe=args.safe)
     print(report.to_json() if args.json else report.text(), end="\n" if args.json else "")
     if args.save_quirks:
         from pathlib import Path
@@ -136,9 +197,9 @@ def cmd_probe(args) -> int:
             path = save_quirk_entry(report, Path(args.quirks_file) if args.quirks_file else None)
         except ValueError as exc:
             print(f"tmc: {exc}; nothing saved", file=sys.stderr)
-            return 0
-        print(f"quirk entry saved to {path}", file=sys.stderr)
-    return 0
+        else:
+            print(f"quirk entry saved to {path}", file=sys.stderr)
+    return EXIT_OK if report.compliant else EXIT_DEVICE
 
 
 def _simple(action: Callable[[Instrument], None], done: str):
@@ -152,13 +213,16 @@ def _simple(action: Callable[[Instrument], None], done: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tmc", description="Talk to USBTMC/USB488 instruments.")
+    parser = argparse.ArgumentParser(prog="tmc", description="Talk to USBTMC/USB488 instruments.", epilog=EXIT_CODES)
     sub = parser.add_subparsers(dest="command_name", required=True, metavar="COMMAND")
 
-    def add(name: str, func, help_text: str, resource: bool = True):
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--sim", action="store_true", help="use the virtual instruments instead of USB")
-        p.add_argument("--timeout-ms", type=int, default=5000, metavar="MS", help="transfer timeout (default 5000)")
+    def add(name: str, func, help_text: str, resource: bool = True, timeout_ms: int = 5000):
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EXIT_CODES)
+        p.add_argument("--sim", action="store_true", help=SIM_HELP)
+        p.add_argument("--quirky", action="store_true",
+                       help="with --sim, plug in the quirky virtual instruments too (a twin of each quirk entry)")
+        p.add_argument("--timeout-ms", type=int, default=timeout_ms, metavar="MS",
+                       help="transfer timeout (default %(default)s)")
         if resource:
             p.add_argument("resource", help="VISA resource string, e.g. USB0::0x1209::0x0001::SERIAL::INSTR")
         p.set_defaults(func=func)
@@ -170,8 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("query", cmd_query, "send a command and print the reply")
     p.add_argument("command", help="program message, e.g. '*IDN?'")
     p.add_argument("--raw", action="store_true", help="print the reply with escapes (binary-safe)")
-    p = add("write", cmd_write, "send a command")
+    p = add("write", cmd_write, "send a command, then ask the instrument for errors as the console does "
+            "(exit 3 when it reports one)")
     p.add_argument("command")
+    p.add_argument("--check", choices=("auto", "syst_err", "esr", "off"), default="auto",
+                   help="the error check after the command: SYST:ERR? read until 0, *ESR? decoded, or none; "
+                        "auto uses SYST:ERR? where the interface claims SCPI, else *ESR? (default auto)")
     p = add("read", cmd_read, "read one reply")
     p.add_argument("--raw", action="store_true", help="print the reply with escapes (binary-safe)")
     add("stb", cmd_stb, "read the status byte (USB488 READ_STATUS_BYTE)")
@@ -179,8 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("trigger", _simple(lambda i: i.trigger(), "triggered"), "send the USB488 TRIGGER message")
     add("pulse", _simple(lambda i: i.indicator_pulse(), "indicator pulsed"), "blink the indicator (INDICATOR_PULSE)")
     p = add("probe", cmd_probe, "check an instrument against USBTMC/USB488 and suggest quirk flags "
-            "(safe queries only; INITIATE_CLEAR last; default timeout 1000 ms per transfer)")
-    p.set_defaults(timeout_ms=1000)
+            "(queries only; INITIATE_CLEAR last). Exit 0 when no check failed (warnings allowed), "
+            "3 when one did, 1 when the instrument could not be opened. With --sim the quirky "
+            "instruments are on the bus.", timeout_ms=1000)
+    p.add_argument("--safe", action="store_true",
+                   help="skip the steps this device's quirk entries mark as risky (e.g. INITIATE_CLEAR "
+                        "on a Rigol DS1000Z, which then stops answering until it is replugged)")
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p.add_argument("--save-quirks", action="store_true", help="append the suggested quirk entry to your quirks file")
     p.add_argument("--quirks-file", metavar="PATH", help="the quirks file to append to (default: your user file)")
@@ -199,12 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "quirky", False) and not args.sim:
+        parser.error("--quirky needs --sim: the quirky instruments are virtual")
     try:
         if args.command_name not in ("sim", "bench"):
             _say_quirk_problems()
         return args.func(args)
     except TmcError as exc:
-        print(f"tmc: {_one_line(exc)}", file=sys.stderr)
+        print(f"tmc: {_one_shot(_one_line(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except UsageError as exc:
         print(f"tmc: {exc}", file=sys.stderr)

@@ -157,6 +157,7 @@ class DeviceBrowser(QWidget):
         self.tree.setItemDelegate(WrappingDelegate(self.tree))
         self.tree.header().sectionResized.connect(lambda *_: self.tree.doItemsLayout())
         self.tree.viewport().installEventFilter(self)
+        self.tree.setExpandsOnDoubleClick(False)  # a double-click opens the device; the arrow folds it
         self.tree.itemActivated.connect(self._on_activated)
         self.tree.customContextMenuRequested.connect(self._context_menu)
         self.tree.currentItemChanged.connect(self._on_current_changed)
@@ -272,6 +273,8 @@ class DeviceBrowser(QWidget):
             if self._devices.get(ref) != info or ref not in self._device_items:
                 self._devices[ref] = info
                 self._fill_device(ref, info)
+        for ref in self._device_items:  # a second device of one model changes how the first is named
+            self._decorate(ref)
         count = len(present)
         title = SOURCE_TITLES.get(snap.source, snap.source)
         if snap.error:
@@ -331,7 +334,11 @@ class DeviceBrowser(QWidget):
             item = QTreeWidgetItem()
             item.setData(0, REF_ROLE, ref)
             item.setData(0, KIND_ROLE, ("device", ref.source))
-            self._group(ref.source).addChild(item)
+            # In resource order wherever it arrives from, so the list reads the same on every run.
+            group = self._group(ref.source)
+            after = [i for i in range(group.childCount())
+                     if (r := group.child(i).data(0, REF_ROLE)) is not None and r.resource > ref.resource]
+            group.insertChild(after[0] if after else group.childCount(), item)
             item.setFirstColumnSpanned(True)
             self._device_items[ref] = item
         else:
@@ -422,7 +429,7 @@ class DeviceBrowser(QWidget):
             note = "cannot open"
         else:
             note = info.manufacturer or info.vid_pid
-        item.setText(0, f"{device_title(info, alias)}  ·  {note}  {badge}".strip())
+        item.setText(0, f"{self._distinct_title(ref, info, alias)}  ·  {note}  {badge}".strip())
         item.setData(0, TITLE_ROLE, device_title(info, alias))
         font = item.font(0)
         font.setBold(bool(state))
@@ -434,6 +441,13 @@ class DeviceBrowser(QWidget):
             icon = self.style().standardIcon(QStyle.StandardPixmap.SP_DialogYesButton)
         item.setIcon(0, icon)
         item.setToolTip(0, f"{info.resource}\n{info.problem or 'Double-click or press Enter to open.'}")
+
+    def _distinct_title(self, ref: DeviceRef, info, alias: str) -> str:
+        """The device's title, with its serial number when another device of the same model is listed."""
+        title = device_title(info, alias)
+        twin = any(other != ref and (o.vid, o.pid, o.product) == (info.vid, info.pid, info.product)
+                   for other, o in self._devices.items())
+        return f"{title} ({info.serial or 'no serial'})" if twin and not alias else title
 
     def set_open_state(self, ref: DeviceRef, state: str | None) -> None:
         """Show whether ``ref`` has a session (state "idle", "busy", "opening"; None: none)."""

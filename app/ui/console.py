@@ -615,8 +615,8 @@ class ConsolePanel(QWidget):
         self.info = event.info
         info = event.info
         self.transcript.add("note", f"session open: {info.product or info.vid_pid} ({info.resource}, {info.protocol}, {info.speed})")
-        for quirk in info.quirks:
-            self.transcript.add("note", f"quirk {quirk.flag} = {quirk.value!r}: {quirk.reason}")
+        if info.quirks:
+            self.transcript.add("note", quirks_line(info.quirks), extra={"details": quirks_details(info.quirks)})
         if event.pipelined:
             self.transcript.add("note", "queries go out as one batch (command, read request and first read "
                                         "submitted together through libusb)")
@@ -850,3 +850,24 @@ class ConsolePanel(QWidget):
 
     def save_state(self) -> None:
         self.settings.set_value("console/splitter", self.splitter.saveState())
+
+
+def quirks_line(quirks) -> str:
+    """One transcript line for the quirk flags in force: ``4 quirks applied: a, b = 48, ...``."""
+    names = [q.flag if q.value is True else f"{q.flag} = {_flag_value(q.value)}" for q in quirks]
+    return f"{len(names)} quirk{'s' if len(names) != 1 else ''} applied: {', '.join(names)}"
+
+
+def quirks_details(quirks) -> str:
+    """Why, once per quirk entry (its flags share one reason), for the line's details link."""
+    by_entry: dict[str, list] = {}
+    for quirk in quirks:
+        by_entry.setdefault(quirk.entry, []).append(quirk)
+    return "\n".join(f"{entry} ({', '.join(q.flag for q in group)}): {group[0].reason}"
+                     for entry, group in by_entry.items())
+
+
+def _flag_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

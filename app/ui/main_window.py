@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import __version__
 from app.usbtmc.errors import BackendUnavailableError
 
 from .browser import DeviceBrowser, DeviceRef, device_title
@@ -139,6 +138,10 @@ class MainWindow(QMainWindow):
         self._virtual_decided = self.settings.virtual_mode != "auto"
         self._shut_down = False
         self._open_sam7_when_listed = False
+        # Instruments open when the window last closed, opened again once discovery lists them.
+        self._reopen_pending: list[DeviceRef] = (
+            [DeviceRef(source, resource) for source, resource in self.settings.open_at_quit]
+            if self.settings.reopen_sessions else [])
 
         self.browser = DeviceBrowser(self.settings, self)
         self.browser.open_requested.connect(self.open_device)
@@ -164,6 +167,7 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
         self.tabs.tabCloseRequested.connect(self.close_tab)
         self.tabs.currentChanged.connect(lambda _i: self._update_actions())
+        self.tabs.currentChanged.connect(self._select_current_in_browser)
         self.welcome = WelcomePage(self)
         self.welcome.open_virtual_requested.connect(self.open_virtual_sam7)
         self.stack = QStackedWidget(self)
@@ -297,6 +301,8 @@ class MainWindow(QMainWindow):
             self._shut_down = True
             self.srq_center.shutdown()
             self.settings.save_window_state(self.saveGeometry(), self.saveState())
+            self.settings.open_at_quit = [(tab.ref.source, tab.ref.resource) for tab in self.open_tabs()
+                                          if isinstance(tab, InstrumentTab)]
             for tab in list(self._tabs.values()):
                 tab.close_session("the window closed")
                 self._retire(tab.session)
@@ -383,22 +389,21 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(
                 f"{ref.resource}: opening without quirks, as if the device were compliant.", 8000)
 
+    @Slot(int)
+    def _select_current_in_browser(self, _index: int) -> None:
+        """The browser's selection follows the active tab, so its details and actions are that instrument's."""
+        tab = self.current_tab()
+        if tab is not None and self.browser.selected() != tab.ref:
+            self.browser.select(tab.ref)
+
     @Slot(object)
     def probe_device(self, ref: DeviceRef) -> ProbeDialog | None:
-        """Run the compliance probe on ``ref`` in a dialog, on its own worker thread.
+        """Open the compliance probe's dialog for ``ref``; the probe runs on its own worker thread.
 
-        The probe opens the interface itself: an open session is closed first (after asking).
+        The dialog asks first: it lists the steps, says which are risky for this device, and
+        starts when the user chooses. The probe opens the interface itself, so an open session
+        is closed then.
         """
-        tab = self._tabs.get(ref)
-        session = tab.session if tab is not None else None
-        if tab is not None and session.state not in ("gone", "failed", "closed"):
-            answer = QMessageBox.question(
-                self, "Probe compliance",
-                f"The probe needs {ref.resource} to itself. Close its session and probe it?")
-            if answer != QMessageBox.StandardButton.Yes:
-                return None
-        if tab is not None:
-            self.close_tab(self.tabs.indexOf(tab))
         try:
             backend = self.backends.get(ref.source)
         except Exception as exc:  # the backend's own error says what is missing
@@ -406,16 +411,26 @@ class MainWindow(QMainWindow):
             return None
         info = self.browser.device(ref)
         title = device_title(info, self.settings.alias(ref.resource)) if info is not None else ref.resource
-        dialog = ProbeDialog(ref.resource, backend, title=title, parent=self)
+        tab = self._tabs.get(ref)
+        session_open = tab is not None and tab.session.state not in ("gone", "failed", "closed")
+        dialog = ProbeDialog(ref.resource, backend, title=title, product=info.product if info is not None else "",
+                             session_open=session_open, parent=self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self._probes.add(dialog)
         dialog.destroyed.connect(lambda *_, d=dialog: self._probes.discard(d))
+        dialog.starter = lambda d=dialog, r=ref: self._start_probe(d, r)
+        dialog.recovered.connect(lambda _result: self.rescan())
         dialog.show()
-        if session is not None:
-            dialog.start_after(session.thread)  # the interface is free once its worker ends
-        else:
-            dialog.start()
         return dialog
+
+    def _start_probe(self, dialog: ProbeDialog, ref: DeviceRef) -> None:
+        tab = self._tabs.get(ref)
+        if tab is None:
+            dialog.start()
+            return
+        session = tab.session
+        self.close_tab(self.tabs.indexOf(tab))
+        dialog.start_after(session.thread)  # the interface is free once its worker ends
 
     @Slot(int)
     def close_tab(self, index: int) -> None:
@@ -551,6 +566,12 @@ class MainWindow(QMainWindow):
         self._update_actions()
         if snap.source == "virtual" and self._open_sam7_when_listed and snap.devices:
             self.open_virtual_sam7()
+        if self._reopen_pending and not snap.error:
+            listed = {DeviceRef(snap.source, info.resource) for info in snap.devices}
+            for ref in [r for r in self._reopen_pending if r in listed]:
+                self._reopen_pending.remove(ref)
+                if ref not in self._tabs:
+                    self.open_device(ref)
 
     @staticmethod
     def _held_elsewhere(ref: DeviceRef, snap: Snapshot) -> bool:
@@ -687,14 +708,14 @@ class MainWindow(QMainWindow):
         viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         viewer.show()
 
-    def show_about(self) -> None:
-        QMessageBox.about(
-            self,
-            "About TMC Console",
-            f"<h3>TMC Console {__version__}</h3>"
-            "<p>A console for USBTMC and USB488 test-and-measurement instruments: find them, "
-            "talk to them, and see what they say, with virtual instruments built in.</p>",
-        )
+    def show_about(self):
+        """Versions of the app, Python, Qt, pyusb and libusb, and the backends in use, with a Copy button."""
+        from .about import AboutDialog
+
+        dialog = AboutDialog(self.backends, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     def show_shortcuts(self) -> None:
         rows = [

@@ -118,6 +118,27 @@ class Settings:
         self.q.setValue("virtual/quirky", bool(on))
 
     @property
+    def reopen_sessions(self) -> bool:
+        """Whether the instruments open at quit are opened again at the next start."""
+        return str(self.q.value("session/reopen", "true")).lower() in ("true", "1")
+
+    @reopen_sessions.setter
+    def reopen_sessions(self, on: bool) -> None:
+        self.q.setValue("session/reopen", bool(on))
+
+    @property
+    def open_at_quit(self) -> list[tuple[str, str]]:
+        """(source, resource) of each instrument that had a session when the window closed, in tab order."""
+        value = self.q.value("session/open", [])
+        items = [value] if isinstance(value, str) else list(value or [])
+        pairs = [str(item).split("|", 1) for item in items]
+        return [(source, resource) for source, resource in (p for p in pairs if len(p) == 2) if resource]
+
+    @open_at_quit.setter
+    def open_at_quit(self, refs: list[tuple[str, str]]) -> None:
+        self.q.setValue("session/open", [f"{source}|{resource}" for source, resource in refs])
+
+    @property
     def theme(self) -> str:
         return self._choice("view/theme", "system", THEMES)
 

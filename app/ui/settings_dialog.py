@@ -18,6 +18,8 @@ class SettingsDialog(QDialog):
         self.virtual_combo.setCurrentIndex(self.virtual_combo.findData(settings.virtual_mode))
         self.quirky_check = QCheckBox("Also the quirky instruments (each misbehaves like a reported device)", self)
         self.quirky_check.setChecked(settings.virtual_quirky)
+        self.reopen_check = QCheckBox("Reopen the instruments that were open when the window closed", self)
+        self.reopen_check.setChecked(settings.reopen_sessions)
         self.theme_combo = QComboBox(self)
         for value, label in (("system", "Follow the system"), ("light", "Light"), ("dark", "Dark")):
             self.theme_combo.addItem(label, value)
@@ -39,6 +41,7 @@ class SettingsDialog(QDialog):
         form = QFormLayout(self)
         form.addRow("Show virtual instruments", self.virtual_combo)
         form.addRow("", self.quirky_check)
+        form.addRow("At start", self.reopen_check)
         form.addRow("Colours", self.theme_combo)
         form.addRow("Timeout for new sessions", self.timeout_spin)
         form.addRow("Error check after each command", self.check_combo)
@@ -53,6 +56,7 @@ class SettingsDialog(QDialog):
     def accept(self) -> None:
         self.settings.virtual_mode = self.virtual_combo.currentData()
         self.settings.virtual_quirky = self.quirky_check.isChecked()
+        self.settings.reopen_sessions = self.reopen_check.isChecked()
         self.settings.theme = self.theme_combo.currentData()
         self.settings.default_timeout_ms = self.timeout_spin.value()
         self.settings.error_check = self.check_combo.currentData()

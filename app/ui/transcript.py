@@ -210,10 +210,21 @@ class Transcript(QTextBrowser):
         entry = Entry(next(self._ids), at, kind, text, **kwargs)
         if data is not None and (len(data) > INLINE_DATA_BYTES or self.memory_bytes + len(data) > MAX_MEMORY_BYTES):
             entry.spool_to(self._spool)
-        self._entries.append(entry)
         self._by_id[entry.id] = entry
         self.memory_bytes += entry.memory_bytes
         self.total_bytes += entry.total_bytes
+        if self._entries and at < self._entries[-1].at:
+            # An event stamped when it happened (an SRQ) can arrive after lines stamped later:
+            # it goes where its time puts it, so the transcript reads in time order.
+            index = len(self._entries)
+            while index and self._entries[index - 1].at > at:
+                index -= 1
+            self._entries.insert(index, entry)
+            if len(self._entries) >= MAX_ENTRIES + TRIM_ENTRIES or self.total_bytes > MAX_TOTAL_BYTES:
+                self._trim()
+            self.rerender()
+            return entry
+        self._entries.append(entry)
         bar = self.verticalScrollBar()
         at_bottom = bar.value() >= bar.maximum() - 4
         cursor = QTextCursor(self.document())
@@ -274,6 +285,7 @@ class Transcript(QTextBrowser):
             lines.append(line)
             if e.detail:
                 lines.append(" " * 17 + e.detail)
+            lines += [" " * 17 + line for line in e.extra.get("details", "").splitlines()]  # a saved file has all
         return "\n".join(lines) + ("\n" if lines else "")
 
     # --- rendering ---
@@ -310,8 +322,13 @@ class Transcript(QTextBrowser):
             parts.append(f"  <a style='color:{c.link}' href='raw:{e.id}'>raw</a>")
             if e.block is not None:
                 parts.append(f" <a style='color:{c.link}' href='save:{e.id}'>save…</a>")
+        if e.extra.get("details") and not e.extra.get("expanded"):  # details on demand: one click away
+            parts.append(f"  <a style='color:{c.link}' href='details:{e.id}'>details</a>")
         if e.detail:
             parts.append(f"<br><span style='color:{c.muted}'>{_line(e.detail)}</span>")
+        if e.extra.get("expanded"):
+            parts += [f"<br><span style='color:{c.muted}'>{escape(line)}</span>"
+                      for line in e.extra["details"].splitlines()]
         indent = self._indent_px
         return (f"<p style='margin-top:0; margin-bottom:0; margin-left:{indent}px; text-indent:-{indent}px; "
                 f"white-space:pre-wrap'>{''.join(parts)}</p>")
@@ -342,6 +359,15 @@ class Transcript(QTextBrowser):
             self.raw_requested.emit(int(ident))
         elif scheme == "save":
             self.save_requested.emit(int(ident))
+        elif scheme == "details":
+            self.show_details(int(ident))
+
+    def show_details(self, entry_id: int) -> None:
+        """Unfold the details an entry keeps for on demand (e.g. why each quirk applies)."""
+        entry = self._by_id.get(entry_id)
+        if entry is not None and entry.extra.get("details"):
+            entry.extra["expanded"] = True
+            self.rerender()
 
 
 def _line(text: str) -> str:

@@ -295,6 +295,27 @@ def find_device(resource: Resource, backend, db: QuirkDatabase | None = None):
     raise DeviceNotFoundError(f"no USBTMC device {what} is connected")
 
 
+def reset_port(resource: Resource, backend=None, db: QuirkDatabase | None = None) -> None:
+    """Reset the USB port of the instrument ``resource`` names (libusb_reset_device, through pyusb).
+
+    The port reset (USB 2.0 §7.1.7.5) makes the device enumerate again as after a replug,
+    without cutting its power: the way back for an instrument that stopped answering, where
+    its firmware survives a reset. Any session on the device must be closed first; open a
+    new one afterwards. Raises :class:`DeviceNotFoundError`, :class:`AccessError` or
+    :class:`DeviceGoneError`. A device that comes back under a new address counts as reset.
+    """
+    backend = backend if backend is not None else default_backend()
+    device, _cfg, _intf = find_device(resource, backend, db)
+    try:
+        device.reset()
+    except usb.core.USBError as exc:
+        error = translate(exc, "resetting the USB port")
+        if not isinstance(error, DeviceGoneError):  # libusb: re-enumerated under a new address
+            raise error from exc
+    finally:
+        usb.util.dispose_resources(device)
+
+
 _REENUMERATION_POLL_S = 0.1
 
 

@@ -48,7 +48,7 @@ from .discovery import DeviceInfo, describe_interface, find_device
 from .errors import DeviceGoneError, ProtocolError, TmcError, TmcTimeoutError
 from .files import save_text
 from .framing import Capabilities
-from .quirks import QuirkDatabase, default_database, parse_database, user_quirks_path
+from .quirks import QuirkDatabase, default_database, parse_database, shipped_entries, user_quirks_path
 from .resource import parse_resource
 from .link import Link
 from .recovery import Recovery
@@ -122,6 +122,78 @@ TITLES = {
 
 
 @dataclass(frozen=True)
+class Step:
+    """One step of the probe as the user sees it before and while it runs.
+
+    ``risk`` says what the step can do to an instrument that mishandles it ('' for a step
+    that only asks); ``risky_when`` lists the quirk flag values under which the step is
+    risky for a given device: a safe run skips it there (:func:`plan`).
+    """
+
+    name: str
+    label: str
+    risk: str = ""
+    risky_when: tuple[tuple[str, Any], ...] = ()
+
+    def risky_flags(self, quirks) -> list[tuple[str, Any, str]]:
+        """``(flag, value, reason)`` for each flag in force on ``quirks`` that makes this step risky."""
+        reasons = {a.flag: a.reason for a in getattr(quirks, "applied", ())}
+        return [(flag, value, reasons.get(flag, "")) for flag, value in self.risky_when
+                if getattr(quirks, flag, None) == value and flag in reasons]
+
+
+_STUCK = "an instrument that mishandles it may stop answering until its USB port is reset or it is replugged"
+STEPS: tuple[Step, ...] = (
+    Step("descriptors", "Descriptors and string descriptors"),
+    Step("capabilities", "Capabilities (GET_CAPABILITIES)"),
+    Step("query", "Reply framing: MsgID, bTag, TransferSize, alignment, EOM"),
+    Step("zlp", "Short packet at a packet boundary"),
+    Step("split", "Reply split across requests"),
+    Step("termchar", "Termination character (TermChar)"),
+    Step("reopen_session", "A new session on the same interface"),
+    Step("read_status_byte", "Status byte (READ_STATUS_BYTE)"),
+    Step("remote_local", "Remote and local (REN_CONTROL, GO_TO_LOCAL, LOCAL_LOCKOUT)",
+         "asserts REN for a moment: the front panel may lock until the step releases it"),
+    Step("indicator_pulse", "Indicator pulse (INDICATOR_PULSE)"),
+    Step("abort_bulk_out", "Aborting a command (ABORT_BULK_OUT)",
+         "leaves a half-sent command on the instrument, then aborts it"),
+    Step("abort_bulk_in", "Aborting a reply (ABORT_BULK_IN)", _STUCK, (("abort_in_drain", False),)),
+    Step("timeout_recovery", "Recovery after a deliberate timeout", _STUCK, (("abort_in_drain", False),)),
+    Step("initiate_clear", "Device clear (INITIATE_CLEAR)", _STUCK,
+         (("no_initiate_clear", True), ("no_drain_on_clear", True))),
+)
+STEP_BY_NAME = {step.name: step for step in STEPS}
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """A step and whether this run will take it (a safe run skips what the device's quirks call risky)."""
+
+    step: Step
+    runs: bool
+    risky_because: tuple[tuple[str, Any, str], ...] = ()  # (flag, value, reason) in force for this device
+
+    @property
+    def skip_reason(self) -> str:
+        flags = ", ".join(f"{flag} = {_toml_value(value)}" for flag, value, _ in self.risky_because)
+        return f"not run in safe mode: this device's quirk entry sets {flags}"
+
+
+def plan(quirks, *, safe: bool = True, include_clear: bool = True) -> tuple[PlannedStep, ...]:
+    """The steps a probe of a device with ``quirks`` (a :class:`~app.usbtmc.quirks.Quirks`) takes.
+
+    With ``safe`` a step the device's quirk flags mark as risky (:attr:`Step.risky_when`) is
+    skipped; otherwise every step runs (``include_clear=False`` leaves INITIATE_CLEAR out).
+    """
+    planned = []
+    for step in STEPS:
+        risky = tuple(step.risky_flags(quirks))
+        runs = not (safe and risky) and (include_clear or step.name != "initiate_clear")
+        planned.append(PlannedStep(step, runs, risky))
+    return tuple(planned)
+
+
+@dataclass(frozen=True)
 class Finding:
     """One check: what the spec requires, what the device did, which quirk flags cure it."""
 
@@ -132,7 +204,8 @@ class Finding:
 
     @property
     def title(self) -> str:
-        return TITLES.get(self.check, self.check)
+        step = STEP_BY_NAME.get(self.check)
+        return TITLES.get(self.check) or (step.label if step is not None else self.check)
 
     @property
     def spec(self) -> str:
@@ -157,6 +230,8 @@ class ProbeReport:
     started: str  # ISO 8601, UTC
     duration_s: float
     cancelled: bool = False
+    safe: bool = False  # risky steps were skipped where the device's quirks say so
+    stopped_answering: bool = False  # a step left the instrument unable to answer (reset its port)
 
     def count(self, verdict: str) -> int:
         return sum(1 for f in self.findings if f.verdict == verdict)
@@ -172,6 +247,11 @@ class ProbeReport:
         for finding in self.findings:
             flags.update(finding.flags)
         return flags
+
+    def new_flags(self, db: QuirkDatabase) -> dict[str, Any]:
+        """The suggested flags the entries of ``db`` do not already set for this device."""
+        quirks = db.lookup(self.vid, self.pid, self.product, self.idn or None)
+        return {flag: value for flag, value in self.suggested_flags().items() if getattr(quirks, flag) != value}
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -211,12 +291,15 @@ class ProbeReport:
             lines += ["", "Suggested entry for your quirks file:", "", entry.rstrip()]
         return "\n".join(lines) + "\n"
 
-    def quirk_entry(self, name: str | None = None) -> str:
-        """The findings as a ``[[quirk]]`` entry (TOML), or '' when no flag is suggested."""
-        flags = self.suggested_flags()
+    def quirk_entry(self, name: str | None = None, flags: dict[str, Any] | None = None) -> str:
+        """The findings as a ``[[quirk]]`` entry (TOML), or '' when no flag is suggested.
+
+        ``flags`` narrows the entry (e.g. to :meth:`new_flags`); by default it holds every suggested flag.
+        """
+        flags = self.suggested_flags() if flags is None else flags
         if not flags:
             return ""
-        failing = [f.title for f in self.findings if f.flags]
+        failing = [f.title for f in self.findings if set(f.flags) & set(flags)]
         title = name or f"{self.manufacturer} {self.product}".strip() or f"{self.vid:04X}:{self.pid:04X}"
         reason = "The compliance probe found: " + "; ".join(dict.fromkeys(failing)) + "."
         lines = [
@@ -232,23 +315,96 @@ class ProbeReport:
         return "\n".join(lines) + "\n"
 
 
-def save_quirk_entry(report: ProbeReport, path: Path | None = None, name: str | None = None) -> Path:
-    """Append ``report``'s quirk entry to the user's quirks file (default :func:`user_quirks_path`).
+@dataclass(frozen=True)
+class QuirkSave:
+    """What saving a report's quirk entry would do to the user's quirks file (:func:`prepare_quirk_entry`)."""
 
-    The file is validated as a whole before it is written; raises :class:`QuirksFileError`
-    when the result would not load, and ValueError when the report suggests no flag.
+    path: Path
+    text: str  # the whole file as it will be written
+    flags: dict[str, Any]  # the flags it adds (or changes)
+    merged_into: str  # the name of the user entry the flags join; '' when a new entry is appended
+    entry: str  # that entry as it will read
+
+
+def prepare_quirk_entry(report: ProbeReport, path: Path | None = None, name: str | None = None, *,
+                        base: list | None = None) -> QuirkSave:
+    """Merge ``report``'s suggested flags with the entries that already apply to the device.
+
+    Flags that ``base`` (the entries read before the user's file; default the shipped
+    database) and the file at ``path`` (default :func:`user_quirks_path`) already set to the
+    same value are left out. When the file holds an entry for exactly
+    this device (its VID and PID, no product or IDN pattern) the new flags join that entry;
+    otherwise a new entry is appended. Nothing is written here.
+
+    Raises ValueError when nothing would be saved (no flag suggested, or every suggested
+    flag already in force), and :class:`QuirksFileError` when the file does not load now or
+    would not load afterwards.
     """
-    entry = report.quirk_entry(name)
-    if not entry:
+    if not report.suggested_flags():
         raise ValueError("the probe found nothing a quirk flag would work around")
     path = path if path is not None else user_quirks_path()
     old = path.read_text(encoding="utf-8") if path.exists() else ""
-    text = (old.rstrip() + "\n\n" if old.strip() else "") + entry
+    user = parse_database(old, str(path)) if old.strip() else []  # never add to a file that does not load
+    db = QuirkDatabase(entries=list(shipped_entries() if base is None else base) + user)
+    flags = report.new_flags(db)
+    if not flags:
+        names = [e.name for e in db.entries if e.matches(report.vid, report.pid, report.product, report.idn or None)
+                 and set(e.flags) & set(report.suggested_flags())]
+        raise ValueError("the quirk entries that already apply to this device set every flag the probe suggests"
+                         + (f" ({'; '.join(dict.fromkeys(names))})" if names else ""))
+    target = next((e for e in reversed(user) if e.matches_ids(report.vid, report.pid) and e.pids == (report.pid,)
+                   and e.product is None and e.idn is None and e.pid_range is None), None)
+    merged = _merge_into(old, target, flags) if target is not None else None
+    if merged is not None:
+        text, entry = merged
+        merged_into = target.name
+    else:
+        entry = report.quirk_entry(name, flags)
+        text = (old.rstrip() + "\n\n" if old.strip() else "") + entry
+        merged_into = ""
     parse_database(text, str(path))  # refuse to write a file that would not load
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_text(path, text)  # never truncates the old file on a failed write
+    return QuirkSave(path, text, flags, merged_into, entry)
+
+
+def save_quirk_entry(report: ProbeReport, path: Path | None = None, name: str | None = None, *,
+                     base: list | None = None) -> Path:
+    """Save ``report``'s quirk flags to the user's quirks file, merged as :func:`prepare_quirk_entry` says.
+
+    The file is replaced atomically (a new file renamed over the old one), so a failed
+    write leaves the old file whole.
+    """
+    return write_quirk_save(prepare_quirk_entry(report, path, name, base=base))
+
+
+def write_quirk_save(save: QuirkSave) -> Path:
+    """Write what :func:`prepare_quirk_entry` prepared; the next session sees it."""
+    save.path.parent.mkdir(parents=True, exist_ok=True)
+    save_text(save.path, save.text)  # never truncates the old file on a failed write
     default_database.cache_clear()  # the next session sees the new entry
-    return path
+    return save.path
+
+
+def _merge_into(text: str, entry, flags: dict[str, Any]) -> tuple[str, str] | None:
+    """``text`` with ``flags`` set in ``entry``'s ``[quirk.flags]`` table, and the entry as it reads
+    then; None when the entry's flags are not written as such a table (then a new entry is added)."""
+    lines = text.splitlines()
+    first = int(entry.origin.rsplit(":", 1)[1]) - 1
+    end = next((i for i in range(first + 1, len(lines)) if lines[i].strip().startswith("[[quirk]]")), len(lines))
+    table = next((i for i in range(first, end) if lines[i].strip() == "[quirk.flags]"), None)
+    if table is None or any(lines[i].strip().startswith("[") for i in range(table + 1, end)):
+        return None
+    block = lines[first:end]
+    for flag, value in flags.items():
+        line = f"{flag} = {_toml_value(value)}"
+        at = next((i for i in range(table - first + 1, len(block))
+                   if block[i].split("=", 1)[0].strip() == flag), None)
+        if at is not None:
+            block[at] = line
+        else:
+            last = max(i for i in range(table - first, len(block)) if block[i].strip() or i == table - first)
+            block.insert(last + 1, line)
+    merged = lines[:first] + block + lines[end:]
+    return "\n".join(merged) + "\n", "\n".join(block).rstrip() + "\n"
 
 
 # --- the probe ------------------------------------------------------------------------------
@@ -256,15 +412,18 @@ def save_quirk_entry(report: ProbeReport, path: Path | None = None, name: str | 
 
 def probe(resource: str, backend=None, *, timeout_ms: int = 1000, db: QuirkDatabase | None = None,
           progress: Callable[[str], None] | None = None, cancel: threading.Event | None = None,
-          include_clear: bool = True) -> ProbeReport:
+          include_clear: bool = True, safe: bool = False,
+          on_step: Callable[[Step, tuple[Finding, ...]], None] | None = None) -> ProbeReport:
     """Run the compliance checks against the instrument ``resource`` names.
 
     ``timeout_ms`` bounds each transfer (failures cost one timeout each). ``db`` is used
     only to find the device (a non-USBTMC interface the database lists, an instrument in
-    firmware-update mode); the checks themselves apply no quirk. ``progress`` is called
-    with each check's title before it runs; ``cancel`` is checked between checks (the
-    report then says so). ``include_clear`` runs INITIATE_CLEAR last; leave it on unless
-    you know the instrument hangs on it.
+    firmware-update mode, and with ``safe`` which steps are risky); the checks themselves
+    apply no quirk. ``progress`` is called with each step's label (:data:`STEPS`) before it
+    runs, ``on_step`` with the step and its findings once it has run (or was skipped), so a
+    caller can show results as they come; ``cancel`` is checked between steps (the report
+    then says so). ``include_clear`` runs INITIATE_CLEAR last; ``safe`` skips the steps the
+    device's quirk flags mark as risky (:func:`plan`), with a SKIP finding saying why.
 
     Raises :class:`TmcError` only when the device cannot be opened at all.
     """
@@ -278,6 +437,8 @@ def probe(resource: str, backend=None, *, timeout_ms: int = 1000, db: QuirkDatab
     endpoints = find_endpoints(intf)
     findings: list[Finding] = []
     findings.extend(_descriptor_findings(intf, endpoints, info))
+    if on_step is not None:
+        on_step(STEP_BY_NAME["descriptors"], tuple(findings))
     prober = None
     cancelled = False
     if endpoints is not None:
@@ -289,16 +450,29 @@ def probe(resource: str, backend=None, *, timeout_ms: int = 1000, db: QuirkDatab
                 if cancel is not None and cancel.is_set():
                     cancelled = True
                     break
+                name = step.__name__[1:]
+                meta = STEP_BY_NAME[name]
+                if safe:
+                    quirks = db.lookup(info.vid, info.pid, info.product, prober.idn or None)
+                    (planned,) = [p for p in plan(quirks, safe=True) if p.step is meta]
+                    if not planned.runs:
+                        skipped = (Finding(name, SKIP, planned.skip_reason),)
+                        findings.extend(skipped)
+                        if on_step is not None:
+                            on_step(meta, skipped)
+                        continue
                 if progress is not None:
-                    progress(TITLES.get(step.__name__[1:], step.__name__[1:]))
+                    progress(meta.label)
+                before = len(findings)
                 try:
                     findings.extend(step())
                 except DeviceGoneError:
                     raise
                 except TmcError as exc:
-                    name = step.__name__[1:]
                     findings.append(Finding(name, FAIL, f"the check could not complete: {exc}"))
                     prober.resync()
+                if on_step is not None:
+                    on_step(meta, tuple(findings[before:]))
                 if prober.dead:
                     break
         finally:
@@ -312,6 +486,7 @@ def probe(resource: str, backend=None, *, timeout_ms: int = 1000, db: QuirkDatab
         serial=info.serial, protocol=info.protocol, speed=info.speed, idn=prober.idn if prober else "",
         capabilities={label: value for label, value in caps.describe()} if caps else {},
         findings=tuple(findings), started=stamp, duration_s=time.monotonic() - started, cancelled=cancelled,
+        safe=safe, stopped_answering=prober.dead if prober is not None else False,
     )
 
 
@@ -1049,4 +1224,5 @@ def _toml_value(value: Any) -> str:
     return _toml_string(str(value))
 
 
-__all__ = ["FAIL", "INFO", "PASS", "SKIP", "WARN", "Finding", "ProbeReport", "probe", "save_quirk_entry"]
+__all__ = ["FAIL", "INFO", "PASS", "SKIP", "STEPS", "WARN", "Finding", "PlannedStep", "ProbeReport", "QuirkSave",
+           "Step", "plan", "prepare_quirk_entry", "probe", "save_quirk_entry", "write_quirk_save"]

@@ -69,3 +69,13 @@ def test_bad_options_are_one_line(capsys, args, words):
     assert cli.main(["bench", *args]) == 1
     err = capsys.readouterr().err
     assert err.startswith("tmc bench: ") and words in err and err.count("\n") == 1
+
+
+def test_a_smoke_run_prints_figures_without_verdicts():
+    """A passing test prints figures only: 'MISSED' belongs to the benchmark's own judgement."""
+    options = bench.BenchOptions(sizes=(64 * 1024,), queries=2, rounds=1,
+                                 implementations=("app.usbtmc", "python-usbtmc"))
+    records = bench.run(options)
+    figures = bench.report(records, options, targets=False)
+    assert "Upload of DATA:ARB:DAC" in figures and "Targets" not in figures and "MISSED" not in figures
+    assert "Targets: " in bench.report(records, options)

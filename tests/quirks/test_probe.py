@@ -9,9 +9,9 @@ import threading
 import pytest
 
 import app.sim
-from app.cli import main
+from app.cli import EXIT_DEVICE, main
 from app.usbtmc import DeviceNotFoundError, Instrument, list_resources
-from app.usbtmc.probe import FAIL, PASS, SKIP, probe, save_quirk_entry
+from app.usbtmc.probe import FAIL, PASS, SKIP, STEPS, plan, prepare_quirk_entry, probe, save_quirk_entry
 from app.usbtmc.quirks import QuirkDatabase, load_database, parse_database
 
 TIMEOUT_MS = 300
@@ -138,7 +138,7 @@ def test_a_saved_entry_makes_the_session_work(quirky, tmp_path):
     user = tmp_path / "config" / "quirks.toml"
     user.parent.mkdir()
     user.write_text("# my quirks\n")
-    assert save_quirk_entry(report, user) == user
+    assert save_quirk_entry(report, user, base=[]) == user  # as if nothing shipped knew the scope
     assert user.read_text().startswith("# my quirks\n")
     db = load_database(user)
     with Instrument(bus.resource("rigol-dho800"), backend=bus.backend, timeout_ms=TIMEOUT_MS, quirk_db=QuirkDatabase(
@@ -147,6 +147,77 @@ def test_a_saved_entry_makes_the_session_work(quirky, tmp_path):
         assert scope.query("*IDN?") == scope.query("*IDN?")
     with pytest.raises(ValueError, match="nothing a quirk flag"):
         save_quirk_entry(_probe(quirky("siglent-clone"), "siglent-clone"), user)
+
+
+def test_saving_merges_with_the_entries_that_already_apply(quirky, tmp_path):
+    """The shipped entry already cures the DHO800: nothing to propose. A flag the user's own
+    entry for the device lacks joins that entry instead of a second one."""
+    bus = quirky("rigol-dho800")
+    report = _probe(bus, "rigol-dho800")
+    user = tmp_path / "quirks.toml"
+    with pytest.raises(ValueError, match="already apply.*Rigol DHO800"):
+        save_quirk_entry(report, user)
+    assert not user.exists()
+    user.write_text('[[quirk]]\nname = "my DHO"\nvid = 0x1AB1\npid = [0x044D]\nreason = "r"\nsource = "s"\n'
+                    "[quirk.flags]\nclear_halt_on_close = true\n\n"
+                    '[[quirk]]\nname = "other"\nvid = 0x1AB1\npid = [0x0E11]\nreason = "r"\nsource = "s"\n'
+                    "[quirk.flags]\nno_zlp = true\n")
+    prepared = prepare_quirk_entry(report, user, base=[])
+    assert prepared.merged_into == "my DHO" and prepared.flags == {"tolerate_stale_btag": True}
+    save_quirk_entry(report, user, base=[])
+    entries = parse_database(user.read_text(), "user")
+    assert [e.name for e in entries] == ["my DHO", "other"]
+    assert entries[0].flags == {"clear_halt_on_close": True, "tolerate_stale_btag": True}
+    assert entries[1].flags == {"no_zlp": True}
+    with pytest.raises(ValueError, match="already apply.*my DHO"):
+        save_quirk_entry(report, user, base=[])  # a second save proposes nothing new
+    assert not list(tmp_path.glob("*.new"))
+
+
+def test_steps_have_readable_labels_and_say_what_is_risky():
+    names = [step.name for step in STEPS]
+    assert names[0] == "descriptors" and names[-1] == "initiate_clear"
+    for step in STEPS:
+        words = step.label.split(" (")[0]  # the request's spec name may follow in brackets
+        assert "_" not in words and words[0].isupper() and words != step.name, step
+    ds1000z = load_database().lookup(0x1AB1, 0x04CE, "DS1104Z")
+    safe = {p.step.name: p for p in plan(ds1000z, safe=True)}
+    assert not safe["initiate_clear"].runs and "no_initiate_clear = true" in safe["initiate_clear"].skip_reason
+    assert all(p.runs for name, p in safe.items() if name != "initiate_clear")
+    assert all(p.runs for p in plan(ds1000z, safe=False))
+    assert all(p.runs for p in plan(QuirkDatabase().lookup(0x1AB1, 0x04CE), safe=True))
+
+
+def test_a_safe_run_skips_the_clear_that_hangs_the_ds1000z_and_reports_step_by_step(quirky):
+    bus = quirky("rigol-ds1000z")
+    seen, labels = [], []
+    report = _probe(bus, "rigol-ds1000z", safe=True, progress=labels.append,
+                    on_step=lambda step, findings: seen.append((step.name, findings)))
+    assert report.safe and not report.stopped_answering
+    assert [name for name, _ in seen] == [step.name for step in STEPS]
+    assert sum(len(findings) for _, findings in seen) >= len(report.findings)
+    (clear,) = [f for f in report.findings if f.check == "initiate_clear"]
+    assert clear.verdict == SKIP and "safe mode" in clear.observed
+    assert "Device clear (INITIATE_CLEAR)" not in labels and "query" not in labels
+    with bus.open("rigol-ds1000z") as scope:
+        assert scope.query("*IDN?").startswith("RIGOL")  # still answering
+    full = _probe(bus, "rigol-ds1000z")
+    assert full.stopped_answering and not full.safe
+
+
+def test_a_failed_step_is_named_in_words(quirky, monkeypatch):
+    from app.usbtmc import probe as module
+    from app.usbtmc.errors import TmcTimeoutError
+
+    def _reopen_session(self):
+        raise TmcTimeoutError("no reply")
+
+    monkeypatch.setattr(module._Prober, "_reopen_session", _reopen_session)
+    bus = quirky("rigol-dho800")
+    report = _probe(bus, "rigol-dho800")
+    (failed,) = [f for f in report.findings if f.check == "reopen_session"]
+    assert failed.title == "A new session on the same interface"
+    assert "reopen_session" not in report.text()
 
 
 def test_cancel_stops_between_checks(quirky):
@@ -167,11 +238,12 @@ def test_tmc_probe(capsys, tmp_path):
     resource = "USB0::0x1AB1::0x044D::DHO8A000000001::INSTR"
     quirks_file = tmp_path / "quirks.toml"
     assert main(["probe", "--sim", "--timeout-ms", "300", resource, "--save-quirks", "--quirks-file",
-                 str(quirks_file)]) == 0
+                 str(quirks_file)]) == EXIT_DEVICE  # a failed check: usable in CI
     out, err = capsys.readouterr()
     assert out.startswith(f"Compliance probe of {resource}") and "FAIL  bTag echo" in out
-    assert "Suggested entry for your quirks file" in out and f"saved to {quirks_file}" in err
-    assert "tolerate_stale_btag = true" in quirks_file.read_text()
+    assert "Suggested entry for your quirks file" in out
+    # The shipped entry already sets the flag: no duplicate is written.
+    assert "already apply" in err and "nothing saved" in err and not quirks_file.exists()
     assert main(["probe", "--sim", "--json", "--timeout-ms", "300", "USB0::0x1209::0x0001::SAM7-0001::INSTR"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["summary"]["fail"] == 0 and data["resource"] == "USB0::0x1209::0x0001::SAM7-0001::INSTR"

@@ -110,3 +110,25 @@ def test_copy_resource_string(browser, infos):
     ref = DeviceRef("virtual", infos[0].resource)
     browser.copy_resource(ref)
     assert QGuiApplication.clipboard().text() == ref.resource
+
+
+def test_rows_keep_resource_order_and_two_of_one_model_are_told_apart(browser, infos):
+    """Devices arriving in any order are listed by resource; a second SAM7 puts serials in both titles."""
+    sam7 = next(i for i in infos if i.product == "SAM7-EK")
+    twin = replace(sam7, resource=sam7.resource.replace("SAM7-0001", "SAM7-0002"), serial="SAM7-0002")
+    group = browser._group("virtual")
+
+    def titles():
+        return [group.child(i).text(0) for i in range(group.childCount()) if group.child(i).data(0, TITLE_ROLE)]
+
+    browser.apply_snapshot(Snapshot("virtual", tuple(infos)))
+    alone = titles()
+    assert alone[[i.resource for i in sorted(infos, key=lambda i: i.resource)].index(sam7.resource)].startswith(
+        "SAM7-EK  ·")
+    browser.apply_snapshot(Snapshot("virtual", (twin, *reversed(infos))))  # the newcomer first
+    listed = [browser._ref_of(group.child(i)).resource for i in range(group.childCount())
+              if browser._ref_of(group.child(i)) is not None]
+    assert listed == sorted(listed)
+    shown = titles()
+    assert any(t.startswith("SAM7-EK (SAM7-0001)") for t in shown)
+    assert any(t.startswith("SAM7-EK (SAM7-0002)") for t in shown)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from PySide6.QtCore import QThread
+from PySide6.QtCore import Qt, QThread
 
 import app.sim
 from app.sim.bus import VirtualBus
@@ -28,8 +28,9 @@ def quirky_backend():
 
 
 def _dialog(qtbot, resource, backend, tmp_path, **kwargs):
+    kwargs.setdefault("db", QuirkDatabase(entries=shipped_entries()))
     dialog = ProbeDialog(resource, backend, title="the instrument", timeout_ms=300,
-                         db=QuirkDatabase(entries=shipped_entries()), quirks_path=tmp_path / "quirks.toml", **kwargs)
+                         quirks_path=tmp_path / "quirks.toml", **kwargs)
     qtbot.addWidget(dialog)
     return dialog
 
@@ -60,12 +61,12 @@ def test_the_probe_runs_off_the_gui_thread_and_shows_its_findings(qtbot, quirky_
     html = dialog.details.toPlainText()
     assert "USBTMC 1.0 §3.3.1" in html and "tolerate_stale_btag = true" in html
     assert "1 deviation" in dialog.status.text()
-    assert dialog.save_quirk_button.isEnabled() and dialog.save_json_button.isEnabled()
+    assert dialog.save_json_button.isEnabled()  # (the shipped entry already cures it: see below)
     assert not dialog.cancel_button.isVisible()
 
 
 def test_save_as_json_and_as_quirk_entry(qtbot, quirky_backend, tmp_path):
-    dialog = _dialog(qtbot, DHO, quirky_backend, tmp_path)
+    dialog = _dialog(qtbot, DHO, quirky_backend, tmp_path, db=QuirkDatabase())  # as if nothing shipped knew it
     with qtbot.waitSignal(dialog.report_ready, timeout=15000):
         dialog.start()
     qtbot.waitUntil(lambda: not dialog.running)
@@ -182,8 +183,11 @@ def test_probing_an_open_instrument_closes_its_session_first(quirky_window, qtbo
     dho = find_ref(quirky_window, "DHO804", qtbot)
     tab = quirky_window.open_device(dho)
     qtbot.waitUntil(lambda: tab.session.state == "idle", timeout=5000)
-    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.StandardButton.Yes)
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: pytest.fail("asked twice"))
     dialog = quirky_window.probe_device(dho)
+    assert quirky_window.tab_for(dho) is tab and not dialog.running  # nothing happens before Start
+    assert "session is closed when the probe starts" in dialog.status.text()
+    qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
     assert quirky_window.tab_for(dho) is None and dialog in quirky_window._probes
     qtbot.waitUntil(lambda: dialog.report is not None and not dialog.running, timeout=20000)
     assert dialog.report.suggested_flags() == {"tolerate_stale_btag": True} and not dialog.error
@@ -194,6 +198,7 @@ def test_a_running_probe_is_stopped_when_the_window_shuts_down(quirky_window, qt
     from ui_helpers import find_ref
 
     dialog = quirky_window.probe_device(find_ref(quirky_window, "DHO804", qtbot))
+    dialog.start_button.click()
     qtbot.waitUntil(lambda: dialog.running, timeout=2000)
     assert quirky_window.shutdown(timeout_ms=8000)
     assert not dialog.running
@@ -232,3 +237,87 @@ def test_the_probe_starts_once_when_the_session_thread_it_waits_for_ends(qtbot, 
     qtbot.waitUntil(lambda: second.report is not None and not second.running, timeout=15000)
     assert busy.wait(3000)
     assert len(reports) == 1 and not second.running
+
+
+# --- asking first, live results, the way back, merging ----------------------------------------
+
+DS1104Z = "USB0::0x1AB1::0x04CE::DS1ZA000000001::INSTR"
+
+
+@pytest.fixture
+def ds1104z_backend():
+    bus = VirtualBus()
+    plug_quirky(bus, keys=["rigol-ds1000z"])
+    return VirtualBackend(bus)
+
+
+def _rows(dialog):
+    tree = dialog.findings
+    return [[tree.topLevelItem(i).text(c) for c in range(3)] for i in range(tree.topLevelItemCount())]
+
+
+def test_the_dialog_asks_first_and_says_what_is_risky_for_this_device(qtbot, ds1104z_backend, tmp_path):
+    dialog = _dialog(qtbot, DS1104Z, ds1104z_backend, tmp_path, product="DS1104Z")
+    dialog.show()
+    assert not dialog.running and dialog.start_button.isVisible() and dialog.safe_button.isChecked()
+    rows = {row[1]: row for row in _rows(dialog)}
+    clear = rows["Device clear (INITIATE_CLEAR)"]
+    assert clear[0] == "Skipped" and "no_initiate_clear = true" in clear[2] and "replugged" in clear[2]
+    assert rows["Short packet at a packet boundary"][0] == "Runs"
+    assert all("_" not in label.split(" (")[0] for label in rows)  # readable words, not internal names
+    assert "Risky for this device: Device clear (INITIATE_CLEAR)" in dialog.status.text()
+    dialog.full_button.setChecked(True)
+    assert {row[1]: row for row in _rows(dialog)}["Device clear (INITIATE_CLEAR)"][0] == "Runs: risky here"
+    dialog.safe_button.setChecked(True)
+    sam7 = _dialog(qtbot, SAM7, app.sim.backend(), tmp_path)
+    assert "No step is known to be risky" in sam7.status.text()
+    assert all(row[0] == "Runs" for row in _rows(sam7))
+
+
+def test_results_show_as_each_check_finishes_and_the_safe_run_leaves_the_scope_answering(
+        qtbot, ds1104z_backend, tmp_path):
+    dialog = _dialog(qtbot, DS1104Z, ds1104z_backend, tmp_path, product="DS1104Z")
+    seen = []  # the rows in the table each time a step is counted done (on the GUI thread)
+    dialog.progress.valueChanged.connect(lambda value: value and seen.append(dialog.findings.topLevelItemCount()))
+    with qtbot.waitSignal(dialog.report_ready, timeout=20000):
+        dialog.start_button.click()
+    report = dialog.report
+    assert report.safe and not report.stopped_answering
+    # Rows arrived step by step, before the report: more than one distinct count on the way.
+    assert len(seen) == 14 and seen[0] >= 1 and len(set(seen)) > 3
+    assert any("not run in safe mode" in row[2] for row in _rows(dialog))
+    assert "(safe run)" in dialog.status.text() and not dialog.reset_button.isVisible()
+    assert not dialog.start_button.isVisible()
+    with Instrument(DS1104Z, backend=ds1104z_backend, timeout_ms=300) as scope:
+        assert scope.query("*IDN?").startswith("RIGOL")
+
+
+def test_a_full_run_that_hangs_the_scope_offers_the_way_back(qtbot, ds1104z_backend, tmp_path):
+    dialog = _dialog(qtbot, DS1104Z, ds1104z_backend, tmp_path, product="DS1104Z")
+    dialog.show()
+    dialog.full_button.setChecked(True)
+    with qtbot.waitSignal(dialog.report_ready, timeout=20000):
+        dialog.start_button.click()
+    qtbot.waitUntil(lambda: not dialog.running)
+    assert dialog.report.stopped_answering and "stopped answering" in dialog.status.text()
+    assert dialog.reset_button.isVisible()
+    with pytest.raises(Exception):  # the virtual scope hangs as the real one does
+        Instrument(DS1104Z, backend=ds1104z_backend, timeout_ms=300).query("*IDN?")
+    with qtbot.waitSignal(dialog.recovered, timeout=10000) as recovered:
+        dialog.reset_button.click()
+    result = recovered.args[0]
+    assert result.answers and result.idn.startswith("RIGOL") and "plugged in again" in result.action
+    assert "answers again" in dialog.status.text() and not dialog.reset_button.isVisible()
+
+
+def test_save_as_quirk_entry_proposes_no_duplicate(qtbot, quirky_backend, tmp_path):
+    """The shipped entry already sets what the probe finds on the DHO800: nothing to save."""
+    dialog = _dialog(qtbot, DHO, quirky_backend, tmp_path)
+    with qtbot.waitSignal(dialog.report_ready, timeout=15000):
+        dialog.start()
+    qtbot.waitUntil(lambda: not dialog.running)
+    assert dialog.report.suggested_flags() == {"tolerate_stale_btag": True}
+    assert not dialog.save_quirk_button.isEnabled()
+    assert "already apply" in dialog.save_quirk_button.toolTip()
+    assert dialog.save_quirk_entry(confirm=False) is None and not (tmp_path / "quirks.toml").exists()
+

@@ -87,3 +87,21 @@ def test_lines_that_read_errors_themselves_get_no_check(line):
 def test_ordinary_lines_get_the_check():
     assert not scpi.asks_for_errors("*IDN?")
     assert not scpi.asks_for_errors("COUNT:READ?")
+
+
+def test_a_late_srq_line_goes_where_its_time_puts_it(qtbot):
+    import time
+
+    from app.ui.transcript import Transcript
+
+    transcript = Transcript()
+    qtbot.addWidget(transcript)
+    now = time.time()
+    transcript.add("sent", "*OPC?", at=now - 2)
+    transcript.add("received", "1", at=now)
+    transcript.add("srq", "service request: status byte #H60", at=now - 1)  # delivered last, happened between
+    assert [e.kind for e in transcript.entries()] == ["sent", "srq", "received"]
+    text = transcript.toPlainText()
+    assert text.index("*OPC?") < text.index("service request") < text.index("← 1")
+    transcript.add("note", "later", at=now + 1)
+    assert transcript.entries()[-1].text == "later" and transcript.toPlainText().rstrip().endswith("later")

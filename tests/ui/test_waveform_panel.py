@@ -298,3 +298,31 @@ def test_a_command_error_after_an_upload_is_reported_as_one(sam7_tab, qtbot):
     assert "command error (CME)" in text, text
     assert not text.split("</span>", 1)[1].strip().startswith("the device did not answer in time")
     assert panel.graph.runs[-1].outcome == "failed" and "failed" in panel.graph.legend.text()
+
+
+def test_waveform_settings_are_remembered_for_the_instrument(window, panel, awg_tab, qtbot):
+    panel.shape.setCurrentText("square")
+    panel.points.setValue(2048)
+    panel.duty.setValue(25.0)
+    panel.name.setText("my_wave")
+    panel.check_after.setChecked(False)
+    resource = awg_tab.ref.resource
+    window.close_tab(window.tabs.indexOf(awg_tab))
+    qtbot.waitUntil(lambda: window.tab_for(awg_tab.ref) is None, timeout=2000)
+    again = open_from_browser(window, qtbot, "Virtual AWG")
+    again.panels.setCurrentWidget(again.waveform)
+    qtbot.waitUntil(lambda: again.waveform.built, timeout=2000)
+    restored = again.waveform.panel()
+    assert restored.shape.currentText() == "square" and restored.points.value() == 2048
+    assert restored.duty.value() == 25.0 and restored.name.text() == "my_wave"
+    assert not restored.check_after.isChecked()
+    # A stored value that does not fit its control is ignored, not an error.
+    window.settings.set_instrument_value(resource, "waveform_points", "many")
+    window.settings.set_instrument_value(resource, "waveform_shape", "no such shape")
+    window.close_tab(window.tabs.indexOf(again))
+    third = open_from_browser(window, qtbot, "Virtual AWG")
+    third.panels.setCurrentWidget(third.waveform)
+    qtbot.waitUntil(lambda: third.waveform.built, timeout=2000)
+    fresh = third.waveform.panel()
+    assert fresh.points.value() == 4096 and fresh.shape.currentIndex() == 0  # the defaults
+    assert fresh.name.text() == "my_wave"  # the values that fit are still restored

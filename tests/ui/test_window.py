@@ -260,3 +260,36 @@ def test_closing_the_window_during_a_long_transfer_does_not_wait_for_it(window, 
     assert window.abandoned == [tab.session.thread.objectName()]
     unplug(sim_backend, tab.ref)  # (the test's own cleanup: the transfer ends when its device goes)
     qtbot.waitUntil(lambda: not tab.session.thread.isRunning(), timeout=5000)
+
+
+def test_instruments_open_at_quit_are_opened_again_unless_switched_off(qtbot, sim_backend, settings):
+    from app.ui.main_window import MainWindow
+    from conftest import no_usb
+    from ui_helpers import find_ref
+
+    def start():
+        win = MainWindow(settings, backend_factories={"usb": no_usb, "virtual": lambda: sim_backend},
+                         discovery_interval_ms=100)
+        qtbot.addWidget(win)
+        win.show()
+        win.start()
+        return win
+
+    settings.virtual_mode = "auto"
+    first = start()
+    loop = find_ref(first, "Loopback", qtbot)
+    tab = first.open_device(loop)
+    qtbot.waitUntil(lambda: tab.session.state == "idle", timeout=5000)
+    assert first.shutdown(timeout_ms=5000)
+    assert settings.open_at_quit == [("virtual", loop.resource)]
+    second = start()
+    qtbot.waitUntil(lambda: second.tab_for(loop) is not None, timeout=5000)
+    reopened = second.tab_for(loop)
+    qtbot.waitUntil(lambda: reopened.session.state == "idle", timeout=5000)
+    assert second.shutdown(timeout_ms=5000)
+    settings.reopen_sessions = False
+    third = start()
+    find_ref(third, "Loopback", qtbot)
+    qtbot.waitUntil(lambda: third.browser.has_scanned("virtual"), timeout=3000)
+    assert third.tab_for(loop) is None
+    assert third.shutdown(timeout_ms=5000)

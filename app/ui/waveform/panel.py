@@ -172,6 +172,10 @@ class WaveformPanel(QWidget):
         self._reader.finished.connect(self._on_file_read)
         self.destroyed.connect(lambda *_args, current=self._load_cancel: current[0].set())
         self._build()
+        if getattr(console, "settings", None) is not None:  # remembered per instrument (waveform/remember.py)
+            from .remember import remember
+
+            remember(console.settings, session.resource, self._remembered_controls())
         self._refresh_template()
         self._schedule_update()
         if console is not None:
@@ -180,6 +184,18 @@ class WaveformPanel(QWidget):
                 self._on_identified(console.idn)
         session.event.connect(self._on_event)
         session.state_changed.connect(self._on_state)
+
+    def _remembered_controls(self) -> dict[str, QWidget]:
+        """The waveform's own settings (the target's format follows the instrument's template, the pacing
+        of the virtual AWG its defaults: neither is remembered)."""
+        return {
+            "source": self.source_kind, "shape": self.shape, "points": self.points, "amplitude": self.amplitude,
+            "offset": self.offset, "cycles": self.cycles, "duty": self.duty, "path": self.path,
+            "file_kind": self.file_kind, "column": self.column, "raw_dtype": self.raw_dtype,
+            "raw_order": self.raw_order, "raw_offset": self.raw_offset, "gain": self.gain,
+            "gain_offset": self.gain_offset, "name": self.name, "select_after": self.select_after,
+            "check_after": self.check_after,
+        }
 
     # --- building ------------------------------------------------------------------------------
 
