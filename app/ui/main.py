@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tmc-console", description="A console for USBTMC/USB488 instruments.")
     parser.add_argument("--smoke-test", action="store_true",
                         help="check this build: bundled libusb, the virtual SAM7 (*IDN?, status byte) and AWG (one waveform chunk) in the real window, offscreen; prints one JSON line, exits 0 only if all passed")
+    parser.add_argument("--smoke-report", metavar="FILE",
+                        help="with --smoke-test: also write its JSON line to FILE (a windowed program may have no stdout)")
     parser.add_argument("--virtual", choices=("auto", "on", "off"),
                         help="show the virtual instruments: auto (when no hardware is found), on or off; remembered")
     parser.add_argument("--reset-settings", action="store_true", help="forget the window layout, aliases and history")
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.smoke_test:
         _quiet_platform_warnings()
-        return run_smoke_test(app)
+        return run_smoke_test(app, report_path=args.smoke_report)
 
     from .main_window import MainWindow
     from .settings import Settings
@@ -125,14 +127,16 @@ def _quiet_platform_warnings() -> None:
     previous = qInstallMessageHandler(handler)
 
 
-def run_smoke_test(app, timeout_s: float = SMOKE_TIMEOUT_S, backend_factories=None, libusb_check=None) -> int:
+def run_smoke_test(app, timeout_s: float = SMOKE_TIMEOUT_S, backend_factories=None, libusb_check=None,
+                   report_path: str | None = None) -> int:
     """Check that this build works, end to end, and print one JSON line saying what was found.
 
     Loads libusb the way the app does and checks it is the bundled one; opens the virtual
     SAM7 from the browser of the real window (offscreen), runs ``*IDN?`` through the console
     and its worker and READ_STATUS_BYTE (USB488 4.3.1); opens the virtual AWG and uploads one
     waveform chunk, then asks the AWG how many points it stored. Exit status 0 only when
-    every step passed. ``libusb_check`` replaces the libusb step (tests).
+    every step passed. ``libusb_check`` replaces the libusb step (tests); ``report_path``
+    receives the JSON line as well.
     """
     from PySide6.QtCore import QSettings
 
@@ -175,11 +179,16 @@ def run_smoke_test(app, timeout_s: float = SMOKE_TIMEOUT_S, backend_factories=No
     report["elapsed_s"] = round(elapsed, 3)
     if failure is not None:
         report["error"] = failure
-        _say(sys.stdout, json.dumps(report))
+    else:
+        report["smoke_test"] = "passed"
+    line = json.dumps(report)
+    _say(sys.stdout, line)
+    if report_path:
+        with open(report_path, "w", encoding="utf-8") as out:
+            out.write(line + "\n")
+    if failure is not None:
         _say(sys.stderr, f"tmc-console smoke test FAILED after {elapsed:.2f} s: {failure}")
         return EXIT_FAILED
-    report["smoke_test"] = "passed"
-    _say(sys.stdout, json.dumps(report))
     return EXIT_OK
 
 

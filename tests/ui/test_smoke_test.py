@@ -5,10 +5,11 @@ import json
 from app.ui.main import SmokeFailure, check_bundled_libusb, run_smoke_test
 
 
-def test_the_smoke_test_reports_every_step_in_one_json_line(qapp, capsys):
-    assert run_smoke_test(qapp, timeout_s=20) == 0
+def test_the_smoke_test_reports_every_step_in_one_json_line(qapp, capsys, tmp_path):
+    assert run_smoke_test(qapp, timeout_s=20, report_path=str(tmp_path / "smoke.json")) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1
+    assert (tmp_path / "smoke.json").read_text() == out[0] + "\n"  # for a windowed program without stdout
     report = json.loads(out[0])
     assert report["smoke_test"] == "passed" and report["frozen"] is False
     assert "SAM7" in report["idn"] and isinstance(report["stb"], int) and report["awg_points"] == 4096
