@@ -1,6 +1,7 @@
 """Build the TMC Console bundle: one folder, two executables, zipped.
 
     python packaging/build.py              # for the running platform: dist/tmc-console/ and its zip
+    python packaging/build.py --windows    # Linux: the Windows tmc.exe under Wine, dist/windows/tmc-console/
 
 Needs ``pip install -e ".[packaging]"`` (PyInstaller and Pillow). The icon (.ico) and the
 Windows version information are written into the work folder at build time from
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
+import re
 import subprocess
 import sys
 import time
@@ -40,10 +41,8 @@ def make_icon(work: Path) -> Path:
 
 
 def version_tuple(version: str) -> tuple[int, int, int, int]:
-    numbers = []
-    for part in version.split(".")[:4]:
-        digits = "".join(ch for ch in part if ch.isdigit())
-        numbers.append(int(digits or 0))
+    """Windows wants four numbers: the leading digits of each dotted part ("3rc4" -> 3)."""
+    numbers = [int(re.match(r"\d*", part).group() or 0) for part in version.split(".")[:4]]
     return tuple((numbers + [0, 0, 0, 0])[:4])
 
 
@@ -125,7 +124,14 @@ def build_native(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--windows", action="store_true",
+                        help="build the Windows bundle (tmc.exe) on Linux under Wine into dist/windows/ "
+                             "(see packaging/windows.py and docs/packaging.md)")
     args = parser.parse_args(argv)
+    if args.windows:
+        from windows import build_windows  # packaging/windows.py, beside this file
+
+        return build_windows(args, ROOT, write_build_inputs, zip_folder, folder_bytes)
     return build_native(args)
 
 
