@@ -18,6 +18,9 @@ not found              -5       ENOENT      no such interface/configuration/sett
 I/O                    -1       EIO         no such endpoint
 =====================  =======  ==========  ===========================================
 
+:meth:`VirtualBackend.fail_open` and :meth:`VirtualBackend.bind_kernel_driver` make a device
+fail as the real platforms do when a driver is in the way (the driver doctor's tests).
+
 As with libusb, a transfer that times out after moving some bytes returns that count
 (pyusb does not raise in that case).
 
@@ -64,6 +67,7 @@ LIBUSB_ERROR_BUSY = LibusbError.BUSY
 LIBUSB_ERROR_TIMEOUT = LibusbError.TIMEOUT
 LIBUSB_ERROR_OVERFLOW = LibusbError.OVERFLOW
 LIBUSB_ERROR_PIPE = LibusbError.PIPE
+LIBUSB_ERROR_NOT_SUPPORTED = LibusbError.NOT_SUPPORTED
 
 _ERRORS = {
     LIBUSB_ERROR_IO: ("Input/output error", errno.EIO),
@@ -84,6 +88,18 @@ def usb_error(code: int) -> usb.core.USBError:
     if code == LIBUSB_ERROR_TIMEOUT:
         return usb.core.USBTimeoutError(message, code, err)
     return usb.core.USBError(message, code, err)
+
+
+# What pyusb raises when libusb_open fails, per cause (for the driver doctor's tests):
+# "not_supported" is Windows with a driver other than WinUSB (pyusb turns
+# LIBUSB_ERROR_NOT_SUPPORTED into NotImplementedError); "access" is Linux without
+# permission, or Windows while another program has the device open; "busy" is a claim
+# held elsewhere.
+OPEN_FAILURES = {
+    "not_supported": lambda: NotImplementedError("Operation not supported or unimplemented on this platform"),
+    "access": lambda: usb_error(LIBUSB_ERROR_ACCESS),
+    "busy": lambda: usb_error(LIBUSB_ERROR_BUSY),
+}
 
 
 class _Descriptor:
@@ -126,6 +142,31 @@ class VirtualBackend(usb.backend.IBackend):
         self._claims: dict[int, dict[int, _Handle]] = {}  # id(device) -> interface -> handle
         # One connection's host-side toggles; a replugged device is a new entry and starts at DATA0.
         self._toggles: weakref.WeakKeyDictionary[BusEntry, HostToggles] = weakref.WeakKeyDictionary()
+        self._open_failures: dict[int, str] = {}  # id(device) -> OPEN_FAILURES key
+        self._kernel_bound: dict[int, set[int]] = {}  # id(device) -> interfaces a kernel driver holds
+
+    # --- faults the real platforms show, on demand ---
+
+    def fail_open(self, device: VirtualDevice, failure: str | None) -> None:
+        """Make opening ``device`` raise what pyusb raises for ``failure`` (an OPEN_FAILURES
+        key); None lets it open again."""
+        if failure is not None and failure not in OPEN_FAILURES:
+            raise ValueError(f"unknown open failure {failure!r}; known: {sorted(OPEN_FAILURES)}")
+        with self._lock:
+            if failure is None:
+                self._open_failures.pop(id(device), None)
+            else:
+                self._open_failures[id(device)] = failure
+
+    def bind_kernel_driver(self, device: VirtualDevice, interface: int) -> None:
+        """Bind a kernel driver (Linux's usbtmc) to ``interface``, as usbfs sees it: requests to
+        the interface and claims fail with EBUSY until the driver is detached."""
+        with self._lock:
+            self._kernel_bound.setdefault(id(device), set()).add(interface)
+
+    def _kernel_holds(self, device: VirtualDevice, interface: int) -> bool:
+        with self._lock:
+            return interface in self._kernel_bound.get(id(device), ())
 
     # --- enumeration and descriptors ---
 
@@ -188,7 +229,11 @@ class VirtualBackend(usb.backend.IBackend):
     # --- handles and configuration ---
 
     def open_device(self, dev):
-        self._live(dev)
+        device = self._live(dev)
+        with self._lock:
+            failure = self._open_failures.get(id(device))
+        if failure is not None:
+            raise OPEN_FAILURES[failure]()
         return _Handle(dev)
 
     def close_device(self, dev_handle):
@@ -230,6 +275,8 @@ class VirtualBackend(usb.backend.IBackend):
         config = device.active_config()
         if config is None or not any(i.number == intf for i in config.interfaces):
             raise usb_error(LIBUSB_ERROR_NOT_FOUND)
+        if self._kernel_holds(device, intf):
+            raise usb_error(LIBUSB_ERROR_BUSY)
         with self._lock:
             claims = self._claims.setdefault(id(device), {})
             holder = claims.get(intf)
@@ -263,6 +310,10 @@ class VirtualBackend(usb.backend.IBackend):
 
     def ctrl_transfer(self, dev_handle, bmRequestType, bRequest, wValue, wIndex, data, timeout):
         device = self._device(dev_handle)
+        # usbfs claims an interface for a request addressed to it, which fails while a
+        # kernel driver holds the interface (Linux, devio.c check_ctrlrecip).
+        if bmRequestType & 0x1F == 1 and self._kernel_holds(device, wIndex & 0xFF):
+            raise usb_error(LIBUSB_ERROR_BUSY)
         is_in = bool(bmRequestType & 0x80)
         with memoryview(data) as view:
             length = view.nbytes
@@ -306,16 +357,23 @@ class VirtualBackend(usb.backend.IBackend):
             return toggles
 
     def is_kernel_driver_active(self, dev_handle, intf):
-        self._device(dev_handle)
-        return False  # no kernel driver ever binds to a virtual device
+        # No kernel driver binds to a virtual device unless bind_kernel_driver() says so.
+        return self._kernel_holds(self._device(dev_handle), intf)
 
     def detach_kernel_driver(self, dev_handle, intf):
-        self._device(dev_handle)
-        raise usb_error(LIBUSB_ERROR_NOT_FOUND)
+        device = self._device(dev_handle)
+        with self._lock:
+            bound = self._kernel_bound.get(id(device), set())
+            if intf not in bound:
+                raise usb_error(LIBUSB_ERROR_NOT_FOUND)
+            bound.discard(intf)
 
     def attach_kernel_driver(self, dev_handle, intf):
-        self._device(dev_handle)
-        raise usb_error(LIBUSB_ERROR_NOT_FOUND)
+        device = self._device(dev_handle)
+        with self._lock:
+            if id(device) not in self._kernel_bound:
+                raise usb_error(LIBUSB_ERROR_NOT_FOUND)  # no driver was ever bound to this device
+            self._kernel_bound[id(device)].add(intf)
 
     # --- internals ---
 

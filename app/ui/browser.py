@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from app.usbtmc.framing import Capabilities
 
 from .discovery import Snapshot
+from .doctor_view import DoctorView
 from .settings import Settings
 from .theme import colors, is_dark
 
@@ -182,11 +183,17 @@ class DeviceBrowser(QWidget):
         self.quirk_banner.hide()
         self._quirk_problems: tuple[str, ...] = ()
 
+        # The driver doctor: shown when the selected device (or the USB bus) has a diagnosis.
+        self.doctor = DoctorView(self)
+        self.doctor.hide()
+        self._source_diagnoses: dict[str, object] = {}
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.quirk_banner)
         layout.addWidget(self.tree, 1)
         layout.addWidget(self.details)
+        layout.addWidget(self.doctor, 1)
 
         for source in ("usb", "virtual"):
             self._group(source)
@@ -263,6 +270,7 @@ class DeviceBrowser(QWidget):
         self._scanned.add(snap.source)
         self._errors[snap.source] = snap.error
         self.set_quirk_problems(snap.quirk_problems)
+        self._source_diagnoses[snap.source] = snap.diagnosis
         group = self._group(snap.source)
         present = {DeviceRef(snap.source, info.resource): info for info in snap.devices}
         for ref in [r for r in self._device_items if r.source == snap.source and r not in present]:
@@ -366,6 +374,8 @@ class DeviceBrowser(QWidget):
         if info.problem:
             problem = row(item, "Cannot open", info.problem)
             problem.setIcon(0, self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning))
+        elif info.diagnosis is not None:
+            row(item, "Driver", info.diagnosis.summary)
         row(item, "Resource", info.resource)
         alias = self.settings.alias(ref.resource)
         if alias:
@@ -509,6 +519,7 @@ class DeviceBrowser(QWidget):
         c = colors(self.palette())
         ref = self.selected()
         info = self._devices.get(ref) if ref else None
+        self.doctor.show_diagnosis(self._diagnosis_for(ref, info))
         if info is None:
             notes = [
                 f"<b>{escape(SOURCE_TITLES[s])}:</b> {escape(self._errors[s])}"
@@ -520,7 +531,7 @@ class DeviceBrowser(QWidget):
             return
         alias = self.settings.alias(ref.resource)
         lines = [f"<b>{escape(device_title(info, alias))}</b>", f"<code>{escape(info.resource)}</code>"]
-        if info.problem:
+        if info.problem and info.diagnosis is None:  # the doctor below says it, with the fixes
             lines.append(f"<span style='color:{c.error}'>Cannot open: {escape(info.problem)}</span>")
         state = self._open_state.get(ref)
         if state:
@@ -528,6 +539,14 @@ class DeviceBrowser(QWidget):
         else:
             lines.append("Double-click or press Enter to open a session.")
         self.details.setText("<br>".join(lines))
+
+    def _diagnosis_for(self, ref: DeviceRef | None, info):
+        """The selected device's diagnosis; with none selected, the USB bus's (libusb not loadable)."""
+        if info is not None:
+            return info.diagnosis
+        if ref is None and not self._groups["usb"].isHidden():
+            return self._source_diagnoses.get("usb")
+        return None
 
     @Slot(QPoint)
     def _context_menu(self, pos: QPoint) -> None:

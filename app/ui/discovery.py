@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
 
 from app.usbtmc import list_resources
+from app.usbtmc.doctor import Situation, diagnose
 from app.usbtmc.errors import BackendUnavailableError, TmcError
 from app.usbtmc.quirks import default_database
 
@@ -40,6 +41,7 @@ class Snapshot:
     devices: tuple  # of app.usbtmc.DeviceInfo, sorted by resource
     error: str | None = None
     quirk_problems: tuple[str, ...] = ()  # what of the user's quirks file was skipped, with file:line
+    diagnosis: object = None  # app.usbtmc.doctor.Diagnosis when the source cannot be scanned (no libusb)
 
 
 class BackendProvider:
@@ -104,7 +106,8 @@ class Scanner:
                         self._probed[info.resource] = info
         except BackendUnavailableError as exc:
             if self.source == "usb":
-                return Snapshot(self.source, (), f"No USB access: {exc}.")
+                return Snapshot(self.source, (), f"No USB access: {exc}.",
+                                diagnosis=diagnose(exc, Situation(vid=0, pid=0)))
             return Snapshot(self.source, (), f"The {self.source} instruments are unavailable: {exc}.")
         except TmcError as exc:
             return Snapshot(self.source, (), f"The {self.source} bus cannot be listed: {exc}.")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 import usb.core
 import usb.util
 
+from . import doctor
 from .constants import REQ_IN_CLASS_INTERFACE, USBTMC_CLASS, USBTMC_SUBCLASS, CAPABILITIES_BYTES, InterfaceProtocol, Request
 from .errors import AccessError, DeviceGoneError, DeviceNotFoundError, TmcError
 from .framing import Capabilities, parse_capabilities
@@ -56,6 +57,8 @@ class DeviceInfo:
     # Set when the instrument sits in its firmware-update mode under this PID; ``pid`` and
     # ``resource`` already name the USBTMC mode that opening the resource switches it to.
     firmware_mode_pid: int | None = None
+    # The driver doctor's finding (app.usbtmc.doctor.Diagnosis) when opening failed or a driver is in the way.
+    diagnosis: doctor.Diagnosis | None = None
 
     @property
     def vid_pid(self) -> str:
@@ -114,6 +117,45 @@ def _usbtmc_interfaces(device, db: QuirkDatabase):
                     return
 
 
+def situation(device, cfg, intf, strings: dict | None = None) -> doctor.Situation:
+    """What the doctor knows about an interface without opening its device (sysfs on Linux),
+    and ``strings`` already read from it."""
+    platform = doctor.current_platform()
+    facts = {}
+    if platform.startswith("linux"):
+        facts = doctor.sysfs_facts(getattr(device, "bus", None), getattr(device, "port_numbers", None),
+                                   cfg.bConfigurationValue, intf.bInterfaceNumber)
+    facts = {**(strings or {}), **{k: v for k, v in facts.items() if v}}
+    driver = facts.get("driver") or None
+    if driver is None and platform.startswith("linux"):
+        try:
+            # usbtmc is the only kernel driver that binds to class FE/03 interfaces.
+            driver = "usbtmc" if device.is_kernel_driver_active(intf.bInterfaceNumber) else None
+        except (usb.core.USBError, NotImplementedError):
+            driver = None
+    return doctor.Situation(
+        vid=device.idVendor, pid=device.idProduct, interface_number=intf.bInterfaceNumber,
+        composite=cfg.bNumInterfaces > 1, platform=platform,
+        manufacturer=facts.get("manufacturer", ""), product=facts.get("product", ""), serial=facts.get("serial", ""),
+        kernel_driver=driver, sysfs_interface=facts.get("interface", ""),
+        usbdk_installed=doctor.usbdk_installed(),
+    )
+
+
+def _open_error(device) -> BaseException | None:
+    """What opening ``device`` raises, or None when it opens.
+
+    pyusb hides a failed open behind ``ValueError("The device has no langid")`` when
+    reading strings; a GET_STATUS request (USB 2.0 9.4.5) opens it again and lets the
+    real error through.
+    """
+    try:
+        device.ctrl_transfer(0x80, 0, 0, 0, 2, timeout=500)
+    except (usb.core.USBError, NotImplementedError) as exc:
+        return exc
+    return None
+
+
 def _probe_capabilities(device, intf, usb488: bool) -> Capabilities:
     reply = device.ctrl_transfer(
         REQ_IN_CLASS_INTERFACE, Request.GET_CAPABILITIES, 0, intf.bInterfaceNumber, CAPABILITIES_BYTES, timeout=1000
@@ -124,6 +166,7 @@ def _probe_capabilities(device, intf, usb488: bool) -> Capabilities:
 def describe_interface(device, cfg, intf, *, probe: bool, db: QuirkDatabase, strings: dict | None = None) -> DeviceInfo:
     """A :class:`DeviceInfo` for one USBTMC interface of a pyusb device."""
     problem = None
+    diagnosis = None
     boot: Quirks = db.lookup(device.idVendor, device.idProduct)
     firmware_mode = bool(boot.mode_switch_target_pid) and not (
         intf.bInterfaceClass == USBTMC_CLASS and intf.bInterfaceSubClass == USBTMC_SUBCLASS
@@ -140,8 +183,12 @@ def describe_interface(device, cfg, intf, *, probe: bool, db: QuirkDatabase, str
                 "serial": _string(device, device.iSerialNumber),
             }
         except (usb.core.USBError, ValueError, NotImplementedError) as exc:
-            strings = {"manufacturer": "", "product": "", "serial": ""}
-            problem = f"The device's strings cannot be read ({exc}). {_access_advice()}."
+            cause = (_open_error(device) or exc) if isinstance(exc, ValueError) else exc
+            facts = situation(device, cfg, intf)
+            diagnosis = doctor.diagnose(cause, facts)
+            # sysfs (Linux) names the instrument even when it cannot be opened.
+            strings = {"manufacturer": facts.manufacturer, "product": facts.product, "serial": facts.serial}
+            problem = diagnosis.summary
     if firmware_mode and not boot.mode_switch_requests:
         problem = (
             f"The instrument is in its firmware-update mode (PID 0x{device.idProduct:04X}) and no sequence "
@@ -169,7 +216,9 @@ def describe_interface(device, cfg, intf, *, probe: bool, db: QuirkDatabase, str
         except usb.core.USBError as exc:
             err = translate(exc, "GET_CAPABILITIES")
             if isinstance(err, AccessError):
-                problem = f"{err}. {_access_advice()}."
+                diagnosis = doctor.diagnose(exc, situation(device, cfg, intf, strings))
+                if diagnosis.blocking:
+                    problem = diagnosis.summary
         except TmcError:
             caps = None  # a device with a broken GET_CAPABILITIES still opens
     quirks = db.lookup(device.idVendor, device.idProduct, strings["product"] or None)
@@ -196,6 +245,7 @@ def describe_interface(device, cfg, intf, *, probe: bool, db: QuirkDatabase, str
         quirks=quirks.applied,
         problem=problem,
         firmware_mode_pid=device.idProduct if firmware_mode else None,
+        diagnosis=diagnosis,
     )
 
 

@@ -17,7 +17,7 @@ import usb.util
 
 from app.protocol.libusb import LibusbError
 
-from . import libusb_async
+from . import libusb_async, libusb_library
 from .errors import (
     AccessError,
     BackendUnavailableError,
@@ -50,17 +50,19 @@ def default_backend():
     libusb a process loads, so the choice holds from the first call on.
     Raises :class:`BackendUnavailableError` when no libusb can be loaded.
     """
+    import usb.backend.libusb1
+
     backend = None
     if os.environ.get("TMC_LIBUSB", "bundled").strip().lower() != "system":
-        try:
-            import libusb_package
-
-            backend = libusb_package.get_libusb1_backend()
-        except (ImportError, OSError):
-            backend = None
+        # Named explicitly: pyusb's own lookup misses the bundled file (pyusb #549).
+        path = libusb_library.bundled_library_path()
+        if path is not None:
+            try:
+                libusb_library.prepare(path)
+                backend = usb.backend.libusb1.get_backend(find_library=lambda _name: str(path))
+            except OSError:
+                backend = None
     if backend is None:
-        import usb.backend.libusb1
-
         backend = usb.backend.libusb1.get_backend()
     if backend is None:
         raise BackendUnavailableError(

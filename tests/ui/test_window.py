@@ -163,7 +163,12 @@ def test_the_smoke_test_entry_point_passes():
         env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "smoke test passed" in result.stdout and "SAM7" in result.stdout
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout  # one machine-readable line
+    report = __import__("json").loads(lines[0])
+    assert report["smoke_test"] == "passed" and "SAM7" in report["idn"]
+    assert report["awg_points"] == 4096 and report["stb"] == 0
+    assert report["libusb_path"] and report["libusb_version"] and report["qt"] and report["os"]
 
 
 def test_the_smoke_test_fails_with_the_reason(qapp, capsys):
