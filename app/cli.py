@@ -25,8 +25,19 @@ def _backend(args):
     return None
 
 
+def _recorder(args):
+    """The I/O trace of this command when ``--trace FILE`` was given (written by :func:`main`)."""
+    if not getattr(args, "trace", None):
+        return None
+    if getattr(args, "_recorder", None) is None:
+        from app.usbtmc.trace import Recorder
+
+        args._recorder = Recorder()
+    return args._recorder
+
+
 def _open(args) -> Instrument:
-    return Instrument(args.resource, backend=_backend(args), timeout_ms=args.timeout_ms)
+    return Instrument(args.resource, backend=_backend(args), timeout_ms=args.timeout_ms, trace=_recorder(args))
 
 
 def _escape(data: bytes) -> str:
@@ -108,7 +119,8 @@ def cmd_probe(args) -> int:
     def progress(title: str) -> None:
         print(f"  {title}...", file=sys.stderr)
 
-    report = probe(args.resource, backend, timeout_ms=args.timeout_ms, progress=None if args.json else progress)
+    report = probe(args.resource, backend, timeout_ms=args.timeout_ms, progress=None if args.json else progress,
+                   trace=_recorder(args))
     print(report.to_json() if args.json else report.text(), end="\n" if args.json else "")
     if args.save_quirks:
         from pathlib import Path
@@ -120,6 +132,32 @@ def cmd_probe(args) -> int:
             return 0
         print(f"quirk entry saved to {path}", file=sys.stderr)
     return 0
+
+
+def cmd_trace(args) -> int:
+    from app.trace_export import dissector_path
+
+    if not args.dissector_path:
+        print("tmc trace: say what to print (--dissector-path); traces are written by --trace FILE "
+              "on the commands that talk to an instrument", file=sys.stderr)
+        return EXIT_USAGE
+    print(dissector_path())
+    return 0
+
+
+def _write_trace(args) -> None:
+    """Write the command's trace, whatever became of the command (a failure is what it is for)."""
+    recorder = getattr(args, "_recorder", None)
+    if recorder is None:
+        return
+    from app.trace_export import ExportError, export
+
+    try:
+        count = export(recorder, args.trace)
+    except (ExportError, OSError) as exc:
+        print(f"tmc: the trace was not written: {exc}", file=sys.stderr)
+        return
+    print(f"tmc: trace of {count} records written to {args.trace}", file=sys.stderr)
 
 
 def _simple(action: Callable[[Instrument], None], done: str):
@@ -142,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout-ms", type=int, default=5000, metavar="MS", help="transfer timeout (default 5000)")
         if resource:
             p.add_argument("resource", help="VISA resource string, e.g. USB0::0x1209::0x0001::SERIAL::INSTR")
+            p.add_argument("--trace", metavar="FILE",
+                           help="write an I/O trace of every transfer to FILE (.pcapng, .csv or .jsonl; docs/trace.md)")
         p.set_defaults(func=func)
         return p
 
@@ -166,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-quirks", action="store_true", help="append the suggested quirk entry to your quirks file")
     p.add_argument("--quirks-file", metavar="PATH", help="the quirks file to append to (default: your user file)")
 
+    text = "the I/O trace: where the Wireshark dissector for USBTMC/USB488 is (docs/trace.md)"
+    p = sub.add_parser("trace", help=text, description=text)
+    p.add_argument("--dissector-path", action="store_true",
+                   help="print the path of the shipped Lua dissector, for tshark -X lua_script:PATH")
+    p.set_defaults(func=cmd_trace)
+
     from app.sim.umockdev.cli import register as register_sim
 
     register_sim(sub)
@@ -180,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "trace", None):
+        from app.trace_export import FORMATS
+
+        suffix = args.trace.rsplit(".", 1)[-1].lower() if "." in args.trace else ""
+        if f".{suffix}" not in FORMATS:
+            parser.error(f"--trace {args.trace}: the file name must end in {', '.join(FORMATS)}")
     try:
         return args.func(args)
     except TmcError as exc:
@@ -190,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_ERROR
+    finally:
+        _write_trace(args)
 
 
 if __name__ == "__main__":

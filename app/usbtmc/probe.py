@@ -255,7 +255,7 @@ def save_quirk_entry(report: ProbeReport, path: Path | None = None, name: str | 
 
 def probe(resource: str, backend=None, *, timeout_ms: int = 1000, db: QuirkDatabase | None = None,
           progress: Callable[[str], None] | None = None, cancel: threading.Event | None = None,
-          include_clear: bool = True) -> ProbeReport:
+          include_clear: bool = True, trace=None) -> ProbeReport:
     """Run the compliance checks against the instrument ``resource`` names.
 
     ``timeout_ms`` bounds each transfer (failures cost one timeout each). ``db`` is used
@@ -263,7 +263,8 @@ def probe(resource: str, backend=None, *, timeout_ms: int = 1000, db: QuirkDatab
     firmware-update mode); the checks themselves apply no quirk. ``progress`` is called
     with each check's title before it runs; ``cancel`` is checked between checks (the
     report then says so). ``include_clear`` runs INITIATE_CLEAR last; leave it on unless
-    you know the instrument hangs on it.
+    you know the instrument hangs on it. ``trace`` (an I/O trace
+    :class:`~app.usbtmc.trace.Recorder`) records every transfer of the checks.
 
     Raises :class:`TmcError` only when the device cannot be opened at all.
     """
@@ -280,9 +281,23 @@ def probe(resource: str, backend=None, *, timeout_ms: int = 1000, db: QuirkDatab
     prober = None
     cancelled = False
     if endpoints is not None:
-        transport = UsbTransport.open(device, cfg.bConfigurationValue, intf.bInterfaceNumber, endpoints)
+        session_trace = None if trace is None else trace.open_session(
+            f"probe {parsed}", bus=int(getattr(device, "bus", 1) or 1), address=int(getattr(device, "address", 1) or 1),
+            interface_number=intf.bInterfaceNumber, bulk_in_packet_bytes=endpoints.bulk_in_packet_bytes,
+            timeout_ms=timeout_ms)
+
+        def open_transport(first: bool = False) -> UsbTransport:
+            opened = UsbTransport.open(device, cfg.bConfigurationValue, intf.bInterfaceNumber, endpoints)
+            if session_trace is not None:
+                if first:
+                    opened.start_trace(session_trace)
+                else:
+                    opened.trace = session_trace  # a reopened session: the descriptors are known
+            return opened
+
+        transport = open_transport(first=True)
         prober = _Prober(transport, endpoints, timeout_ms, intf.bInterfaceProtocol == InterfaceProtocol.USB488,
-                         lambda: UsbTransport.open(device, cfg.bConfigurationValue, intf.bInterfaceNumber, endpoints))
+                         open_transport)
         try:
             for step in prober.steps(include_clear):
                 if cancel is not None and cancel.is_set():
