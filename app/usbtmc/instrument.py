@@ -111,6 +111,7 @@ class Instrument:
                     address=int(getattr(device, "address", 1) or 1), interface_number=intf.bInterfaceNumber,
                     bulk_in_packet_bytes=endpoints.bulk_in_packet_bytes, timeout_ms=timeout_ms)
                 self._transport.start_trace(self._trace)
+                self._trace.opening = True
             if quirks is not None:
                 initial = quirks
             elif use_quirks:
@@ -133,6 +134,8 @@ class Instrument:
                 idn = self.query("*IDN?")
                 self.quirks = db.lookup(self.info.vid, self.info.pid, self.info.product or None, idn)
                 self.info = replace(self.info, quirks=self.quirks.applied)
+            if self._trace is not None:
+                self._trace.opening = False
         except BaseException:
             self._transport.close()
             raise

@@ -59,6 +59,8 @@ DEFAULT_TOTAL_CAP_BYTES = 32 * 1024 * 1024
 ENTRY_OVERHEAD_BYTES = 200
 #: The bytes of a message (sent and reply) kept for a script export, per message.
 MESSAGE_CAP_BYTES = 64 * 1024
+#: Ends the text of a message the session sent by itself while opening (a quirk's clear, *IDN?).
+ON_OPEN = " (while opening the session)"
 
 
 class Entry:
@@ -253,6 +255,8 @@ class SessionTrace:
         self._offset_ns = recorder._epoch_offset_ns
         #: Interrupt-IN reads that timed out with nothing (idle SRQ polls) are counted, not recorded.
         self.idle_polls = 0
+        #: True while the session opens: its messages are then the session's own, not the user's.
+        self.opening = False
 
     now = staticmethod(time.perf_counter_ns)
 
@@ -333,6 +337,8 @@ class _MessageScope:
         self.start = time.perf_counter_ns()
         entry = Entry(0, trace.number, MESSAGE, trace.recorder.wall_ns(self.start), op=self.op,
                       data=bytes(sent[:MESSAGE_CAP_BYTES]) if sent else b"", requested=len(sent) if sent else 0)
+        if trace.opening:
+            entry.text = message_text(entry) + ON_OPEN
         trace.recorder._append(entry)
         trace._group = self.entry = entry
         return entry
