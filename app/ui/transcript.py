@@ -56,6 +56,7 @@ class Transcript(QTextBrowser):
 
     raw_requested = Signal(int)  # entry id
     save_requested = Signal(int)  # entry id
+    trace_requested = Signal(int)  # entry id: show its transfers in the I/O trace
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -72,6 +73,8 @@ class Transcript(QTextBrowser):
         self._entries: deque[Entry] = deque(maxlen=MAX_ENTRIES)
         self._by_id: dict[int, Entry] = {}
         self._ids = itertools.count(1)
+        #: Entries of commands get a "trace" link (set when the session is traced).
+        self.trace_links = False
 
     # --- entries ---
 
@@ -140,7 +143,7 @@ class Transcript(QTextBrowser):
             "info": c.info, "srq": c.warning, "note": c.muted,
         }.get(e.kind, c.muted)
         parts = [
-            f"<span style='color:{c.muted}'>{format_time(e.at)}</span>  ",
+            f"<a name='e{e.id}'></a><span style='color:{c.muted}'>{format_time(e.at)}</span>  ",
             f"<span style='color:{color}'>{GLYPHS.get(e.kind, '·')} {escape(self._text_of(e))}</span>",
         ]
         if e.duration_ms is not None:
@@ -151,6 +154,8 @@ class Transcript(QTextBrowser):
             parts.append(f"  <a style='color:{c.link}' href='raw:{e.id}'>raw</a>")
             if e.block is not None:
                 parts.append(f" <a style='color:{c.link}' href='save:{e.id}'>save…</a>")
+        if self.trace_links and e.command_id and e.kind in ("sent", "received", "error", "warning"):
+            parts.append(f"  <a style='color:{c.link}' href='trace:{e.id}'>trace</a>")
         if e.detail:
             parts.append(f"<br><span style='color:{c.muted}'>{escape(e.detail)}</span>")
         indent = self._indent_px
@@ -183,3 +188,13 @@ class Transcript(QTextBrowser):
             self.raw_requested.emit(int(ident))
         elif scheme == "save":
             self.save_requested.emit(int(ident))
+        elif scheme == "trace":
+            self.trace_requested.emit(int(ident))
+
+    def scroll_to_command(self, command_id: int) -> Entry | None:
+        """Bring the first entry of the command ``command_id`` into view; returns it."""
+        for e in self._entries:
+            if e.command_id == command_id:
+                self.scrollToAnchor(f"e{e.id}")
+                return e
+        return None

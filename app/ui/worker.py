@@ -20,6 +20,7 @@ Thread contract (also in docs/ui.md):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -34,6 +35,7 @@ from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, S
 
 from app.usbtmc import errors as tmc_errors
 from app.usbtmc import ieee488
+from app.usbtmc.trace import MESSAGE_CAP_BYTES
 
 from . import scpi
 from .events import (
@@ -178,9 +180,10 @@ class SessionWorker(QObject):
     _handlers: dict[type, Handler] = {}
     _needs_instrument: dict[type, bool] = {}
 
-    def __init__(self, backend, flags: AbortFlags, instrument_factory=None) -> None:
+    def __init__(self, backend, flags: AbortFlags, instrument_factory=None, trace=None) -> None:
         super().__init__()
         self._backend = backend
+        self._trace = trace  # the window's I/O trace Recorder, or None
         self._flags = flags
         self._factory = instrument_factory
         self.instrument = None
@@ -258,6 +261,7 @@ class SessionWorker(QObject):
                 raise tmc_errors.AbortedError("cancelled before it started")
             if self._needs_instrument.get(type(command), True) and self.instrument is None:
                 raise tmc_errors.DeviceGoneError("the session is not open")
+            self._trace_command(cid)
             handler(CommandContext(self, command, abort, started))
             ok = True
         except tmc_errors.TmcError as exc:
@@ -266,6 +270,7 @@ class SessionWorker(QObject):
             log.exception("command %r failed", command)
             self.event.emit(Failed(cid, "internal", f"internal error: {exc!r}", duration_ms=_ms_since(started)))
         finally:
+            self._trace_command(0)
             self._flags.release(cid)
             take_notes = getattr(self.instrument, "take_notes", None)
             for text in (take_notes() if take_notes is not None else ()):
@@ -273,6 +278,12 @@ class SessionWorker(QObject):
             self.event.emit(Finished(cid, ok, _ms_since(started)))
             if isinstance(command, Close):
                 self._finish_thread()
+
+    def _trace_command(self, cid: int) -> None:
+        """Tag the trace's entries with the command they serve (the trace dock links them to the transcript)."""
+        trace = getattr(self.instrument, "trace", None)
+        if trace is not None:
+            trace.command_id = cid
 
     def _report_failure(self, cid: int, exc: tmc_errors.TmcError, started: float) -> None:
         kind = failure_kind(exc)
@@ -372,7 +383,8 @@ def _open(ctx: CommandContext) -> None:
     else:
         from app.usbtmc import Instrument
 
-        inst = Instrument(cmd.resource, backend=worker._backend, timeout_ms=cmd.timeout_ms, use_quirks=cmd.use_quirks)
+        inst = Instrument(cmd.resource, backend=worker._backend, timeout_ms=cmd.timeout_ms, use_quirks=cmd.use_quirks,
+                          trace=worker._trace)
     worker.instrument = inst
     caps = getattr(inst, "capabilities", None)
     if worker._term_char is not None and caps is not None and not caps.term_char:
@@ -419,11 +431,16 @@ def _query(ctx: CommandContext) -> None:
         ctx.emit(Reply(cmd.id, data, ctx.elapsed_ms(), ctx.elapsed_ms()))
         return
     # Written and read apart (not batched by query_raw), so that the transcript shows the line
-    # as sent at once, even when the instrument takes seconds to answer.
-    inst.write_raw(cmd.data, abort=ctx.abort)
-    sent_ms = ctx.elapsed_ms()
-    ctx.emit(Sent(cmd.id, len(cmd.data), sent_ms))
-    data = inst.read_raw(cmd.max_bytes, abort=ctx.abort, progress=ctx.progress_reporter())
+    # as sent at once, even when the instrument takes seconds to answer. The I/O trace still
+    # shows it as one query: its write and read fold under it.
+    trace = getattr(inst, "trace", None)
+    with (trace.message("query", cmd.data) if trace is not None else contextlib.nullcontext()) as entry:
+        inst.write_raw(cmd.data, abort=ctx.abort)
+        sent_ms = ctx.elapsed_ms()
+        ctx.emit(Sent(cmd.id, len(cmd.data), sent_ms))
+        data = inst.read_raw(cmd.max_bytes, abort=ctx.abort, progress=ctx.progress_reporter())
+        if entry is not None:
+            entry.reply, entry.actual = data[:MESSAGE_CAP_BYTES], len(data)
     total_ms = ctx.elapsed_ms()
     ctx.emit(Reply(cmd.id, data, total_ms - sent_ms, total_ms))
 
@@ -567,6 +584,7 @@ class Session(QObject):
         timeout_ms: int = 5000,
         instrument_factory=None,
         use_quirks: bool = True,
+        trace=None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -583,7 +601,8 @@ class Session(QObject):
         self._flags = AbortFlags()
         self._closing = False
         self.thread = WorkerThread(f"session {resource}")
-        self.worker = SessionWorker(backend, self._flags, instrument_factory)
+        self.trace = trace  # the I/O trace Recorder its transfers go to, or None
+        self.worker = SessionWorker(backend, self._flags, instrument_factory, trace)
         self.worker.moveToThread(self.thread)
         self.thread.started.connect(self.worker.start)
         self._to_worker.connect(self.worker.execute)

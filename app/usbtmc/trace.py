@@ -75,7 +75,8 @@ class Entry:
     """
 
     __slots__ = ("seq", "session", "kind", "t_ns", "duration_ns", "endpoint", "direction", "requested",
-                 "actual", "status", "data", "setup", "group", "step", "text", "reply", "detail", "op", "cost")
+                 "actual", "status", "data", "setup", "group", "step", "text", "reply", "detail", "op", "cost",
+                 "command")
 
     def __init__(self, seq: int, session: int, kind: str, t_ns: int, duration_ns: int = 0, endpoint: int = 0,
                  direction: str = "", requested: int = 0, actual: int = 0, status: str = OK,
@@ -100,6 +101,7 @@ class Entry:
         self.detail = detail
         self.op = op
         self.cost = 0  # bytes it counts for in the ring
+        self.command = 0  # the caller's id of the command it belongs to (SessionTrace.command_id)
 
     @property
     def is_transfer(self) -> bool:
@@ -215,6 +217,12 @@ class Recorder:
             return list(self._ring)
 
     @property
+    def first_seq(self) -> int:
+        """The ``seq`` of the oldest entry still in the ring (0: empty)."""
+        with self._lock:
+            return self._ring[0].seq if self._ring else 0
+
+    @property
     def last_seq(self) -> int:
         with self._lock:
             return self._ring[-1].seq if self._ring else 0
@@ -257,6 +265,9 @@ class SessionTrace:
         self.idle_polls = 0
         #: True while the session opens: its messages are then the session's own, not the user's.
         self.opening = False
+        #: The caller's id of the command being run (the GUI's command id): entries carry it, so a
+        #: transcript line can find its transfers and a transfer its transcript line. 0: none.
+        self.command_id = 0
 
     now = staticmethod(time.perf_counter_ns)
 
@@ -270,6 +281,7 @@ class SessionTrace:
         entry = Entry(0, self.number, kind, start_ns + self._offset_ns, end_ns - start_ns, endpoint,
                       direction, requested, actual, status, bytes(data[: self._cap]) if data else b"", setup,
                       group.seq if group is not None else 0, step.seq if step is not None else 0)
+        entry.command = self.command_id
         self.recorder._append(entry)
         if status != OK:
             self._last_failure = entry
@@ -302,8 +314,10 @@ class SessionTrace:
         if failure is not None and failure.seq and why and "after" in why:
             why = f"{why} ({_transfer_name(failure)} {failure.status})"
         start = time.perf_counter_ns()
-        entry = self.recorder._append(Entry(0, self.number, RECOVERY, self.recorder.wall_ns(start), text=why,
-                                            group=self._group.seq if self._group is not None else 0))
+        entry = Entry(0, self.number, RECOVERY, self.recorder.wall_ns(start), text=why,
+                      group=self._group.seq if self._group is not None else 0)
+        entry.command = self.command_id
+        self.recorder._append(entry)
         self._step = entry
         try:
             yield entry
@@ -337,6 +351,7 @@ class _MessageScope:
         self.start = time.perf_counter_ns()
         entry = Entry(0, trace.number, MESSAGE, trace.recorder.wall_ns(self.start), op=self.op,
                       data=bytes(sent[:MESSAGE_CAP_BYTES]) if sent else b"", requested=len(sent) if sent else 0)
+        entry.command = trace.command_id
         if trace.opening:
             entry.text = message_text(entry) + ON_OPEN
         trace.recorder._append(entry)
