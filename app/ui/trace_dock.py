@@ -51,7 +51,9 @@ TICK_BUDGET_S = 0.012
 #: Rows the model may hold beyond the recorder's ring before it drops the oldest in one go.
 SLACK = 0.2
 
-COLUMNS = ("#", "Time", "Duration", "Session", "Kind", "Endpoint", "Bytes", "Status", "Description")
+# The description comes early, so it is in view on a narrow window; the rest can be scrolled to.
+COLUMNS = ("#", "Time", "Kind", "Description", "Status", "Duration", "Bytes", "Endpoint", "Session")
+DESCRIPTION = COLUMNS.index("Description")
 LAYERS = {"All layers": None, "SCPI messages": (tr.MESSAGE, tr.RECOVERY, tr.MARKER),
           "USB transfers": tr.TRANSFER_KINDS}
 KINDS = {"All kinds": None, "Control": (tr.CONTROL,), "Bulk": (tr.BULK,), "Interrupt": (tr.INTERRUPT,),
@@ -165,32 +167,33 @@ class TraceModel(QAbstractTableModel):
                 return QBrush(QColor(c.info))
             return None
         if role == Qt.ItemDataRole.BackgroundRole and self.search and self.search in self._lower[k - self._base]:
-            return QBrush(QColor(colors().warning).lighter(170) if not _dark() else QColor("#5a4a10"))
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in (0, 2, 6):
+            return QBrush(QColor("#5c4d12") if _dark() else QColor("#fff1a8"))  # a highlighter's yellow
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (0, 5, 6):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.ToolTipRole and col == 8:
+        if role == Qt.ItemDataRole.ToolTipRole and col == DESCRIPTION:
             return self._texts[k - self._base]
         return None
 
     def _cell(self, e: tr.Entry, k: int, col: int) -> str:
-        if col == 0:
+        name = COLUMNS[col]
+        if name == "#":
             return str(e.seq)
-        if col == 1:
+        if name == "Time":
             t = e.t_ns // 1000
             return time.strftime("%H:%M:%S", time.localtime(t // 1_000_000)) + f".{t % 1_000_000:06d}"
-        if col == 2:
+        if name == "Duration":
             return format_ms(e.duration_ns / 1e6) if e.duration_ns else ""
-        if col == 3:
+        if name == "Session":
             return short_name(self._sessions.get(e.session, ""))
-        if col == 4:
+        if name == "Kind":
             return kind_label(e)
-        if col == 5:
+        if name == "Endpoint":
             return f"0x{e.endpoint:02X}" if e.kind in (tr.BULK, tr.INTERRUPT) else ""
-        if col == 6:
+        if name == "Bytes":
             if e.is_transfer:
                 return f"{e.actual}/{e.requested}" if e.direction == "in" else str(e.actual)
             return str(e.requested) if e.kind == tr.MESSAGE and e.requested else ""
-        if col == 7:
+        if name == "Status":
             return e.status
         text = self._texts[k - self._base]
         if e.kind == tr.MESSAGE and e.seq in self._members and self.filters.grouped and not self.filters.flat:
@@ -582,7 +585,7 @@ class TracePanel(QWidget):
         header = self.table.horizontalHeader()
         header.setStretchLastSection(True)
         char = self.table.fontMetrics().averageCharWidth()
-        for col, chars in enumerate((7, 16, 10, 11, 9, 6, 12, 9)):
+        for col, chars in enumerate((6, 15, 9, 60, 8, 9, 9, 8, 12)):
             header.resizeSection(col, char * chars + 12)
         self.table.selectionModel().currentRowChanged.connect(self._on_current)
         self.table.clicked.connect(self._on_clicked)
@@ -712,7 +715,7 @@ class TracePanel(QWidget):
 
     @Slot(QModelIndex)
     def _on_clicked(self, index: QModelIndex) -> None:
-        if index.column() == len(COLUMNS) - 1:
+        if index.column() == DESCRIPTION:
             text = self.model.data(index)
             if text and text[:1] in "▸▾":
                 self.model.toggle(index.row())

@@ -10,7 +10,7 @@ import pytest
 from PySide6.QtCore import Qt, QTimer
 from ui_helpers import open_from_browser, wait_idle
 
-from app.ui.trace_dock import PROBLEMS, Filters, TraceModel, TracePanel
+from app.ui.trace_dock import DESCRIPTION, PROBLEMS, Filters, TraceModel, TracePanel
 from app.usbtmc import trace as tr
 from app.usbtmc.trace import Recorder
 
@@ -32,7 +32,7 @@ def traced(window, qtbot):
 
 def rows(panel) -> list[str]:
     model = panel.model
-    return [model.data(model.index(r, 8)) for r in range(model.rowCount())]
+    return [model.data(model.index(r, DESCRIPTION)) for r in range(model.rowCount())]
 
 
 def test_a_query_shows_live_and_folds_open_into_its_three_transfers(traced, qtbot):
@@ -71,8 +71,8 @@ def test_filters_search_and_the_scrollbar_marks_find_the_timeout(traced, qtbot):
     panel.search_edit.setText("initiate_abort")
     current = panel.table.currentIndex().row()
     assert current >= 0 and "INITIATE_ABORT_BULK_IN" in rows(panel)[current]
-    assert panel.model.data(panel.model.index(current, 8), Qt.ItemDataRole.BackgroundRole) is not None
-    assert panel.model.data(panel.model.index(0, 8), Qt.ItemDataRole.BackgroundRole) is None
+    assert panel.model.data(panel.model.index(current, DESCRIPTION), Qt.ItemDataRole.BackgroundRole) is not None
+    assert panel.model.data(panel.model.index(0, DESCRIPTION), Qt.ItemDataRole.BackgroundRole) is None
 
 
 def test_a_transcript_line_jumps_to_its_transfers_and_back(traced, qtbot):
