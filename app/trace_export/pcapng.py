@@ -107,12 +107,12 @@ def write_pcapng(out: BinaryIO, entries: Iterable[tr.Entry], sessions: dict[int,
         if number not in first:
             continue
         for entry in info.descriptors:
-            written.add(id(entry))
+            written.add(entry.seq)
             urb_id += 0x100
             for t_us, packet in usbmon_records(entry, urb_id, info):
                 packets.append((min(t_us, first[number] // 1000), len(packets), packet))
     for entry in entries:
-        if id(entry) in written:
+        if entry.seq in written:
             continue
         urb_id += 0x100
         for t_us, packet in usbmon_records(entry, urb_id, sessions[entry.session]):

@@ -57,8 +57,10 @@ DEFAULT_TRANSFER_CAP_BYTES = 1024
 DEFAULT_TOTAL_CAP_BYTES = 32 * 1024 * 1024
 #: What one entry costs besides its data, for the ring's bound (the object and its fields).
 ENTRY_OVERHEAD_BYTES = 200
-#: The bytes of a message (sent and reply) kept for a script export, per message.
-MESSAGE_CAP_BYTES = 64 * 1024
+#: The bytes of a message (sent and reply) kept for a script export, per message: SCPI commands
+#: and replies whole; a waveform upload only in part (a script then says it cannot repeat it),
+#: since copying every upload whole would cost the upload a measurable share of its speed.
+MESSAGE_CAP_BYTES = 4096
 #: Ends the text of a message the session sent by itself while opening (a quirk's clear, *IDN?).
 ON_OPEN = " (while opening the session)"
 
@@ -181,12 +183,34 @@ class Recorder:
             entry.seq = next(self._seq)
             self._ring.append(entry)
             self._bytes += cost
-            while self._bytes > self.total_cap_bytes and len(self._ring) > 1:
-                old = self._ring.popleft()
+            if self._bytes > self.total_cap_bytes:
+                self._evict()
+        return entry
+
+    def _add_transfer(self, session: int, kind: str, t_ns: int, duration_ns: int, endpoint: int, direction: str,
+                      requested: int, actual: int, status: str, data: bytes, setup: bytes, group: int, step: int,
+                      command: int) -> None:
+        # A transfer is kept as a tuple (in the order of _TRANSFER_FIELDS) and becomes an Entry only
+        # when read: a tuple costs a fraction of an object's attribute stores on the session's thread.
+        cost = len(data) + ENTRY_OVERHEAD_BYTES
+        with self._lock:
+            self._ring.append((next(self._seq), session, kind, t_ns, duration_ns, endpoint, direction, requested,
+                               actual, status, data, setup, group, step, command, cost))
+            self._bytes += cost
+            if self._bytes > self.total_cap_bytes:
+                self._evict()
+
+    def _evict(self) -> None:
+        # Under the lock: drop the oldest until the ring fits (the newest always stays).
+        ring = self._ring
+        while self._bytes > self.total_cap_bytes and len(ring) > 1:
+            old = ring.popleft()
+            if type(old) is tuple:
+                self._bytes -= old[-1]
+            else:
                 self._bytes -= old.cost
                 old.cost = -1  # gone from the ring
-                self.dropped += 1
-        return entry
+            self.dropped += 1
 
     def _grew(self, entry: Entry, extra: int) -> None:
         """``entry`` (still in the ring, or not) now holds ``extra`` more bytes (a message's reply)."""
@@ -204,28 +228,29 @@ class Recorder:
     def since(self, seq: int, limit: int | None = None) -> list[Entry]:
         """Entries with a ``seq`` above ``seq``, oldest first (at most ``limit``)."""
         with self._lock:
-            if not self._ring or self._ring[-1].seq <= seq:
+            if not self._ring or _seq_of(self._ring[-1]) <= seq:
                 return []
-            first = self._ring[0].seq
+            first = _seq_of(self._ring[0])
             start = max(0, seq + 1 - first) if seq >= first else 0
             # seqs in the ring are consecutive, so the position is the difference
             items = list(itertools.islice(self._ring, start, None if limit is None else start + limit))
-        return items
+        return [_entry(item) if type(item) is tuple else item for item in items]
 
     def entries(self) -> list[Entry]:
         with self._lock:
-            return list(self._ring)
+            items = list(self._ring)
+        return [_entry(item) if type(item) is tuple else item for item in items]
 
     @property
     def first_seq(self) -> int:
         """The ``seq`` of the oldest entry still in the ring (0: empty)."""
         with self._lock:
-            return self._ring[0].seq if self._ring else 0
+            return _seq_of(self._ring[0]) if self._ring else 0
 
     @property
     def last_seq(self) -> int:
         with self._lock:
-            return self._ring[-1].seq if self._ring else 0
+            return _seq_of(self._ring[-1]) if self._ring else 0
 
     @property
     def size_bytes(self) -> int:
@@ -238,9 +263,10 @@ class Recorder:
         """Forget every entry (the sessions and their descriptors stay)."""
         with self._lock:
             if self._ring:
-                self.cleared_before = self._ring[-1].seq + 1
+                self.cleared_before = _seq_of(self._ring[-1]) + 1
             for entry in self._ring:
-                entry.cost = -1
+                if type(entry) is not tuple:
+                    entry.cost = -1
             self._ring.clear()
             self._bytes = 0
 
@@ -259,7 +285,7 @@ class SessionTrace:
         self._cap = recorder.transfer_cap_bytes
         self._group: Entry | None = None
         self._step: Entry | None = None
-        self._last_failure: Entry | None = None
+        self._last_failure: tuple | None = None  # (seq, kind, direction, setup, status) of the last failed transfer
         self._offset_ns = recorder._epoch_offset_ns
         #: Interrupt-IN reads that timed out with nothing (idle SRQ polls) are counted, not recorded.
         self.idle_polls = 0
@@ -272,20 +298,20 @@ class SessionTrace:
     now = staticmethod(time.perf_counter_ns)
 
     def transfer(self, kind: str, endpoint: int, direction: str, requested: int, actual: int, status: str,
-                 data, start_ns: int, end_ns: int, setup: bytes = b"") -> Entry | None:
-        """Record one finished transfer. ``data`` is what was written (OUT) or read (IN)."""
+                 data, start_ns: int, end_ns: int, setup: bytes = b"") -> None:
+        """Record one finished transfer. ``data`` is what was written (OUT) or read (IN);
+        ``start_ns`` and ``end_ns`` are :meth:`now` readings."""
         if kind == INTERRUPT and status == TIMEOUT and actual == 0:
             self.idle_polls += 1
-            return None
+            return
         group, step = self._group, self._step
-        entry = Entry(0, self.number, kind, start_ns + self._offset_ns, end_ns - start_ns, endpoint,
-                      direction, requested, actual, status, bytes(data[: self._cap]) if data else b"", setup,
-                      group.seq if group is not None else 0, step.seq if step is not None else 0)
-        entry.command = self.command_id
-        self.recorder._append(entry)
+        self.recorder._add_transfer(self.number, kind, start_ns + self._offset_ns, end_ns - start_ns, endpoint,
+                                    direction, requested, actual, status,
+                                    bytes(data[: self._cap]) if data else b"", setup,
+                                    group.seq if group is not None else 0, step.seq if step is not None else 0,
+                                    self.command_id)
         if status != OK:
-            self._last_failure = entry
-        return entry
+            self._last_failure = (self.recorder.last_seq, kind, direction, setup, status)
 
     def descriptor(self, entry: Entry | None) -> None:
         """Keep a GET_DESCRIPTOR exchange for exports (outside the ring)."""
@@ -311,8 +337,9 @@ class SessionTrace:
             yield None
             return
         failure = self._last_failure
-        if failure is not None and failure.seq and why and "after" in why:
-            why = f"{why} ({_transfer_name(failure)} {failure.status})"
+        if failure is not None and why and "after" in why:
+            _seq, kind, direction, setup, status = failure
+            why = f"{why} ({_transfer_name(kind, direction, setup)} {status})"
         start = time.perf_counter_ns()
         entry = Entry(0, self.number, RECOVERY, self.recorder.wall_ns(start), text=why,
                       group=self._group.seq if self._group is not None else 0)
@@ -397,10 +424,21 @@ def escape(data: bytes) -> str:
     return "".join(out)
 
 
-def _transfer_name(entry: Entry) -> str:
-    if entry.kind == CONTROL:
-        return f"control {_request_name(entry.setup)}"
-    return f"{'Bulk' if entry.kind == BULK else 'Interrupt'}-{entry.direction.upper()}"
+def _transfer_name(kind: str, direction: str, setup: bytes) -> str:
+    if kind == CONTROL:
+        return f"control {_request_name(setup)}"
+    return f"{'Bulk' if kind == BULK else 'Interrupt'}-{direction.upper()}"
+
+
+def _seq_of(item) -> int:
+    return item[0] if type(item) is tuple else item.seq
+
+
+def _entry(t: tuple) -> Entry:
+    """A transfer kept as a tuple (:meth:`Recorder._add_transfer`) as an :class:`Entry`."""
+    entry = Entry(*t[:14])
+    entry.command, entry.cost = t[14], t[15]
+    return entry
 
 
 # --- decoding ---------------------------------------------------------------------------
