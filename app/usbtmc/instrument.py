@@ -534,7 +534,9 @@ class Instrument:
         between. Devices that answer only while locked (quirk ``vendor_lock_around_query``)
         are locked around the pair.
         """
-        with self._message("query", data) as entry:
+        if self._trace is None:
+            return self._query_raw(data, abort, progress)
+        with self._trace.message("query", data) as entry:
             reply = self._query_raw(data, abort, progress)
             if entry is not None:
                 entry.reply, entry.actual = reply[:MESSAGE_CAP_BYTES], len(reply)

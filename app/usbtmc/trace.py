@@ -305,11 +305,18 @@ class SessionTrace:
             self.idle_polls += 1
             return
         group, step = self._group, self._step
-        self.recorder._add_transfer(self.number, kind, start_ns + self._offset_ns, end_ns - start_ns, endpoint,
-                                    direction, requested, actual, status,
-                                    bytes(data[: self._cap]) if data else b"", setup,
-                                    group.seq if group is not None else 0, step.seq if step is not None else 0,
-                                    self.command_id)
+        kept = bytes(data[: self._cap]) if data else b""
+        cost = len(kept) + ENTRY_OVERHEAD_BYTES
+        recorder = self.recorder
+        # Recorder._add_transfer inlined: this runs on the session's thread for every transfer.
+        with recorder._lock:
+            recorder._ring.append((next(recorder._seq), self.number, kind, start_ns + self._offset_ns,
+                                   end_ns - start_ns, endpoint, direction, requested, actual, status, kept, setup,
+                                   group.seq if group is not None else 0, step.seq if step is not None else 0,
+                                   self.command_id, cost))
+            recorder._bytes += cost
+            if recorder._bytes > recorder.total_cap_bytes:
+                recorder._evict()
         if status != OK:
             self._last_failure = (self.recorder.last_seq, kind, direction, setup, status)
 
@@ -375,9 +382,9 @@ class _MessageScope:
         sent = self.sent
         if isinstance(sent, memoryview) and (sent.format != "B" or sent.ndim != 1):
             sent = sent.cast("B")
-        self.start = time.perf_counter_ns()
-        entry = Entry(0, trace.number, MESSAGE, trace.recorder.wall_ns(self.start), op=self.op,
-                      data=bytes(sent[:MESSAGE_CAP_BYTES]) if sent else b"", requested=len(sent) if sent else 0)
+        self.start = start = time.perf_counter_ns()
+        entry = Entry(0, trace.number, MESSAGE, start + trace._offset_ns, 0, 0, "", len(sent) if sent else 0, 0,
+                      OK, bytes(sent[:MESSAGE_CAP_BYTES]) if sent else b"", b"", 0, 0, "", b"", "", self.op)
         entry.command = trace.command_id
         if trace.opening:
             entry.text = message_text(entry) + ON_OPEN
