@@ -40,7 +40,11 @@ from dataclasses import asdict, dataclass, field
 RESOURCE = "USB0::0x1209::0x000C::AWG-0001::INSTR"
 VID, PID, SERIAL = 0x1209, 0x000C, "AWG-0001"
 CORE, CONSOLE, PYTHON_USBTMC, PYVISA_PY = "app.usbtmc", "console", "python-usbtmc", "pyvisa-py"
-IMPLEMENTATIONS = (CORE, CONSOLE, PYTHON_USBTMC, PYVISA_PY)
+#: The core with its I/O trace recording every transfer (docs/trace.md): what tracing costs.
+CORE_TRACED = "app.usbtmc+trace"
+IMPLEMENTATIONS = (CORE, CORE_TRACED, CONSOLE, PYTHON_USBTMC, PYVISA_PY)
+#: Most that tracing may cost, as a share of the untraced core's figure.
+TRACE_COST_LIMIT = 0.05
 KIB, MIB = 1024, 1024 * 1024
 DEFAULT_SIZES = (64 * KIB, 1 * MIB, 8 * MIB, 64 * MIB)
 # pyvisa-py sends one USBTMC transfer per 512-byte packet; beyond this it only makes the run long.
@@ -201,6 +205,17 @@ class ConsolePeer(Peer):
         self._app.processEvents()
 
 
+class TracedCorePeer(CorePeer):
+    name = CORE_TRACED
+
+    def __init__(self, backend) -> None:
+        from app.usbtmc import Instrument
+        from app.usbtmc.trace import Recorder
+
+        self.recorder = Recorder()
+        self.inst = Instrument(RESOURCE, backend=backend, timeout_ms=TIMEOUT_MS, trace=self.recorder)
+
+
 class PythonUsbtmcPeer(Peer):
     name = PYTHON_USBTMC
 
@@ -241,8 +256,8 @@ class PyvisaPyPeer(Peer):
         self.rm.close()
 
 
-PEERS: dict[str, Callable[[object], Peer]] = {CORE: CorePeer, CONSOLE: ConsolePeer, PYTHON_USBTMC: PythonUsbtmcPeer,
-                                              PYVISA_PY: PyvisaPyPeer}
+PEERS: dict[str, Callable[[object], Peer]] = {CORE: CorePeer, CORE_TRACED: TracedCorePeer, CONSOLE: ConsolePeer,
+                                              PYTHON_USBTMC: PythonUsbtmcPeer, PYVISA_PY: PyvisaPyPeer}
 
 
 def missing_peers(names) -> list[str]:
@@ -474,7 +489,7 @@ def report(records: list[Record], options: BenchOptions, *, targets: bool = True
     own output; a short smoke run in the tests prints only the figures)."""
     transport = records[0].transport if records else "?"
     names = [n for n in IMPLEMENTATIONS if n in options.implementations]
-    peers = [n for n in names if n != CORE]
+    peers = [n for n in names if n not in (CORE, CORE_TRACED)]
     lines = [f"tmc bench: {describe(options, transport)}", "",
              "Upload of DATA:ARB:DAC with an int16 block: MB/s (10^6 bytes/s), host CPU ms per MB in brackets"]
     width = 22
@@ -509,9 +524,28 @@ def report(records: list[Record], options: BenchOptions, *, targets: bool = True
         if core is not None:
             text += "".join(f"{(f'{core.vs[p]:.2f}x' if p in core.vs else '-'):>{width}}" for p in peers)
         lines.append(text)
+    costs = trace_costs(records)
+    if costs:
+        lines += ["", f"Tracing on ({CORE_TRACED} beside {CORE}, same run): "
+                  + ", ".join(f"{name} {cost * 100:+.1f} %" for name, cost in costs.items())]
     if targets:
         lines += ["", "Targets: " + "; ".join(_targets(records, options))]
     return "\n".join(lines)
+
+
+def trace_costs(records: list[Record]) -> dict[str, float]:
+    """What tracing costs per measure, as a share of the untraced core (0.03: 3 % slower; negative: noise)."""
+    core = {(r.measure, r.size_bytes): r for r in records if r.implementation == CORE}
+    costs = {}
+    for r in records:
+        base = core.get((r.measure, r.size_bytes))
+        if r.implementation != CORE_TRACED or base is None:
+            continue
+        if r.measure == "upload":
+            costs[f"upload {format_size(r.size_bytes)}"] = base.MBps / r.MBps - 1
+        else:
+            costs["query"] = r.round_trip_ms / base.round_trip_ms - 1
+    return costs
 
 
 def _targets(records: list[Record], options: BenchOptions) -> list[str]:
@@ -532,8 +566,13 @@ def _targets(records: list[Record], options: BenchOptions) -> list[str]:
             worst = min(ratios)
             verdict = "met" if worst >= factor else f"the core is at {paced}'s limit" if at_limit else "MISSED"
             out.append(f"upload >= {factor:g}x {peer}: {verdict} (worst {worst:.2f}x)")
+    costs = trace_costs(records)
+    if costs:
+        worst_name, worst = max(costs.items(), key=lambda item: item[1])
+        verdict = "met" if worst <= TRACE_COST_LIMIT else "MISSED"
+        out.append(f"tracing costs <= {TRACE_COST_LIMIT * 100:g} %: {verdict} (worst {worst * 100:+.1f} %, {worst_name})")
     query = next((r for r in records if r.measure == "query" and r.implementation == CORE), None)
-    peer_ratios = {k: v for k, v in (query.vs.items() if query is not None else ()) if k != CONSOLE}
+    peer_ratios = {k: v for k, v in (query.vs.items() if query is not None else ()) if k not in (CONSOLE, CORE_TRACED)}
     if peer_ratios:
         worst = min(peer_ratios.values())
         verdict = "met" if worst >= 1.0 else "frame-bound, within 10 %" if options.wire and worst >= 0.9 else "MISSED"

@@ -50,8 +50,19 @@ def _one_shot(message: str) -> str:
     return message.replace("; the session is usable", "").replace(" (the session is usable)", "")
 
 
+def _recorder(args):
+    """The I/O trace of this command when ``--trace FILE`` was given (written by :func:`main`)."""
+    if not getattr(args, "trace", None):
+        return None
+    if getattr(args, "_recorder", None) is None:
+        from app.usbtmc.trace import Recorder
+
+        args._recorder = Recorder()
+    return args._recorder
+
+
 def _open(args) -> Instrument:
-    return Instrument(args.resource, backend=_backend(args), timeout_ms=args.timeout_ms)
+    return Instrument(args.resource, backend=_backend(args), timeout_ms=args.timeout_ms, trace=_recorder(args))
 
 
 class UsageError(Exception):
@@ -188,7 +199,7 @@ def cmd_probe(args) -> int:
         print(f"  {title}...", file=sys.stderr)
 
     report = probe(args.resource, backend, timeout_ms=args.timeout_ms, progress=None if args.json else progress,
-                   safe=args.safe)
+                   safe=args.safe, trace=_recorder(args))
     print(report.to_json() if args.json else report.text(), end="\n" if args.json else "")
     if args.save_quirks:
         from pathlib import Path
@@ -200,6 +211,32 @@ def cmd_probe(args) -> int:
         else:
             print(f"quirk entry saved to {path}", file=sys.stderr)
     return EXIT_OK if report.compliant else EXIT_DEVICE
+
+
+def cmd_trace(args) -> int:
+    from app.trace_export import dissector_path
+
+    if not args.dissector_path:
+        print("tmc trace: say what to print (--dissector-path); traces are written by --trace FILE "
+              "on the commands that talk to an instrument", file=sys.stderr)
+        return EXIT_USAGE
+    print(dissector_path())
+    return 0
+
+
+def _write_trace(args) -> None:
+    """Write the command's trace, whatever became of the command (a failure is what it is for)."""
+    recorder = getattr(args, "_recorder", None)
+    if recorder is None:
+        return
+    from app.trace_export import ExportError, export
+
+    try:
+        count = export(recorder, args.trace)
+    except (ExportError, OSError) as exc:
+        print(f"tmc: the trace was not written: {exc}", file=sys.stderr)
+        return
+    print(f"tmc: trace of {count} records written to {args.trace}", file=sys.stderr)
 
 
 def _simple(action: Callable[[Instrument], None], done: str):
@@ -225,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="transfer timeout (default %(default)s)")
         if resource:
             p.add_argument("resource", help="VISA resource string, e.g. USB0::0x1209::0x0001::SERIAL::INSTR")
+            p.add_argument("--trace", metavar="FILE",
+                           help="write an I/O trace of every transfer to FILE (.pcapng, .csv or .jsonl; docs/trace.md)")
         p.set_defaults(func=func)
         return p
 
@@ -257,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-quirks", action="store_true", help="append the suggested quirk entry to your quirks file")
     p.add_argument("--quirks-file", metavar="PATH", help="the quirks file to append to (default: your user file)")
 
+    text = "the I/O trace: where the Wireshark dissector for USBTMC/USB488 is (docs/trace.md)"
+    p = sub.add_parser("trace", help=text, description=text)
+    p.add_argument("--dissector-path", action="store_true",
+                   help="print the path of the shipped Lua dissector, for tshark -X lua_script:PATH")
+    p.set_defaults(func=cmd_trace)
+
     from app.sim.umockdev.cli import register as register_sim
 
     register_sim(sub)
@@ -273,6 +318,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "quirky", False) and not args.sim:
         parser.error("--quirky needs --sim: the quirky instruments are virtual")
+    if getattr(args, "trace", None):
+        from app.trace_export import FORMATS
+
+        suffix = args.trace.rsplit(".", 1)[-1].lower() if "." in args.trace else ""
+        if f".{suffix}" not in FORMATS:
+            parser.error(f"--trace {args.trace}: the file name must end in {', '.join(FORMATS)}")
     try:
         if args.command_name not in ("sim", "bench"):
             _say_quirk_problems()
@@ -294,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a fault of tmc itself: still one line, never a traceback
         print(f"tmc: internal error ({type(exc).__name__}): {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        _write_trace(args)
 
 
 def _say_quirk_problems() -> None:

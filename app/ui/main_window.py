@@ -23,7 +23,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.usbtmc.errors import BackendUnavailableError
+from app.usbtmc.errors import BackendUnavailableError, ResourceError
+from app.usbtmc.resource import parse_resource
+from app.usbtmc.trace import Recorder
 
 from .browser import DeviceBrowser, DeviceRef, device_title
 from .device_panels import attach_panels
@@ -37,6 +39,7 @@ from .settings_dialog import SettingsDialog
 from .srq import SrqCenter
 from .theme import apply_theme
 from .virtual_menu import VirtualInstrumentActions
+from .trace_dock import TraceDock
 from .worker import Session, live_threads
 
 log = logging.getLogger(__name__)
@@ -159,6 +162,12 @@ class MainWindow(QMainWindow):
         self.dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable
                               | QDockWidget.DockWidgetFeature.DockWidgetClosable)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.dock)
+        # Every session records its transfers here; the dock shows them (docs/trace.md).
+        self.trace = Recorder()
+        self.trace_dock = TraceDock(self.trace, self)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.trace_dock)
+        self.trace_dock.hide()
+        self.trace_dock.panel.transcript_requested.connect(self.show_in_transcript)
 
         self.tabs = QTabWidget(self)
         self.tabs.setObjectName("sessionTabs")
@@ -261,6 +270,10 @@ class MainWindow(QMainWindow):
         toggle.setText("&Instruments panel")
         toggle.setShortcut(QKeySequence("Ctrl+1"))
         view_menu.addAction(toggle)
+        trace_toggle = self.trace_dock.toggleViewAction()
+        trace_toggle.setText("I/O &trace")
+        trace_toggle.setShortcut(QKeySequence("Ctrl+2"))
+        view_menu.addAction(trace_toggle)
         self.virtual_action = self._action(view_menu, "Show &virtual instruments", self._toggle_virtual, None,
                                            "The SAM7 counter and SCPI loopback on an in-process virtual bus", True)
         self.quirky_action = self._action(view_menu, "Include &quirky virtual instruments", self.set_quirky_virtual,
@@ -364,7 +377,8 @@ class MainWindow(QMainWindow):
         timeout_ms = self.settings.instrument_int(ref.resource, "timeout_ms", self.settings.default_timeout_ms,
                                                   *TIMEOUT_RANGE_MS, what=f"timeout (ms) of {ref.resource}")
         session = Session(ref.resource, backend, source=ref.source, timeout_ms=timeout_ms,
-                          instrument_factory=self._instrument_factory, use_quirks=use_quirks, parent=self)
+                          instrument_factory=self._instrument_factory, use_quirks=use_quirks, trace=self.trace,
+                          parent=self)
         if not use_quirks:
             self._say_quirks(ref, use_quirks)
         info = self.browser.device(ref)
@@ -373,6 +387,8 @@ class MainWindow(QMainWindow):
         tab.state_changed.connect(lambda state, t=tab: self._on_tab_state(t, state))
         tab.title_changed.connect(lambda t=tab: self._retitle(t))
         tab.console.actions_changed.connect(self._update_actions)
+        tab.console.transcript.trace_links = True
+        tab.console.transcript.trace_requested.connect(lambda entry_id, t=tab: self.show_trace_of(t, entry_id))
         index = self.tabs.addTab(tab, tab.state_icon(), tab.title())
         self.tabs.setTabToolTip(index, ref.resource)
         self.tabs.setCurrentIndex(index)
@@ -381,6 +397,29 @@ class MainWindow(QMainWindow):
         tab.console.input.setFocus()
         self.tab_opened.emit(tab)
         return tab
+
+    def show_trace_of(self, tab: InstrumentTab, entry_id: int) -> bool:
+        """Show the I/O trace dock at the transfers of a transcript entry's command."""
+        entry = tab.console.transcript.entry(entry_id)
+        if entry is None or not entry.command_id:
+            return False
+        self.trace_dock.show()
+        self.trace_dock.raise_()
+        found = self.trace_dock.panel.show_command(_trace_name(tab.session.resource), entry.command_id)
+        if not found:
+            self.statusBar().showMessage("That command left nothing in the I/O trace (it was cleared, "
+                                         "or the session is not traced)", 8000)
+        return found
+
+    def show_in_transcript(self, session_name: str, command_id: int) -> bool:
+        """From the trace back to the transcript line of the command ``command_id``."""
+        for tab in self._tabs.values():
+            if _trace_name(tab.session.resource) == session_name:
+                self.tabs.setCurrentWidget(tab)
+                tab.panels.setCurrentWidget(tab.console)
+                return tab.console.transcript.scroll_to_command(command_id) is not None
+        self.statusBar().showMessage("That session's tab is closed", 8000)
+        return False
 
     def _say_quirks(self, ref: DeviceRef, use_quirks: bool) -> None:
         if use_quirks:
@@ -737,6 +776,14 @@ class MainWindow(QMainWindow):
         tab = self._tabs.get(ref)
         if tab is not None:
             tab.refresh_title()
+
+
+def _trace_name(resource: str) -> str:
+    """The name a session has in the I/O trace (its resource string, normalized as the core writes it)."""
+    try:
+        return str(parse_resource(resource))
+    except ResourceError:
+        return resource
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:

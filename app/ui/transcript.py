@@ -177,6 +177,7 @@ class Transcript(QTextBrowser):
 
     raw_requested = Signal(int)  # entry id
     save_requested = Signal(int)  # entry id
+    trace_requested = Signal(int)  # entry id: show its transfers in the I/O trace
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -197,6 +198,8 @@ class Transcript(QTextBrowser):
         self._spool = Spool()
         self.memory_bytes = 0  # reply bytes and text held in memory by the entries
         self.total_bytes = 0  # the same plus what the spool holds for them
+        #: Entries of commands get a "trace" link (set when the session is traced).
+        self.trace_links = False
 
     # --- entries ---
 
@@ -311,7 +314,7 @@ class Transcript(QTextBrowser):
             "info": c.info, "srq": c.warning, "note": c.muted,
         }.get(e.kind, c.muted)
         parts = [
-            f"<span style='color:{c.muted}'>{format_time(e.at)}</span>  ",
+            f"<a name='e{e.id}'></a><span style='color:{c.muted}'>{format_time(e.at)}</span>  ",
             f"<span style='color:{color}'>{GLYPHS.get(e.kind, '·')} {_line(self._text_of(e))}</span>",
         ]
         if e.duration_ms is not None:
@@ -324,6 +327,8 @@ class Transcript(QTextBrowser):
                 parts.append(f" <a style='color:{c.link}' href='save:{e.id}'>save…</a>")
         if e.extra.get("details") and not e.extra.get("expanded"):  # details on demand: one click away
             parts.append(f"  <a style='color:{c.link}' href='details:{e.id}'>details</a>")
+        if self.trace_links and e.command_id and e.kind in ("sent", "received", "error", "warning"):
+            parts.append(f"  <a style='color:{c.link}' href='trace:{e.id}'>trace</a>")
         if e.detail:
             parts.append(f"<br><span style='color:{c.muted}'>{_line(e.detail)}</span>")
         if e.extra.get("expanded"):
@@ -359,6 +364,8 @@ class Transcript(QTextBrowser):
             self.raw_requested.emit(int(ident))
         elif scheme == "save":
             self.save_requested.emit(int(ident))
+        elif scheme == "trace":
+            self.trace_requested.emit(int(ident))
         elif scheme == "details":
             self.show_details(int(ident))
 
@@ -368,6 +375,14 @@ class Transcript(QTextBrowser):
         if entry is not None and entry.extra.get("details"):
             entry.extra["expanded"] = True
             self.rerender()
+
+    def scroll_to_command(self, command_id: int) -> Entry | None:
+        """Bring the first entry of the command ``command_id`` into view; returns it."""
+        for e in self._entries:
+            if e.command_id == command_id:
+                self.scrollToAnchor(f"e{e.id}")
+                return e
+        return None
 
 
 def _line(text: str) -> str:

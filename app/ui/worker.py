@@ -181,9 +181,10 @@ class SessionWorker(QObject):
     _handlers: dict[type, Handler] = {}
     _needs_instrument: dict[type, bool] = {}
 
-    def __init__(self, backend, flags: AbortFlags, instrument_factory=None) -> None:
+    def __init__(self, backend, flags: AbortFlags, instrument_factory=None, trace=None) -> None:
         super().__init__()
         self._backend = backend
+        self._trace = trace  # the window's I/O trace Recorder, or None
         self._flags = flags
         self._factory = instrument_factory
         self.instrument = None
@@ -261,6 +262,7 @@ class SessionWorker(QObject):
                 raise tmc_errors.AbortedError("cancelled before it started")
             if self._needs_instrument.get(type(command), True) and self.instrument is None:
                 raise tmc_errors.DeviceGoneError("the session is not open")
+            self._trace_command(cid)
             handler(CommandContext(self, command, abort, started))
             ok = True
         except tmc_errors.TmcError as exc:
@@ -269,6 +271,7 @@ class SessionWorker(QObject):
             log.exception("command %r failed", command)
             self.event.emit(Failed(cid, "internal", f"internal error: {exc!r}", duration_ms=_ms_since(started)))
         finally:
+            self._trace_command(0)
             self._flags.release(cid)
             take_notes = getattr(self.instrument, "take_notes", None)
             for text in (take_notes() if take_notes is not None else ()):
@@ -276,6 +279,12 @@ class SessionWorker(QObject):
             self.event.emit(Finished(cid, ok, _ms_since(started)))
             if isinstance(command, Close):
                 self._finish_thread()
+
+    def _trace_command(self, cid: int) -> None:
+        """Tag the trace's entries with the command they serve (the trace dock links them to the transcript)."""
+        trace = getattr(self.instrument, "trace", None)
+        if trace is not None:
+            trace.command_id = cid
 
     def _report_failure(self, cid: int, exc: tmc_errors.TmcError, started: float) -> None:
         kind = failure_kind(exc)
@@ -375,7 +384,8 @@ def _open(ctx: CommandContext) -> None:
     else:
         from app.usbtmc import Instrument
 
-        inst = Instrument(cmd.resource, backend=worker._backend, timeout_ms=cmd.timeout_ms, use_quirks=cmd.use_quirks)
+        inst = Instrument(cmd.resource, backend=worker._backend, timeout_ms=cmd.timeout_ms, use_quirks=cmd.use_quirks,
+                          trace=worker._trace)
     worker.instrument = inst
     caps = getattr(inst, "capabilities", None)
     if worker._term_char is not None and caps is not None and not caps.term_char:
@@ -589,6 +599,7 @@ class Session(QObject):
         timeout_ms: int = 5000,
         instrument_factory=None,
         use_quirks: bool = True,
+        trace=None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -605,7 +616,8 @@ class Session(QObject):
         self._flags = AbortFlags()
         self._closing = False
         self.thread = WorkerThread(f"session {resource}")
-        self.worker = SessionWorker(backend, self._flags, instrument_factory)
+        self.trace = trace  # the I/O trace Recorder its transfers go to, or None
+        self.worker = SessionWorker(backend, self._flags, instrument_factory, trace)
         self.worker.moveToThread(self.thread)
         self.thread.started.connect(self.worker.start)
         self._to_worker.connect(self.worker.execute)

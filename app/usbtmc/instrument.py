@@ -6,6 +6,7 @@ another thread may touch are the ``abort`` events passed to long transfers.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -39,6 +40,7 @@ from .quirks import DEFAULTS, QuirkDatabase, Quirks, default_database
 from .reader import MessageReader
 from .recovery import Recovery, RecoveryReport
 from .resource import parse_resource
+from .trace import MESSAGE_CAP_BYTES, Recorder, SessionTrace
 from .transport import Outcome, StallError, UsbTransport, default_backend, find_endpoints
 from .writer import MessageWriter, short_write_as_timeout
 
@@ -50,6 +52,7 @@ _VENDOR_LOCK_REQUEST = 0xA0
 #: rate of their own (``min_bytes_per_s``): a slow full-speed instrument still takes a
 #: megabyte within the timeout plus 4 s, and a hung one is found no later than that.
 DEFAULT_MIN_BYTES_PER_S = 250_000
+_UNTRACED = contextlib.nullcontext()
 
 
 class Instrument:
@@ -57,7 +60,8 @@ class Instrument:
 
     ``backend`` is any pyusb backend (None: libusb through libusb-package);
     ``timeout_ms`` bounds each transfer. ``quirks`` overrides the database lookup;
-    ``use_quirks=False`` opens the device as if it were compliant.
+    ``use_quirks=False`` opens the device as if it were compliant. ``trace`` is an I/O
+    trace :class:`~app.usbtmc.trace.Recorder` that records every transfer of the session.
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class Instrument:
         write_termination: str = "\n",
         read_termination: str = "\n",
         encoding: str = "utf-8",
+        trace: Recorder | None = None,
     ) -> None:
         self.resource = parse_resource(resource)
         self.timeout_ms = timeout_ms
@@ -98,7 +103,15 @@ class Instrument:
         self._ep = endpoints
         self._usb488 = intf.bInterfaceProtocol == InterfaceProtocol.USB488
         self._link = Link(self._transport, endpoints, usb488=self._usb488)
+        self._trace: SessionTrace | None = None
         try:
+            if trace is not None:
+                self._trace = trace.open_session(
+                    str(self.resource), bus=int(getattr(device, "bus", 1) or 1),
+                    address=int(getattr(device, "address", 1) or 1), interface_number=intf.bInterfaceNumber,
+                    bulk_in_packet_bytes=endpoints.bulk_in_packet_bytes, timeout_ms=timeout_ms)
+                self._transport.start_trace(self._trace)
+                self._trace.opening = True
             if quirks is not None:
                 initial = quirks
             elif use_quirks:
@@ -121,6 +134,8 @@ class Instrument:
                 idn = self.query("*IDN?")
                 self.quirks = db.lookup(self.info.vid, self.info.pid, self.info.product or None, idn)
                 self.info = replace(self.info, quirks=self.quirks.applied)
+            if self._trace is not None:
+                self._trace.opening = False
         except BaseException:
             self._transport.close()
             raise
@@ -213,6 +228,15 @@ class Instrument:
         rate = self._quirks.min_bytes_per_s or DEFAULT_MIN_BYTES_PER_S
         return self._timeout_ms + size * 1000 // rate
 
+    @property
+    def trace(self) -> SessionTrace | None:
+        """This session's side of the I/O trace, or None when it is not traced."""
+        return self._trace
+
+    def _message(self, op: str, sent=b""):
+        """The I/O trace's record of one operation (a nullcontext when not traced)."""
+        return _UNTRACED if self._trace is None else self._trace.message(op, sent)
+
     def note(self, text: str) -> None:
         """Remember something the session learned about the device, for :meth:`take_notes`."""
         self._notes.append(text)
@@ -280,6 +304,13 @@ class Instrument:
         endpoint the byte arrives there; SRQ notifications met on the way are kept
         for :meth:`poll_srq`.
         """
+        with self._message("stb") as entry:
+            stb = self._read_stb()
+            if entry is not None:
+                entry.reply, entry.actual = bytes([stb]), 1
+            return stb
+
+    def _read_stb(self) -> int:
         if not self._usb488:
             raise NotSupportedError("READ_STATUS_BYTE needs a USB488 interface")
         for _ in range(3):
@@ -344,6 +375,14 @@ class Instrument:
 
     def wait_srq(self, timeout_ms: int | None = None) -> int:
         """Wait for the next service request and return its status byte."""
+        with self._message("wait_srq") as entry:
+            stb = self._wait_srq(timeout_ms)
+            if entry is not None:
+                entry.reply, entry.actual = bytes([stb]), 1
+                entry.requested = self.timeout_ms if timeout_ms is None else timeout_ms
+            return stb
+
+    def _wait_srq(self, timeout_ms: int | None) -> int:
         self._check_open()
         if self._ep.interrupt_in is None:
             raise NotSupportedError("the interface has no interrupt-IN endpoint, so it cannot signal SRQ")
@@ -364,7 +403,8 @@ class Instrument:
     def clear(self) -> None:
         """Device clear: INITIATE_CLEAR, CHECK_CLEAR_STATUS, then clear the Bulk-OUT halt (USBTMC 1.0 4.2.1.6-7)."""
         self._check_open()
-        self._recovery.clear()
+        with self._message("clear"):
+            self._recovery.clear()
 
     # --- writing ---
 
@@ -376,7 +416,8 @@ class Instrument:
         is called after each one. An empty message raises :class:`UsageError`.
         """
         self._check_open()
-        self._writer.write_raw(data, abort=abort, progress=progress)
+        with self._message("write", data):
+            self._writer.write_raw(data, abort=abort, progress=progress)
 
     def write_stream(
         self,
@@ -396,8 +437,11 @@ class Instrument:
         ``quirks.max_out_transfer_bytes``), so a slow instrument can be stopped at once.
         """
         self._check_open()
-        self._writer.write_stream(pieces, total_bytes, abort=abort, progress=progress,
-                                  abort_latency_ms=abort_latency_ms)
+        with self._message("write") as entry:
+            if entry is not None:
+                entry.requested, entry.text = total_bytes or 0, f"write {total_bytes or '?'} bytes (streamed)"
+            self._writer.write_stream(pieces, total_bytes, abort=abort, progress=progress,
+                                      abort_latency_ms=abort_latency_ms)
 
     def write(self, message: str) -> None:
         """Send a program message, adding the write termination if it is missing."""
@@ -424,7 +468,8 @@ class Instrument:
         if not self.capabilities.trigger:
             raise NotSupportedError("the device does not accept the USB488 TRIGGER message (per its capabilities)")
         btag = self._link.next_btag()
-        self._writer.send_small(framing.pack_trigger(btag), btag, "TRIGGER")
+        with self._message("trigger"):
+            self._writer.send_small(framing.pack_trigger(btag), btag, "TRIGGER")
 
     def write_vendor(self, data: bytes) -> None:
         """A VENDOR_SPECIFIC_OUT transfer (USBTMC 1.0 section 3.2.1.2)."""
@@ -456,7 +501,11 @@ class Instrument:
         self._check_open()
         if max_bytes is not None and max_bytes <= 0:
             raise UsageError(f"a read asks for at least one byte, got max_bytes={max_bytes}")
-        return self._reader.read_message(max_bytes, abort, progress, None)
+        with self._message("read") as entry:
+            reply = self._reader.read_message(max_bytes, abort, progress, None)
+            if entry is not None:
+                entry.reply, entry.actual = reply[:MESSAGE_CAP_BYTES], len(reply)
+            return reply
 
     def read(self) -> str:
         """Read a response message as text, without its read termination."""
@@ -485,6 +534,15 @@ class Instrument:
         are locked around the pair. ``on_sent()`` is called once the message has gone out,
         while the reply is still awaited; ``read_progress(done_bytes, 0)`` after each reply transfer.
         """
+        if self._trace is None:
+            return self._query_raw(data, abort, progress, on_sent, read_progress)
+        with self._trace.message("query", data) as entry:
+            reply = self._query_raw(data, abort, progress, on_sent, read_progress)
+            if entry is not None:
+                entry.reply, entry.actual = reply[:MESSAGE_CAP_BYTES], len(reply)
+            return reply
+
+    def _query_raw(self, data, abort, progress, on_sent, read_progress) -> bytes:
         locked = self.quirks.vendor_lock_around_query
         if locked:
             self._vendor_lock(True)

@@ -84,6 +84,9 @@ class BulkResult:
     status: int
     actual_length: int
     data: bytes = b""
+    #: perf_counter_ns() at submission and at completion (for the I/O trace; 0: unknown).
+    submitted_ns: int = 0
+    finished_ns: int = 0
 
     @property
     def ok(self) -> bool:
@@ -93,7 +96,7 @@ class BulkResult:
 class Pending:
     """A transfer libusb holds: :meth:`AsyncBulk.wait` turns it into a :class:`BulkResult`."""
 
-    __slots__ = ("transfer", "buffer", "is_in", "order", "timeout_s", "done")
+    __slots__ = ("transfer", "buffer", "is_in", "order", "timeout_s", "done", "submitted_ns", "finished_ns")
 
     def __init__(self, transfer, buffer, is_in: bool, order: int, timeout_s: float) -> None:
         self.transfer = transfer
@@ -102,6 +105,8 @@ class Pending:
         self.order = order
         self.timeout_s = timeout_s
         self.done = ctypes.c_int(0)  # set by the completion callback; libusb waits on it
+        self.submitted_ns = time.perf_counter_ns()
+        self.finished_ns = 0
 
 
 class AsyncBulk:
@@ -191,7 +196,8 @@ class AsyncBulk:
         self._wait_for(pending)
         t = pending.transfer.contents
         data = ctypes.string_at(pending.buffer, t.actual_length) if pending.is_in and t.actual_length > 0 else b""
-        result = BulkResult(int(t.status), int(t.actual_length), data)
+        result = BulkResult(int(t.status), int(t.actual_length), data, pending.submitted_ns,
+                            pending.finished_ns or time.perf_counter_ns())
         if pending.done.value:
             self._free(pending.transfer)
             pending.transfer, pending.buffer = None, None
@@ -231,6 +237,7 @@ class AsyncBulk:
         pending = self._in_flight.pop(address, None)
         if pending is None:
             return
+        pending.finished_ns = time.perf_counter_ns()
         try:
             if status != COMPLETED:
                 self._cancel_from(pending.order + 1)

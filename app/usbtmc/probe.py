@@ -413,7 +413,7 @@ def _merge_into(text: str, entry, flags: dict[str, Any]) -> tuple[str, str] | No
 def probe(resource: str, backend=None, *, timeout_ms: int = 1000, db: QuirkDatabase | None = None,
           progress: Callable[[str], None] | None = None, cancel: threading.Event | None = None,
           include_clear: bool = True, safe: bool = False,
-          on_step: Callable[[Step, tuple[Finding, ...]], None] | None = None) -> ProbeReport:
+          on_step: Callable[[Step, tuple[Finding, ...]], None] | None = None, trace=None) -> ProbeReport:
     """Run the compliance checks against the instrument ``resource`` names.
 
     ``timeout_ms`` bounds each transfer (failures cost one timeout each). ``db`` is used
@@ -424,6 +424,7 @@ def probe(resource: str, backend=None, *, timeout_ms: int = 1000, db: QuirkDatab
     caller can show results as they come; ``cancel`` is checked between steps (the report
     then says so). ``include_clear`` runs INITIATE_CLEAR last; ``safe`` skips the steps the
     device's quirk flags mark as risky (:func:`plan`), with a SKIP finding saying why.
+    ``trace`` (an I/O trace :class:`~app.usbtmc.trace.Recorder`) records every transfer of the checks.
 
     Raises :class:`TmcError` only when the device cannot be opened at all.
     """
@@ -442,9 +443,23 @@ def probe(resource: str, backend=None, *, timeout_ms: int = 1000, db: QuirkDatab
     prober = None
     cancelled = False
     if endpoints is not None:
-        transport = UsbTransport.open(device, cfg.bConfigurationValue, intf.bInterfaceNumber, endpoints)
+        session_trace = None if trace is None else trace.open_session(
+            f"probe {parsed}", bus=int(getattr(device, "bus", 1) or 1), address=int(getattr(device, "address", 1) or 1),
+            interface_number=intf.bInterfaceNumber, bulk_in_packet_bytes=endpoints.bulk_in_packet_bytes,
+            timeout_ms=timeout_ms)
+
+        def open_transport(first: bool = False) -> UsbTransport:
+            opened = UsbTransport.open(device, cfg.bConfigurationValue, intf.bInterfaceNumber, endpoints)
+            if session_trace is not None:
+                if first:
+                    opened.start_trace(session_trace)
+                else:
+                    opened.trace = session_trace  # a reopened session: the descriptors are known
+            return opened
+
+        transport = open_transport(first=True)
         prober = _Prober(transport, endpoints, timeout_ms, intf.bInterfaceProtocol == InterfaceProtocol.USB488,
-                         lambda: UsbTransport.open(device, cfg.bConfigurationValue, intf.bInterfaceNumber, endpoints))
+                         open_transport)
         try:
             for step in prober.steps(include_clear):
                 if cancel is not None and cancel.is_set():

@@ -275,9 +275,23 @@ class Recovery:
         self.clear_halt(self.link.ep.bulk_in)
         return f"device clear skipped (quirk no_initiate_clear); {drained} bytes drained and both halts cleared"
 
-    def run(self, *steps: Callable[[], str | None]) -> RecoveryReport:
+    def run(self, *steps: Callable[[], str | None], why: str = "after a failed transfer") -> RecoveryReport:
         """Run recovery steps in order and report. A step that raises ends the recovery:
-        the report then says the session may be out of step. A gone device raises."""
+        the report then says the session may be out of step. A gone device raises.
+
+        ``why`` names the cause in the I/O trace, where the steps' transfers are marked
+        as this recovery's and the report is its outcome."""
+        trace = self.link.transport.trace
+        if trace is None:
+            return self._run(steps)
+        with trace.recovery(why) as entry:
+            report = self._run(steps)
+            if entry is not None:
+                entry.detail = str(report)
+                entry.status = "ok" if report.usable else "error"
+        return report
+
+    def _run(self, steps) -> RecoveryReport:
         done: list[str] = []
         for step in steps:
             try:
@@ -303,11 +317,12 @@ class Recovery:
             if outcome.initiate_status not in (Status.SUCCESS, Status.FAILED):
                 raise ProtocolError(f"INITIATE_ABORT_BULK_IN answered {_status(outcome.initiate_status)}")
             return outcome.describe()
-        return self.run(abort)
+        return self.run(abort, why=f"ABORT_BULK_IN bTag {btag}, after the Bulk-IN transfer failed")
 
     def after_in_stall(self) -> RecoveryReport:
         """The device halted Bulk-IN: clear the halt, then resync (the reply's rest is unknown)."""
-        return self.run(lambda: self.clear_halt(self.link.ep.bulk_in), self.resync)
+        return self.run(lambda: self.clear_halt(self.link.ep.bulk_in), self.resync,
+                        why="clear the Bulk-IN halt and resync, after the device halted Bulk-IN")
 
     def after_out_failure(self, btag: int, *, stalled: bool, partial_message: bool,
                           then: Callable[[], str | None] | None = None) -> RecoveryReport:
@@ -341,4 +356,6 @@ class Recovery:
             return f"{self.resync()} to discard the partial message"
 
         steps = [first, discard] + ([then] if then is not None else [])
-        return self.run(*steps)
+        why = (f"clear the Bulk-OUT halt, after the device stalled bTag {btag}" if stalled
+               else f"ABORT_BULK_OUT bTag {btag}, after the Bulk-OUT transfer failed")
+        return self.run(*steps, why=why)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ import usb.util
 
 from app.protocol.libusb import LibusbError
 
-from . import libusb_async, libusb_library
+from . import libusb_async, libusb_library, trace as tr
 from .errors import (
     AccessError,
     BackendUnavailableError,
@@ -121,6 +122,26 @@ class Outcome:
 
 _NOT_STARTED = Outcome(started=False)
 
+# libusb transfer statuses -> the I/O trace's statuses.
+_TRACE_STATUS = {
+    libusb_async.COMPLETED: tr.OK, libusb_async.TIMED_OUT: tr.TIMEOUT, libusb_async.STALL: tr.STALL,
+    libusb_async.NO_DEVICE: tr.GONE, libusb_async.OVERFLOW: tr.OVERFLOW, libusb_async.CANCELLED: tr.CANCELLED,
+    libusb_async.ERROR: tr.ERROR,
+}
+_SETUP = struct.Struct("<BBHHH")  # USB 2.0 Table 9-2: bmRequestType, bRequest, wValue, wIndex, wLength
+
+
+def _trace_status(exc: TmcError) -> str:
+    if isinstance(exc, TmcTimeoutError):
+        return tr.TIMEOUT
+    if isinstance(exc, StallError):
+        return tr.STALL
+    if isinstance(exc, DeviceGoneError):
+        return tr.GONE
+    if isinstance(exc, OverflowError_):
+        return tr.OVERFLOW
+    return tr.ERROR
+
 # libusb transfer statuses -> the typed errors translate() gives for the synchronous calls.
 _STATUS_ERRORS = {
     libusb_async.TIMED_OUT: lambda what: TmcTimeoutError(f"{what} timed out"),
@@ -190,6 +211,8 @@ class UsbTransport:
         self._detached_kernel_driver = False
         self._async: libusb_async.AsyncBulk | None = None
         self._async_checked = False
+        #: The I/O trace of this session, or None (tracing off: one None check per transfer).
+        self.trace: tr.SessionTrace | None = None
 
     @classmethod
     def open(cls, device, configuration_value: int, interface_number: int, endpoints: Endpoints) -> UsbTransport:
@@ -217,16 +240,73 @@ class UsbTransport:
     # --- transfers; timeouts in ms (pyusb treats 0 as "forever", so callers never pass 0) ---
 
     def bulk_out(self, data, timeout_ms: int) -> int:
+        if self.trace is not None:
+            return self._traced(tr.BULK, self.endpoints.bulk_out, data, 0, lambda: self._bulk_out(data, timeout_ms))
+        return self._bulk_out(data, timeout_ms)
+
+    def _bulk_out(self, data, timeout_ms: int) -> int:
         try:
             return self.device.write(self.endpoints.bulk_out, data, timeout=max(1, timeout_ms))
         except usb.core.USBError as exc:
             raise translate(exc, "Bulk-OUT transfer") from exc
 
     def bulk_in(self, length: int, timeout_ms: int) -> bytes:
+        if self.trace is not None:
+            return self._traced(tr.BULK, self.endpoints.bulk_in, None, length, lambda: self._bulk_in(length, timeout_ms))
+        return self._bulk_in(length, timeout_ms)
+
+    def _bulk_in(self, length: int, timeout_ms: int) -> bytes:
         try:
             return self.device.read(self.endpoints.bulk_in, length, timeout=max(1, timeout_ms)).tobytes()
         except usb.core.USBError as exc:
             raise translate(exc, "Bulk-IN transfer") from exc
+
+    # --- the I/O trace ---
+
+    def start_trace(self, trace: tr.SessionTrace) -> None:
+        """Record every transfer from now on through ``trace``, beginning with the device and
+        configuration descriptors (USB 2.0 9.4.3), which a capture needs first: Wireshark
+        learns the interface class, and so the dissector for the endpoints, from them."""
+        self.trace = trace
+        before = trace.recorder.last_seq
+        for value, length in ((0x0100, 18), (0x0200, 9)):
+            try:
+                reply = self.control_in(0x80, 6, value, 0, length, 1000)
+                if value == 0x0200 and len(reply) >= 4 and int.from_bytes(reply[2:4], "little") > length:
+                    self.control_in(0x80, 6, value, 0, int.from_bytes(reply[2:4], "little"), 1000)
+            except TmcError:
+                pass  # the trace then lacks the descriptors; the session goes on
+        for entry in trace.recorder.since(before):
+            if entry.session == trace.number and entry.kind == tr.CONTROL and entry.setup[:2] == b"\x80\x06":
+                trace.descriptor(entry)
+
+    def _traced(self, kind: str, endpoint: int, out_data, in_length: int, call, setup: bytes = b""):
+        """Run one synchronous transfer and record it (OUT: ``out_data``; IN: ``in_length`` asked)."""
+        trace = self.trace
+        direction = "in" if endpoint & 0x80 else "out"
+        requested = memoryview(out_data).nbytes if out_data is not None else in_length
+        start = trace.now()
+        try:
+            result = call()
+        except TmcError as exc:
+            trace.transfer(kind, endpoint, direction, requested, 0, _trace_status(exc), out_data, start,
+                           trace.now(), setup)
+            raise
+        end = trace.now()
+        if direction == "out":
+            trace.transfer(kind, endpoint, direction, requested, result if isinstance(result, int) else requested,
+                           tr.OK, out_data, start, end, setup)
+        else:
+            trace.transfer(kind, endpoint, direction, requested, len(result), tr.OK, result, start, end, setup)
+        return result
+
+    def _trace_async(self, endpoint: int, out_data, in_length: int, result: libusb_async.BulkResult) -> None:
+        direction = "in" if endpoint & 0x80 else "out"
+        requested = memoryview(out_data).nbytes if out_data is not None else in_length
+        start = result.submitted_ns or self.trace.now()
+        self.trace.transfer(tr.BULK, endpoint, direction, requested, result.actual_length,
+                            _TRACE_STATUS.get(result.status, tr.ERROR),
+                            out_data if direction == "out" else result.data, start, result.finished_ns or start)
 
     @property
     def pipelines(self) -> bool:
@@ -250,6 +330,9 @@ class UsbTransport:
         requests = [libusb_async.BulkRequest(self.endpoints.bulk_out, max(1, t), data=d) for d, t in outs]
         requests.append(libusb_async.BulkRequest(self.endpoints.bulk_in, max(1, in_timeout_ms), length=in_length))
         results = engine.run(requests, after=len(outs), then=on_sent)
+        if self.trace is not None:
+            for request, result in zip(requests, results):
+                self._trace_async(request.endpoint, request.data, request.length, result)
         return [self._outcome(result, "Bulk-IN transfer" if index == len(outs) else "Bulk-OUT transfer")
                 for index, result in enumerate(results)]
 
@@ -263,11 +346,14 @@ class UsbTransport:
         engine = self._async_engine()
         if engine is None:
             return _synchronous(lambda: Outcome(count=self.bulk_out(data, timeout_ms)))
-        return engine.submit(libusb_async.BulkRequest(self.endpoints.bulk_out, max(1, timeout_ms), data=data))
+        pending = engine.submit(libusb_async.BulkRequest(self.endpoints.bulk_out, max(1, timeout_ms), data=data))
+        return (pending, data) if self.trace is not None else pending
 
     def cancel_bulk_out(self, token) -> None:
         """Cancel a transfer begun by :meth:`start_bulk_out` that may still be in flight
         (:meth:`finish_bulk_out` then reports whether any of it started)."""
+        if isinstance(token, tuple):  # traced: (pending, data)
+            token = token[0]
         if not isinstance(token, Outcome) and self._async is not None:
             self._async.cancel(token)
 
@@ -276,6 +362,11 @@ class UsbTransport:
         begun after it are cancelled (their outcomes say whether they started)."""
         if isinstance(token, Outcome):
             return token
+        if isinstance(token, tuple):  # traced: (pending, data)
+            result = self._async.wait(token[0])
+            if self.trace is not None:
+                self._trace_async(self.endpoints.bulk_out, token[1], 0, result)
+            return self._outcome(result, "Bulk-OUT transfer")
         return self._outcome(self._async.wait(token), "Bulk-OUT transfer")
 
     @staticmethod
@@ -323,12 +414,27 @@ class UsbTransport:
     def interrupt_in(self, length: int, timeout_ms: int) -> bytes:
         if self.endpoints.interrupt_in is None:
             raise NotSupportedError("the interface has no interrupt-IN endpoint")
+        if self.trace is not None:
+            return self._traced(tr.INTERRUPT, self.endpoints.interrupt_in, None, length,
+                                lambda: self._interrupt_in(length, timeout_ms))
+        return self._interrupt_in(length, timeout_ms)
+
+    def _interrupt_in(self, length: int, timeout_ms: int) -> bytes:
         try:
             return self.device.read(self.endpoints.interrupt_in, length, timeout=max(1, timeout_ms)).tobytes()
         except usb.core.USBError as exc:
             raise translate(exc, "Interrupt-IN transfer") from exc
 
     def control_in(self, request_type: int, request: int, value: int, index: int, length: int, timeout_ms: int) -> bytes:
+        if self.trace is not None:
+            setup = _SETUP.pack(request_type, request, value, index, length)
+            return self._traced(tr.CONTROL, 0x80, None, length,
+                                lambda: self._control_in(request_type, request, value, index, length, timeout_ms),
+                                setup)
+        return self._control_in(request_type, request, value, index, length, timeout_ms)
+
+    def _control_in(self, request_type: int, request: int, value: int, index: int, length: int,
+                    timeout_ms: int) -> bytes:
         try:
             return bytes(self.device.ctrl_transfer(request_type, request, value, index, length, timeout=max(1, timeout_ms)))
         except usb.core.USBError as exc:
@@ -340,6 +446,14 @@ class UsbTransport:
         toggle too, as the Linux usbtmc driver's usb_clear_halt() does. A hand-built
         CLEAR_FEATURE control request would reset only the device's toggle, and the
         device would then drop the next packet as a retransmission (USB 2.0 section 8.6)."""
+        if self.trace is not None:
+            # CLEAR_FEATURE(ENDPOINT_HALT) to the endpoint: OUT, standard, endpoint (USB 2.0 9.4.1)
+            setup = _SETUP.pack(0x02, 1, 0, endpoint, 0)
+            self._traced(tr.CONTROL, 0x00, b"", 0, lambda: self._clear_halt(endpoint), setup)
+            return
+        self._clear_halt(endpoint)
+
+    def _clear_halt(self, endpoint: int) -> None:
         try:
             self.device.clear_halt(endpoint)
         except usb.core.USBError as exc:

@@ -32,8 +32,10 @@ def test_every_implementation_uploads_and_queries_and_the_device_verifies_it(rec
         else:
             assert 0 < record.round_trip_ms < 1000
     core = [r for r in found if r.implementation == bench.CORE]
-    assert all(set(r.vs) == {bench.CONSOLE, bench.PYTHON_USBTMC, bench.PYVISA_PY} and min(r.vs.values()) > 0
-               for r in core)
+    assert all(set(r.vs) == {bench.CORE_TRACED, bench.CONSOLE, bench.PYTHON_USBTMC, bench.PYVISA_PY}
+               and min(r.vs.values()) > 0 for r in core)
+    traced = [r for r in found if r.implementation == bench.CORE_TRACED]
+    assert len(traced) == 3 and all(r.verified is not False for r in traced)
 
 
 def test_the_report_names_sizes_ratios_and_targets(records):
@@ -42,6 +44,10 @@ def test_the_report_names_sizes_ratios_and_targets(records):
     assert "64 KiB" in text and "core / python-usbtmc" in text and "*IDN? round trip" in text
     assert "Targets: upload >= 1x python-usbtmc" in text and "upload >= 10x pyvisa-py" in text
     assert "console upload >= 0.95x the core" in text and "console *IDN? <= 1.10x the core" in text
+    assert "Tracing on (app.usbtmc+trace beside app.usbtmc, same run): upload 64 KiB " in text
+    assert "tracing costs <= 5 %: " in text
+    costs = bench.trace_costs(found)
+    assert set(costs) == {"upload 64 KiB", "upload 70000 B", "query"}
 
 
 def test_tmc_bench_json_prints_one_record_per_implementation_and_measure(capsys):

@@ -221,6 +221,28 @@ def pipelined_query(args) -> dict:
 
 
 @scenario
+def traced(args) -> dict:
+    """A traced session over libusb: a pipelined query, a timeout and its abort, a device clear, a small upload."""
+    from app.usbtmc import Instrument, TmcTimeoutError
+    from app.usbtmc.trace import Decoder, Recorder
+
+    recorder = Recorder()
+    with Instrument(args["resource"], timeout_ms=300, trace=recorder) as inst:
+        observed = {"pipelined": inst.pipelined, "reply": inst.query("*IDN?")}
+        try:
+            inst.query("NOPE?")
+        except TmcTimeoutError:
+            pass
+        inst.clear()
+    decoder = Decoder()
+    observed["entries"] = [{"kind": e.kind, "direction": e.direction, "status": e.status, "group": e.group,
+                            "step": e.step, "seq": e.seq, "duration_ns": e.duration_ns, "actual": e.actual,
+                            "summary": decoder.decode(e).summary, "op": e.op} for e in recorder.entries()]
+    observed["descriptors"] = len(recorder.sessions[1].descriptors)
+    return observed
+
+
+@scenario
 def concurrent_sessions(args) -> dict:
     """Sessions on two devices, each on its own thread, share libusb's context: either thread may
     run the other's completions. Every reply must still reach its own session intact."""

@@ -113,3 +113,23 @@ def test_sessions_on_two_threads_share_libusb_and_each_gets_its_own_replies(bus,
     assert result["sam7_pipelined"] is True
     assert len(result["sam7_distinct"]) == 1 and result["sam7_distinct"][0].startswith("XYZ Company Ltd, SAM7-EK")
     assert result["loopback_blocks_ok"] == rounds // 10
+
+
+def test_a_traced_session_over_libusb_records_batched_transfers_and_the_abort(make_bus, host):
+    bus = make_bus(["sam7"])
+    result = host.run(bus, "traced", {"resource": SAM7})
+    assert result["pipelined"] is True and result["reply"].startswith("XYZ Company Ltd")
+    entries = result["entries"]
+    assert result["descriptors"] >= 2
+    query = next(e for e in entries if e["op"] == "query")
+    inner = [e for e in entries if e["group"] == query["seq"]]
+    assert [e["summary"].split()[0] for e in inner] == ["DEV_DEP_MSG_OUT", "REQUEST_DEV_DEP_MSG_IN", "DEV_DEP_MSG_IN"]
+    assert all(e["status"] == "ok" and e["duration_ns"] >= 0 for e in inner)
+    silent = [e for e in entries if e["op"] == "query"][1]
+    assert silent["status"] == "timeout"
+    assert any(e["group"] == silent["seq"] and e["status"] == "timeout" and e["direction"] == "in" for e in entries)
+    recovery = next(e for e in entries if e["kind"] == "recovery")
+    steps = [e["summary"] for e in entries if e["step"] == recovery["seq"]]
+    assert steps[0].startswith("INITIATE_ABORT_BULK_IN")
+    clear = next(e for e in entries if e["op"] == "clear")
+    assert [e["summary"] for e in entries if e["group"] == clear["seq"]][0] == "INITIATE_CLEAR: SUCCESS"

@@ -1,0 +1,662 @@
+"""The I/O trace: every transfer of a session, recorded at the transport, decoded on demand.
+
+A :class:`Recorder` holds one ring of :class:`Entry` objects shared by any number of
+sessions (all sessions of the GUI, or the one session of a ``tmc`` command). Each
+session records through its own :class:`SessionTrace`, which the transport calls once
+per transfer (a ``None`` check when tracing is off) and which knows the SCPI message
+and the recovery step the transfer serves.
+
+Recording stays cheap: a transfer costs two clock reads, a slice of at most
+``transfer_cap_bytes`` of its data and one append under a lock. Decoding (USBTMC
+headers, class requests, USB488 notifications) happens only when an entry is shown or
+exported (:func:`decode`). The ring is bounded by bytes (``total_cap_bytes``): the
+oldest entries go first. The descriptor exchange of each session is kept apart from
+the ring, so an export can always start with it (Wireshark learns the interface class
+from it).
+
+Nothing here touches pyusb or Qt; a LAN transport can record through the same
+:class:`SessionTrace` with its own ``kind``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .constants import (
+    HEADER_BYTES,
+    NOTIFY_READ_STATUS_BYTE_FLAG,
+    NOTIFY_SRQ,
+    MsgId,
+    Request,
+    Status,
+    TransferAttr,
+)
+from .ieee488 import STB_BITS, set_bit_names
+
+# Entry kinds: USB transfers, then the layers above them.
+CONTROL, BULK, INTERRUPT = "control", "bulk", "interrupt"
+MESSAGE, RECOVERY, MARKER = "message", "recovery", "marker"
+TRANSFER_KINDS = (CONTROL, BULK, INTERRUPT)
+
+# Transfer statuses.
+OK, TIMEOUT, STALL, GONE, CANCELLED, OVERFLOW, ERROR = (
+    "ok", "timeout", "stall", "device gone", "cancelled", "overflow", "error")
+STATUSES = (OK, TIMEOUT, STALL, GONE, CANCELLED, OVERFLOW, ERROR)
+
+#: Bytes of each transfer's data kept by default: every USBTMC header and a useful part
+#: of each message; a 64 MiB upload is kept as its first kilobyte per transfer.
+DEFAULT_TRANSFER_CAP_BYTES = 1024
+#: The ring's default size, counted in kept data bytes plus :data:`ENTRY_OVERHEAD_BYTES` each.
+DEFAULT_TOTAL_CAP_BYTES = 32 * 1024 * 1024
+#: What one entry costs besides its data, for the ring's bound (the object and its fields).
+ENTRY_OVERHEAD_BYTES = 200
+#: The bytes of a message (sent and reply) kept for a script export, per message: SCPI commands
+#: and replies whole; a waveform upload only in part (a script then says it cannot repeat it),
+#: since copying every upload whole would cost the upload a measurable share of its speed.
+MESSAGE_CAP_BYTES = 4096
+#: Ends the text of a message the session sent by itself while opening (a quirk's clear, *IDN?).
+ON_OPEN = " (while opening the session)"
+
+
+class Entry:
+    """One line of the trace: a transfer, a message, a recovery, or a user marker.
+
+    Times are in nanoseconds: ``t_ns`` since the Unix epoch (µs resolution is what
+    exports show), ``duration_ns`` from start to completion. For transfers,
+    ``requested`` and ``actual`` are byte counts, ``data`` at most the recorder's cap
+    of them and ``setup`` the control request's 8-byte setup packet. ``group`` is the
+    ``seq`` of the message the transfer serves (0: none) and ``step`` the ``seq`` of the
+    recovery it belongs to (0: none). Messages and recoveries are updated when they end.
+    """
+
+    __slots__ = ("seq", "session", "kind", "t_ns", "duration_ns", "endpoint", "direction", "requested",
+                 "actual", "status", "data", "setup", "group", "step", "text", "reply", "detail", "op", "cost",
+                 "command")
+
+    def __init__(self, seq: int, session: int, kind: str, t_ns: int, duration_ns: int = 0, endpoint: int = 0,
+                 direction: str = "", requested: int = 0, actual: int = 0, status: str = OK,
+                 data: bytes = b"", setup: bytes = b"", group: int = 0, step: int = 0, text: str = "",
+                 reply: bytes = b"", detail: str = "", op: str = "") -> None:
+        self.seq = seq
+        self.session = session
+        self.kind = kind
+        self.t_ns = t_ns
+        self.duration_ns = duration_ns
+        self.endpoint = endpoint
+        self.direction = direction
+        self.requested = requested
+        self.actual = actual
+        self.status = status
+        self.data = data
+        self.setup = setup
+        self.group = group
+        self.step = step
+        self.text = text
+        self.reply = reply
+        self.detail = detail
+        self.op = op
+        self.cost = 0  # bytes it counts for in the ring
+        self.command = 0  # the caller's id of the command it belongs to (SessionTrace.command_id)
+
+    @property
+    def is_transfer(self) -> bool:
+        return self.kind in TRANSFER_KINDS
+
+    @property
+    def truncated(self) -> bool:
+        """True when fewer bytes were kept than moved."""
+        moved = self.requested if self.direction == "out" and self.kind != CONTROL else self.actual
+        return len(self.data) < moved
+
+    def __repr__(self) -> str:
+        return (f"<Entry {self.seq} s{self.session} {self.kind} {self.direction} ep=0x{self.endpoint:02X} "
+                f"{self.actual}/{self.requested} {self.status} {self.op or ''}{self.text!r}>")
+
+
+@dataclass
+class SessionInfo:
+    """What an export needs to know about one session's device."""
+
+    number: int
+    name: str
+    bus: int = 1
+    address: int = 1
+    interface_number: int = 0
+    #: The GET_DESCRIPTOR exchanges (device, configuration) made when tracing began, oldest first.
+    descriptors: list[Entry] = field(default_factory=list)
+    #: bulk-in max packet size, which a decoder needs to tell a short packet.
+    bulk_in_packet_bytes: int = 512
+    #: the session's transfer timeout (a script export repeats it).
+    timeout_ms: int = 5000
+
+
+class Recorder:
+    """The trace ring of any number of sessions; thread-safe.
+
+    ``transfer_cap_bytes`` bounds the data kept per transfer, ``total_cap_bytes`` the
+    whole ring (oldest entries are dropped first; :attr:`dropped` counts them). A reader
+    on another thread (the GUI's timer) calls :meth:`since` with the last ``seq`` it saw.
+    """
+
+    def __init__(self, *, transfer_cap_bytes: int = DEFAULT_TRANSFER_CAP_BYTES,
+                 total_cap_bytes: int = DEFAULT_TOTAL_CAP_BYTES) -> None:
+        if transfer_cap_bytes < 0 or total_cap_bytes < ENTRY_OVERHEAD_BYTES:
+            raise ValueError("trace caps must be positive (total at least one entry)")
+        self.transfer_cap_bytes = transfer_cap_bytes
+        self.total_cap_bytes = total_cap_bytes
+        self._lock = threading.Lock()
+        self._ring: deque[Entry] = deque()
+        self._bytes = 0
+        self._seq = itertools.count(1)
+        self._session_numbers = itertools.count(1)
+        self.sessions: dict[int, SessionInfo] = {}
+        self.dropped = 0
+        self.cleared_before = 0  # entries with a lower seq were cleared by the user
+        # Wall time of perf_counter_ns() == 0, so one cheap clock read gives both.
+        self._epoch_offset_ns = time.time_ns() - time.perf_counter_ns()
+
+    # --- recording ---
+
+    def open_session(self, name: str, *, bus: int = 1, address: int = 1, interface_number: int = 0,
+                     bulk_in_packet_bytes: int = 512, timeout_ms: int = 5000) -> SessionTrace:
+        """A new session's handle; its transfers are recorded through it."""
+        number = next(self._session_numbers)
+        info = SessionInfo(number, name, bus, address, interface_number, bulk_in_packet_bytes=bulk_in_packet_bytes,
+                           timeout_ms=timeout_ms)
+        with self._lock:
+            self.sessions[number] = info
+        return SessionTrace(self, info)
+
+    def wall_ns(self, perf_ns: int) -> int:
+        return perf_ns + self._epoch_offset_ns
+
+    def _append(self, entry: Entry) -> Entry:
+        cost = entry.cost = len(entry.data) + len(entry.reply) + ENTRY_OVERHEAD_BYTES
+        with self._lock:
+            entry.seq = next(self._seq)
+            self._ring.append(entry)
+            self._bytes += cost
+            if self._bytes > self.total_cap_bytes:
+                self._evict()
+        return entry
+
+    def _add_transfer(self, session: int, kind: str, t_ns: int, duration_ns: int, endpoint: int, direction: str,
+                      requested: int, actual: int, status: str, data: bytes, setup: bytes, group: int, step: int,
+                      command: int) -> None:
+        # A transfer is kept as a tuple (in the order of _TRANSFER_FIELDS) and becomes an Entry only
+        # when read: a tuple costs a fraction of an object's attribute stores on the session's thread.
+        cost = len(data) + ENTRY_OVERHEAD_BYTES
+        with self._lock:
+            self._ring.append((next(self._seq), session, kind, t_ns, duration_ns, endpoint, direction, requested,
+                               actual, status, data, setup, group, step, command, cost))
+            self._bytes += cost
+            if self._bytes > self.total_cap_bytes:
+                self._evict()
+
+    def _evict(self) -> None:
+        # Under the lock: drop the oldest until the ring fits (the newest always stays).
+        ring = self._ring
+        while self._bytes > self.total_cap_bytes and len(ring) > 1:
+            old = ring.popleft()
+            if type(old) is tuple:
+                self._bytes -= old[-1]
+            else:
+                self._bytes -= old.cost
+                old.cost = -1  # gone from the ring
+            self.dropped += 1
+
+    def _grew(self, entry: Entry, extra: int) -> None:
+        """``entry`` (still in the ring, or not) now holds ``extra`` more bytes (a message's reply)."""
+        with self._lock:
+            if entry.cost >= 0:
+                entry.cost += extra
+                self._bytes += extra
+
+    def marker(self, text: str, session: int = 0) -> Entry:
+        """A user's marker on the timeline."""
+        return self._append(Entry(0, session, MARKER, self.wall_ns(time.perf_counter_ns()), text=text))
+
+    # --- reading ---
+
+    def since(self, seq: int, limit: int | None = None) -> list[Entry]:
+        """Entries with a ``seq`` above ``seq``, oldest first (at most ``limit``)."""
+        with self._lock:
+            if not self._ring or _seq_of(self._ring[-1]) <= seq:
+                return []
+            first = _seq_of(self._ring[0])
+            start = max(0, seq + 1 - first) if seq >= first else 0
+            # seqs in the ring are consecutive, so the position is the difference
+            items = list(itertools.islice(self._ring, start, None if limit is None else start + limit))
+        return [_entry(item) if type(item) is tuple else item for item in items]
+
+    def entries(self) -> list[Entry]:
+        with self._lock:
+            items = list(self._ring)
+        return [_entry(item) if type(item) is tuple else item for item in items]
+
+    @property
+    def first_seq(self) -> int:
+        """The ``seq`` of the oldest entry still in the ring (0: empty)."""
+        with self._lock:
+            return _seq_of(self._ring[0]) if self._ring else 0
+
+    @property
+    def last_seq(self) -> int:
+        with self._lock:
+            return _seq_of(self._ring[-1]) if self._ring else 0
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._ring)
+
+    def clear(self) -> None:
+        """Forget every entry (the sessions and their descriptors stay)."""
+        with self._lock:
+            if self._ring:
+                self.cleared_before = _seq_of(self._ring[-1]) + 1
+            for entry in self._ring:
+                if type(entry) is not tuple:
+                    entry.cost = -1
+            self._ring.clear()
+            self._bytes = 0
+
+
+class SessionTrace:
+    """One session's side of a :class:`Recorder`: transfers, messages and recovery steps.
+
+    Belongs to the thread that owns the session (as the transport does); the message
+    and recovery it is inside of are that thread's state.
+    """
+
+    def __init__(self, recorder: Recorder, info: SessionInfo) -> None:
+        self.recorder = recorder
+        self.info = info
+        self.number = info.number
+        self._cap = recorder.transfer_cap_bytes
+        self._group: Entry | None = None
+        self._step: Entry | None = None
+        self._last_failure: tuple | None = None  # (seq, kind, direction, setup, status) of the last failed transfer
+        self._offset_ns = recorder._epoch_offset_ns
+        #: Interrupt-IN reads that timed out with nothing (idle SRQ polls) are counted, not recorded.
+        self.idle_polls = 0
+        #: True while the session opens: its messages are then the session's own, not the user's.
+        self.opening = False
+        #: The caller's id of the command being run (the GUI's command id): entries carry it, so a
+        #: transcript line can find its transfers and a transfer its transcript line. 0: none.
+        self.command_id = 0
+
+    now = staticmethod(time.perf_counter_ns)
+
+    def transfer(self, kind: str, endpoint: int, direction: str, requested: int, actual: int, status: str,
+                 data, start_ns: int, end_ns: int, setup: bytes = b"") -> None:
+        """Record one finished transfer. ``data`` is what was written (OUT) or read (IN);
+        ``start_ns`` and ``end_ns`` are :meth:`now` readings."""
+        if kind == INTERRUPT and status == TIMEOUT and actual == 0:
+            self.idle_polls += 1
+            return
+        group, step = self._group, self._step
+        kept = bytes(data[: self._cap]) if data else b""
+        cost = len(kept) + ENTRY_OVERHEAD_BYTES
+        recorder = self.recorder
+        # Recorder._add_transfer inlined: this runs on the session's thread for every transfer.
+        with recorder._lock:
+            recorder._ring.append((next(recorder._seq), self.number, kind, start_ns + self._offset_ns,
+                                   end_ns - start_ns, endpoint, direction, requested, actual, status, kept, setup,
+                                   group.seq if group is not None else 0, step.seq if step is not None else 0,
+                                   self.command_id, cost))
+            recorder._bytes += cost
+            if recorder._bytes > recorder.total_cap_bytes:
+                recorder._evict()
+        if status != OK:
+            self._last_failure = (self.recorder.last_seq, kind, direction, setup, status)
+
+    def descriptor(self, entry: Entry | None) -> None:
+        """Keep a GET_DESCRIPTOR exchange for exports (outside the ring)."""
+        if entry is not None:
+            self.info.descriptors.append(entry)
+
+    def message(self, op: str, sent=b"") -> _MessageScope:
+        """The SCPI-level operation (write, query, read, clear, trigger, ...) the transfers inside serve.
+
+        A context manager yielding the message's :class:`Entry` (None when nested: nested
+        calls join the outermost message). The caller sets its ``reply``; when the block
+        raises, its status becomes the error's kind and ``detail`` the error's text.
+        """
+        return _MessageScope(self, op, sent)
+
+    @contextlib.contextmanager
+    def recovery(self, why: str) -> Iterator[Entry | None]:
+        """A recovery sequence (abort, clear, halts, drain); ``why`` says what it answers.
+
+        The caller sets the entry's ``detail`` to what was done when it ends.
+        """
+        if self._step is not None:
+            yield None
+            return
+        failure = self._last_failure
+        if failure is not None and why and "after" in why:
+            _seq, kind, direction, setup, status = failure
+            why = f"{why} ({_transfer_name(kind, direction, setup)} {status})"
+        start = time.perf_counter_ns()
+        entry = Entry(0, self.number, RECOVERY, self.recorder.wall_ns(start), text=why,
+                      group=self._group.seq if self._group is not None else 0)
+        entry.command = self.command_id
+        self.recorder._append(entry)
+        self._step = entry
+        try:
+            yield entry
+        except BaseException as exc:
+            entry.status = _error_status(exc)
+            entry.detail = entry.detail or str(exc)
+            raise
+        finally:
+            self._step = None
+            entry.duration_ns = time.perf_counter_ns() - start
+
+    def marker(self, text: str) -> Entry:
+        return self.recorder.marker(text, self.number)
+
+
+class _MessageScope:
+    """:meth:`SessionTrace.message` as a plain context manager (cheaper than a generator's)."""
+
+    __slots__ = ("trace", "op", "sent", "entry", "start")
+
+    def __init__(self, trace: SessionTrace, op: str, sent) -> None:
+        self.trace, self.op, self.sent, self.entry = trace, op, sent, None
+
+    def __enter__(self) -> Entry | None:
+        trace = self.trace
+        if trace._group is not None:
+            return None
+        sent = self.sent
+        if isinstance(sent, memoryview) and (sent.format != "B" or sent.ndim != 1):
+            sent = sent.cast("B")
+        self.start = start = time.perf_counter_ns()
+        entry = Entry(0, trace.number, MESSAGE, start + trace._offset_ns, 0, 0, "", len(sent) if sent else 0, 0,
+                      OK, bytes(sent[:MESSAGE_CAP_BYTES]) if sent else b"", b"", 0, 0, "", b"", "", self.op)
+        entry.command = trace.command_id
+        if trace.opening:
+            entry.text = message_text(entry) + ON_OPEN
+        trace.recorder._append(entry)
+        trace._group = self.entry = entry
+        return entry
+
+    def __exit__(self, kind, exc, tb) -> None:
+        entry = self.entry
+        if entry is None:
+            return
+        self.trace._group = None
+        entry.duration_ns = time.perf_counter_ns() - self.start
+        if entry.reply:
+            self.trace.recorder._grew(entry, len(entry.reply))
+        if exc is not None:
+            entry.status = _error_status(exc)
+            entry.detail = str(exc)
+
+
+def message_text(entry: Entry) -> str:
+    """A message entry as one line: the operation and what was sent (escaped, shortened)."""
+    if entry.text:
+        return entry.text
+    if not entry.data:
+        return entry.op
+    return f"{entry.op} {escape(entry.data[:80])}" + ("…" if entry.requested > 80 else "")
+
+
+def _error_status(exc: BaseException) -> str:
+    name = type(exc).__name__
+    return {"TmcTimeoutError": TIMEOUT, "StallError": STALL, "DeviceGoneError": GONE,
+            "AbortedError": CANCELLED}.get(name, ERROR)
+
+
+def escape(data: bytes) -> str:
+    """Bytes as printable text: \\n, \\r, \\t, \\\\ and \\xNN for the rest."""
+    out = []
+    for b in data:
+        if 32 <= b < 127 and b != 92:
+            out.append(chr(b))
+        else:
+            out.append({10: "\\n", 13: "\\r", 9: "\\t", 92: "\\\\"}.get(b, f"\\x{b:02x}"))
+    return "".join(out)
+
+
+def _transfer_name(kind: str, direction: str, setup: bytes) -> str:
+    if kind == CONTROL:
+        return f"control {_request_name(setup)}"
+    return f"{'Bulk' if kind == BULK else 'Interrupt'}-{direction.upper()}"
+
+
+def _seq_of(item) -> int:
+    return item[0] if type(item) is tuple else item.seq
+
+
+def _entry(t: tuple) -> Entry:
+    """A transfer kept as a tuple (:meth:`Recorder._add_transfer`) as an :class:`Entry`."""
+    entry = Entry(*t[:14])
+    entry.command, entry.cost = t[14], t[15]
+    return entry
+
+
+# --- decoding ---------------------------------------------------------------------------
+
+_HEADER = struct.Struct("<BBBBIBBH")
+_STD_REQUESTS = {0: "GET_STATUS", 1: "CLEAR_FEATURE", 3: "SET_FEATURE", 5: "SET_ADDRESS", 6: "GET_DESCRIPTOR",
+                 8: "GET_CONFIGURATION", 9: "SET_CONFIGURATION", 10: "GET_INTERFACE", 11: "SET_INTERFACE"}
+_DESCRIPTOR_TYPES = {1: "DEVICE", 2: "CONFIGURATION", 3: "STRING"}
+_OUT_MSG = {1: "DEV_DEP_MSG_OUT", 2: "REQUEST_DEV_DEP_MSG_IN", 126: "VENDOR_SPECIFIC_OUT",
+            127: "REQUEST_VENDOR_SPECIFIC_IN", 128: "TRIGGER"}
+_IN_MSG = {2: "DEV_DEP_MSG_IN", 127: "VENDOR_SPECIFIC_IN"}
+
+
+def _request_name(setup: bytes) -> str:
+    if len(setup) < 8:
+        return "?"
+    rtype, request = setup[0], setup[1]
+    if (rtype >> 5) & 3 == 1:  # class request (USB 2.0 Table 9-2)
+        try:
+            return Request(request).name
+        except ValueError:
+            return f"class request {request}"
+    if (rtype >> 5) & 3 == 0:
+        return _STD_REQUESTS.get(request, f"standard request {request}")
+    return f"vendor request 0x{request:02X}"
+
+
+def status_name(value: int) -> str:
+    try:
+        return Status(value).name
+    except ValueError:
+        return f"0x{value:02X}"
+
+
+def stb_text(stb: int) -> str:
+    names = ", ".join(set_bit_names(stb, STB_BITS))
+    return f"STB 0x{stb:02X}" + (f" ({names})" if names else "")
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """An entry's meaning in layers: ``usb`` (the transfer), ``usbtmc`` (header or request
+    by name, with its fields in ``fields``), and a one-line ``summary``."""
+
+    usb: str
+    usbtmc: str = ""
+    fields: dict = field(default_factory=dict)
+    payload_offset: int = 0  # where the message bytes start in ``data``
+
+    @property
+    def summary(self) -> str:
+        return self.usbtmc or self.usb
+
+
+def decode_header(data: bytes, direction: str) -> dict | None:
+    """The fields of a USBTMC Bulk-OUT or Bulk-IN header (USBTMC 1.0 Tables 1-4, 8-9;
+    USB488 Table 1), or None when ``data`` does not start with one."""
+    if len(data) < HEADER_BYTES:
+        return None
+    msg_id, btag, inverse, _reserved, size, attrs, byte9, _ = _HEADER.unpack_from(data)
+    names = _OUT_MSG if direction == "out" else _IN_MSG
+    if msg_id not in names or btag ^ 0xFF != inverse:
+        return None
+    fields: dict = {"MsgID": names[msg_id], "bTag": btag}
+    if msg_id == MsgId.TRIGGER:
+        return fields
+    fields["TransferSize"] = size
+    if direction == "out" and msg_id == MsgId.DEV_DEP_MSG_OUT:
+        fields["EOM"] = bool(attrs & TransferAttr.EOM)
+    elif direction == "out" and msg_id == MsgId.REQUEST_DEV_DEP_MSG_IN:
+        fields["TermCharEnabled"] = bool(attrs & TransferAttr.TERM_CHAR)
+        if attrs & TransferAttr.TERM_CHAR:
+            fields["TermChar"] = byte9
+    elif direction == "in" and msg_id == MsgId.DEV_DEP_MSG_IN:
+        fields["EOM"] = bool(attrs & TransferAttr.EOM)
+        fields["TermCharMatched"] = bool(attrs & TransferAttr.TERM_CHAR)
+    return fields
+
+
+def _describe_header(fields: dict) -> str:
+    parts = [fields["MsgID"], f"bTag {fields['bTag']}"]
+    if "TransferSize" in fields:
+        parts.append(f"TransferSize {fields['TransferSize']}")
+    if fields.get("EOM"):
+        parts.append("EOM")
+    if "TermChar" in fields:
+        parts.append(f"TermChar 0x{fields['TermChar']:02X}")
+    if fields.get("TermCharMatched"):
+        parts.append("ended on TermChar")
+    return " ".join(parts)
+
+
+def _decode_control(entry: Entry) -> Decoded:
+    setup = entry.setup
+    if len(setup) < 8:
+        return Decoded(f"control {entry.status}")
+    rtype, request, value, index, length = struct.unpack("<BBHHH", setup)
+    name = _request_name(setup)
+    usb = (f"control bmRequestType 0x{rtype:02X} bRequest {request} wValue 0x{value:04X} "
+           f"wIndex {index} wLength {length} -> {entry.actual} bytes {entry.status}")
+    fields: dict = {"request": name, "wValue": value, "wIndex": index}
+    text = name
+    if (rtype >> 5) & 3 == 0 and request == 6:  # GET_DESCRIPTOR
+        text = f"GET_DESCRIPTOR {_DESCRIPTOR_TYPES.get(value >> 8, value >> 8)}"
+    elif (rtype >> 5) & 3 == 0 and request == 1 and value == 0:
+        text = f"CLEAR_FEATURE(ENDPOINT_HALT) endpoint 0x{index:02X}"
+    elif (rtype >> 5) & 3 == 1:
+        data = entry.data
+        if request in (Request.INITIATE_ABORT_BULK_IN, Request.INITIATE_ABORT_BULK_OUT):
+            text += f" bTag {value & 0xFF}"
+        if data:
+            fields["USBTMC_status"] = status_name(data[0])
+            text += f": {fields['USBTMC_status']}"
+        if request == Request.READ_STATUS_BYTE:
+            fields["bTag"] = value & 0x7F
+            text = f"READ_STATUS_BYTE bTag {value & 0x7F}" + (f": {status_name(data[0])}" if data else "")
+            if len(data) >= 3:
+                fields["STB"] = data[2]
+                text += f", {stb_text(data[2])} in the reply"
+        elif request in (Request.CHECK_ABORT_BULK_IN_STATUS, Request.CHECK_ABORT_BULK_OUT_STATUS) and len(data) >= 8:
+            count = int.from_bytes(data[4:8], "little")
+            key = "NBYTES_TXD" if request == Request.CHECK_ABORT_BULK_IN_STATUS else "NBYTES_RXD"
+            fields[key] = count
+            text += f", {key} {count}"
+            if request == Request.CHECK_ABORT_BULK_IN_STATUS and data[1] & 1:
+                text += ", more data queued"
+        elif request == Request.CHECK_CLEAR_STATUS and len(data) >= 2 and data[1] & 1:
+            text += ", Bulk-IN FIFO to be read"
+        elif request == Request.REN_CONTROL:
+            text = f"REN_CONTROL {'assert' if value else 'release'}" + (f": {status_name(data[0])}" if data else "")
+    if entry.status != OK:
+        text += f" [{entry.status}]"
+    return Decoded(usb, text, fields)
+
+
+def _decode_interrupt(entry: Entry) -> Decoded:
+    usb = f"Interrupt-IN ep 0x{entry.endpoint:02X} {entry.actual}/{entry.requested} bytes {entry.status}"
+    data = entry.data
+    if len(data) < 2:
+        return Decoded(usb)
+    if data[0] == NOTIFY_SRQ:
+        return Decoded(usb, f"SRQ notification: {stb_text(data[1])}", {"notify": "SRQ", "STB": data[1]})
+    if data[0] & NOTIFY_READ_STATUS_BYTE_FLAG:
+        tag = data[0] & 0x7F
+        return Decoded(usb, f"READ_STATUS_BYTE reply bTag {tag}: {stb_text(data[1])}",
+                       {"notify": "READ_STATUS_BYTE", "bTag": tag, "STB": data[1]})
+    return Decoded(usb, f"vendor notification 0x{data[0]:02X}")
+
+
+class Decoder:
+    """Decodes a session's entries in order: it tracks where each Bulk-IN transfer of the
+    device ends, so a continuation read is not mistaken for a new header."""
+
+    def __init__(self) -> None:
+        self._in_left: dict[int, int] = {}  # session -> Bulk-IN bytes still to come of the device's transfer
+
+    def decode(self, entry: Entry) -> Decoded:
+        if entry.kind == CONTROL:
+            return _decode_control(entry)
+        if entry.kind == INTERRUPT:
+            return _decode_interrupt(entry)
+        if entry.kind == MESSAGE:
+            text = message_text(entry)
+            return Decoded(text, text)
+        if entry.kind != BULK:
+            return Decoded(entry.text, entry.text)
+        arrow = "Bulk-OUT" if entry.direction == "out" else "Bulk-IN"
+        usb = f"{arrow} ep 0x{entry.endpoint:02X} {entry.actual}/{entry.requested} bytes {entry.status}"
+        if entry.direction == "out":
+            fields = decode_header(entry.data, "out")
+            if fields is None:
+                return Decoded(usb, "")
+            text = _describe_header(fields)
+            if entry.status != OK:
+                text += f" [{entry.status}]"
+            return Decoded(usb, text, fields, HEADER_BYTES)
+        if entry.step:  # a Bulk-IN read of a recovery: the drain (USBTMC 1.0 4.2.1.4)
+            self._in_left[entry.session] = 0
+            return Decoded(usb, f"drain: {entry.actual} bytes discarded" +
+                           (f" [{entry.status}]" if entry.status != OK else ""), {"drained": entry.actual})
+        left = self._in_left.get(entry.session, 0)
+        if left > 0:
+            self._in_left[entry.session] = max(0, left - entry.actual)
+            if entry.actual == 0 or entry.status != OK:
+                self._in_left[entry.session] = 0
+            return Decoded(usb, f"DEV_DEP_MSG_IN continued, {entry.actual} bytes" +
+                           (f" [{entry.status}]" if entry.status != OK else ""), {})
+        fields = decode_header(entry.data, "in") if entry.actual >= HEADER_BYTES else None
+        if fields is None:
+            return Decoded(usb, f"Bulk-IN {entry.actual} bytes [{entry.status}]" if entry.status != OK else "")
+        whole = HEADER_BYTES + fields.get("TransferSize", 0)
+        whole += -whole % 4
+        self._in_left[entry.session] = max(0, whole - entry.actual) if entry.status == OK else 0
+        text = _describe_header(fields)
+        if entry.status != OK:
+            text += f" [{entry.status}]"
+        return Decoded(usb, text, fields, HEADER_BYTES)
+
+
+def decode(entry: Entry) -> Decoded:
+    """One entry decoded on its own (a Bulk-IN continuation may then look like a bare read;
+    use a :class:`Decoder` over a session's entries in order to tell them apart)."""
+    return Decoder().decode(entry)
+
+
+def hex_dump(data: bytes, width: int = 16) -> str:
+    """Offset, hex and ASCII columns, ``width`` bytes a line."""
+    lines = []
+    for offset in range(0, len(data), width):
+        chunk = data[offset: offset + width]
+        hex_part = " ".join(f"{b:02x}" for b in chunk)
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{offset:08x}  {hex_part:<{width * 3 - 1}}  {text}")
+    return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""The I/O trace: what the transport records, how it is grouped and decoded, and its bounds."""
+
+import pytest
+
+from app.usbtmc import Instrument, TmcTimeoutError
+from app.usbtmc import trace as tr
+from app.usbtmc.trace import Decoder, Recorder
+
+SAM7 = "USB0::0x1209::0x0001::SAM7-0001::INSTR"
+AWG = "USB0::0x1209::0x000C::AWG-0001::INSTR"
+
+
+def decoded(recorder):
+    decoder = Decoder()
+    return [(e, decoder.decode(e)) for e in recorder.entries()]
+
+
+def test_a_query_is_one_message_folding_its_three_transfers(sim):
+    recorder = Recorder()
+    with Instrument(SAM7, backend=sim, timeout_ms=300, trace=recorder) as inst:
+        assert inst.query("*IDN?").startswith("XYZ")
+    entries = recorder.entries()
+    (query,) = [e for e in entries if e.kind == tr.MESSAGE and e.op == "query"]
+    assert query.data == b"*IDN?\n" and query.reply.startswith(b"XYZ Company") and query.status == tr.OK
+    inner = [e for e in entries if e.group == query.seq]
+    assert [(e.kind, e.direction) for e in inner] == [(tr.BULK, "out"), (tr.BULK, "out"), (tr.BULK, "in")]
+    assert all(e.t_ns > 0 and e.duration_ns >= 0 and e.status == tr.OK for e in inner)
+    assert inner[0].endpoint == 0x01 and inner[2].endpoint & 0x80
+    assert inner[0].requested == inner[0].actual == 12 + 6 + 2  # header, *IDN?\n, alignment
+    decoder = Decoder()
+    fields = [decoder.decode(e).fields for e in inner]
+    assert fields[0] == {"MsgID": "DEV_DEP_MSG_OUT", "bTag": fields[0]["bTag"], "TransferSize": 6, "EOM": True}
+    assert fields[1]["MsgID"] == "REQUEST_DEV_DEP_MSG_IN" and fields[1]["bTag"] == fields[0]["bTag"] + 1
+    assert fields[2]["MsgID"] == "DEV_DEP_MSG_IN" and fields[2]["EOM"] and fields[2]["bTag"] == fields[1]["bTag"]
+
+
+def test_the_descriptor_exchange_and_class_requests_are_recorded_first(sim):
+    recorder = Recorder()
+    with Instrument(SAM7, backend=sim, timeout_ms=300, trace=recorder):
+        pass
+    info = recorder.sessions[1]
+    names = [tr.decode(e).summary for e in info.descriptors]
+    assert names[:2] == ["GET_DESCRIPTOR DEVICE", "GET_DESCRIPTOR CONFIGURATION"]
+    assert info.descriptors[0].data[:2] == bytes([18, 1]) and info.descriptors[-1].data[1] == 2
+    # the configuration descriptor holds the USBTMC interface (class FE, subclass 03)
+    config = info.descriptors[-1].data
+    assert bytes([4, 0xFE, 3]) in config or b"\x09\x04" in config and b"\xfe\x03" in config
+    summaries = [d.summary for _e, d in decoded(recorder)]
+    assert "GET_CAPABILITIES: SUCCESS" in summaries
+
+
+def test_status_byte_and_srq_notifications_are_decoded(sim):
+    recorder = Recorder()
+    with Instrument(SAM7, backend=sim, timeout_ms=300, trace=recorder) as inst:
+        inst.query("*ESR?")
+        inst.write("*ESE 32")
+        inst.write("*SRE 32")
+        inst.write("BOGUS")
+        stb = inst.wait_srq(1000)
+        inst.read_stb()
+    summaries = [d.summary for _e, d in decoded(recorder)]
+    srq = [s for s in summaries if s.startswith("SRQ notification")]
+    assert srq == [f"SRQ notification: STB 0x{stb:02X} (RQS/MSS, ESB)"]
+    assert any(s.startswith("READ_STATUS_BYTE reply bTag") for s in summaries)
+    wait = [e for e in recorder.entries() if e.op == "wait_srq"]
+    assert wait and wait[0].reply == bytes([stb])
+
+
+def test_a_timeout_and_its_abort_are_marked_as_a_recovery_with_its_reason(sim):
+    recorder = Recorder()
+    with Instrument(SAM7, backend=sim, timeout_ms=200, trace=recorder) as inst:
+        with pytest.raises(TmcTimeoutError):
+            inst.query("NO:SUCH:QUERY?")
+        assert inst.query("*IDN?").startswith("XYZ")
+    entries = recorder.entries()
+    (query,) = [e for e in entries if e.op == "query" and e.data == b"NO:SUCH:QUERY?\n"]
+    assert query.status == tr.TIMEOUT and "did not answer in time" in query.detail
+    failed = [e for e in entries if e.group == query.seq and e.status == tr.TIMEOUT]
+    assert failed and failed[0].kind == tr.BULK and failed[0].direction == "in"
+    (recovery,) = [e for e in entries if e.kind == tr.RECOVERY]
+    assert recovery.group == query.seq
+    assert recovery.text.startswith("ABORT_BULK_IN bTag") and "Bulk-IN timeout" in recovery.text
+    assert "aborted Bulk-IN transfer" in recovery.detail or "usable" in recovery.detail
+    steps = [tr.decode(e).summary for e in entries if e.step == recovery.seq]
+    assert steps[0].startswith("INITIATE_ABORT_BULK_IN bTag")
+    assert any(s.startswith("CHECK_ABORT_BULK_IN_STATUS") for s in steps)
+    assert any(s.startswith("drain: 0 bytes discarded") for s in steps)
+
+
+def test_data_is_capped_per_transfer_and_the_ring_by_bytes(sim):
+    recorder = Recorder(transfer_cap_bytes=16, total_cap_bytes=20_000)
+    with Instrument(AWG, backend=sim, timeout_ms=2000, trace=recorder) as inst:
+        inst.write_raw(b"DATA:ARB:DAC x,#41000" + bytes(1000) + b"\n")
+        for _ in range(200):
+            inst.query("*OPC?")
+    entries = recorder.entries()
+    assert all(len(e.data) <= 16 for e in entries if e.is_transfer)
+    assert recorder.size_bytes <= 20_000 and recorder.dropped > 0
+    assert entries[0].seq > 1 and entries[-1].seq == recorder.last_seq
+    big = [e for e in recorder.sessions[1].descriptors]
+    assert big, "the descriptors outlive the ring"
+
+
+def test_since_hands_a_reader_only_new_entries(sim):
+    recorder = Recorder()
+    with Instrument(SAM7, backend=sim, timeout_ms=300, trace=recorder) as inst:
+        seen = recorder.last_seq
+        inst.write("*CLS")
+        new = recorder.since(seen)
+        assert [e.kind for e in new] == [tr.MESSAGE, tr.BULK]
+        assert recorder.since(recorder.last_seq) == []
+        recorder.marker("here")
+        assert recorder.since(new[-1].seq)[0].text == "here"
+        recorder.clear()
+        assert len(recorder) == 0 and recorder.since(0) == []
+
+
+def test_tracing_off_records_nothing_and_changes_nothing(sim):
+    with Instrument(SAM7, backend=sim, timeout_ms=300) as inst:
+        assert inst.trace is None and inst._transport.trace is None
+        assert inst.query("*IDN?").startswith("XYZ")
+
+
+def test_decoding_is_pure():
+    out = tr.Entry(0, 1, tr.BULK, 0, endpoint=1, direction="out", requested=24, actual=24,
+                   data=bytes([2, 7, 0xF8, 0, 0x00, 0x10, 0, 0, 2, ord("\n"), 0, 0]))
+    fields = tr.decode(out).fields
+    assert fields == {"MsgID": "REQUEST_DEV_DEP_MSG_IN", "bTag": 7, "TransferSize": 4096,
+                      "TermCharEnabled": True, "TermChar": 10}
+    bad = tr.Entry(0, 1, tr.BULK, 0, endpoint=1, direction="out", requested=12, actual=12, data=bytes(12))
+    assert tr.decode(bad).usbtmc == ""
+    assert tr.hex_dump(b"AB\x00").startswith("00000000  41 42 00")
