@@ -21,12 +21,12 @@ OLD_ENTRY = textwrap.dedent("""\
     # my quirks: a long comment so the file is near the size limit of the test
     [[quirk]]
     name = "My scope"
-    vid = 0x1234
-    pid = 0x5678
-    reason = "it needs this"
+    vid = 0x1AB1
+    pid = 0x044D
+    reason = "I want to see its stale bTags"
     source = "me"
     [quirk.flags]
-    clear_on_open = false
+    tolerate_stale_btag = false
     """)
 
 
@@ -81,12 +81,13 @@ def test_a_file_size_limit_keeps_the_old_file(tmp_path):
 
 
 def test_tmc_probe_save_quirks_under_a_size_limit_keeps_the_users_entries(tmp_path):
+    # The user's own entry turns off the flag the probe suggests, so the save has something to write.
     quirks_file = tmp_path / "quirks.toml"
     old = OLD_ENTRY + "#" * (3000 - len(OLD_ENTRY)) + "\n"
     quirks_file.write_text(old)
     result = _run_limited(["-m", "app.cli", "probe", "--sim", "--timeout-ms", "300",
                            "USB0::0x1AB1::0x044D::DHO8A000000001::INSTR", "--save-quirks",
-                           "--quirks-file", str(quirks_file)], len(old) + 64)
+                           "--quirks-file", str(quirks_file)], len(old) // 2)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
