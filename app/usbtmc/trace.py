@@ -38,6 +38,7 @@ from .constants import (
     Status,
     TransferAttr,
 )
+from .framing import unpack_header
 from .ieee488 import STB_BITS, set_bit_names
 
 # Entry kinds: USB transfers, then the layers above them.
@@ -450,13 +451,13 @@ def _entry(t: tuple) -> Entry:
 
 # --- decoding ---------------------------------------------------------------------------
 
-_HEADER = struct.Struct("<BBBBIBBH")
 _STD_REQUESTS = {0: "GET_STATUS", 1: "CLEAR_FEATURE", 3: "SET_FEATURE", 5: "SET_ADDRESS", 6: "GET_DESCRIPTOR",
                  8: "GET_CONFIGURATION", 9: "SET_CONFIGURATION", 10: "GET_INTERFACE", 11: "SET_INTERFACE"}
 _DESCRIPTOR_TYPES = {1: "DEVICE", 2: "CONFIGURATION", 3: "STRING"}
-_OUT_MSG = {1: "DEV_DEP_MSG_OUT", 2: "REQUEST_DEV_DEP_MSG_IN", 126: "VENDOR_SPECIFIC_OUT",
-            127: "REQUEST_VENDOR_SPECIFIC_IN", 128: "TRIGGER"}
-_IN_MSG = {2: "DEV_DEP_MSG_IN", 127: "VENDOR_SPECIFIC_IN"}
+# MsgID names by direction (IN and OUT share values, so the enum's aliases cannot name them).
+_OUT_MSG = {MsgId[name].value: name for name in ("DEV_DEP_MSG_OUT", "REQUEST_DEV_DEP_MSG_IN", "VENDOR_SPECIFIC_OUT",
+                                                 "REQUEST_VENDOR_SPECIFIC_IN", "TRIGGER")}
+_IN_MSG = {MsgId[name].value: name for name in ("DEV_DEP_MSG_IN", "VENDOR_SPECIFIC_IN")}
 
 
 def _request_name(setup: bytes) -> str:
@@ -505,7 +506,9 @@ def decode_header(data: bytes, direction: str) -> dict | None:
     USB488 Table 1), or None when ``data`` does not start with one."""
     if len(data) < HEADER_BYTES:
         return None
-    msg_id, btag, inverse, _reserved, size, attrs, byte9, _ = _HEADER.unpack_from(data)
+    header = unpack_header(data)
+    msg_id, btag, inverse, size = header.msg_id, header.btag, header.btag_inverse, header.transfer_size
+    attrs, byte9 = header.attributes, header.byte9
     names = _OUT_MSG if direction == "out" else _IN_MSG
     if msg_id not in names or btag ^ 0xFF != inverse:
         return None

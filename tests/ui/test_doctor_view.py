@@ -43,7 +43,7 @@ def test_the_selected_device_shows_its_diagnosis(browser, sim_backend, monkeypat
 
 def test_no_libusb_is_explained_when_nothing_is_selected(browser):
     d = diagnose(BackendUnavailableError("libusb could not be loaded"), Situation(0, 0, platform="linux"))
-    browser.apply_snapshot(Snapshot("usb", (), "No USB access: libusb could not be loaded.", d))
+    browser.apply_snapshot(Snapshot("usb", (), "No USB access: libusb could not be loaded.", diagnosis=d))
     assert browser.doctor.isVisible()
     assert "libusb cannot be loaded" in browser.doctor.toPlainText()
 
