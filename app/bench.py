@@ -156,7 +156,7 @@ class ConsolePeer(Peer):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
         from PySide6.QtCore import QCoreApplication, QEventLoop
 
-        from app.ui.events import Failed, Finished, Reply
+        from app.session.events import Failed, Finished, Reply
 
         self._app = QCoreApplication.instance() or QCoreApplication([])
         self._loop_type, self._finished, self._failed, self._reply = QEventLoop, Finished, Failed, Reply
@@ -187,12 +187,12 @@ class ConsolePeer(Peer):
         return self._events
 
     def upload(self, message: bytes) -> None:
-        from app.ui.events import WriteStream
+        from app.session.events import WriteStream
 
         self._run(lambda: self.session.submit(WriteStream((message,), len(message)), origin="console"))
 
     def query(self, text: str) -> str:
-        from app.ui.events import Query
+        from app.session.events import Query
 
         events = self._run(lambda: self.session.submit(Query(text.encode() + b"\n"), origin="console"))
         reply = next(e for e in events if isinstance(e, self._reply))

@@ -27,14 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.usbtmc import ieee488
-from app.usbtmc.errors import SaveError
-from app.usbtmc.files import save_text
-
-from . import scpi
-from .catalog import Profile, profile_for
-from .cmdline import CommandLine
-from .events import (
+from app.session import Origin, scpi
+from app.session.events import (
     CONTROL_LABELS,
     CheckErrors,
     Closed,
@@ -56,6 +50,12 @@ from .events import (
     StatusByte,
     Write,
 )
+from app.usbtmc import ieee488
+from app.usbtmc.errors import SaveError
+from app.usbtmc.files import save_text
+
+from .catalog import Profile, profile_for
+from .cmdline import CommandLine
 from .flow import FittingPlaceholder, FlowLayout
 from .rawview import RawViewDialog, save_bytes
 from .settings import TERMINATIONS, TIMEOUT_RANGE_MS, Settings
@@ -65,7 +65,7 @@ REPLY_TEXT_BYTES = MAX_TEXT_CHARS  # of a reply decoded for the transcript when 
 from .worker import Session
 
 # Commands from these origins appear in the transcript; other panels' polling does not.
-VISIBLE_ORIGINS = {"console", "script", "open", "action"}
+VISIBLE_ORIGINS = {Origin.CONSOLE, Origin.SCRIPT, Origin.OPEN, Origin.ACTION}
 
 FAILURE_TITLES = {
     "timeout": "timeout",
@@ -382,7 +382,7 @@ class ConsolePanel(QWidget):
     def termination(self) -> bytes:
         return str(self.termination_combo.currentData() or "").encode("ascii")
 
-    def submit_line(self, text: str | None = None, mode: str = "auto", *, origin: str = "console", tag: str = "",
+    def submit_line(self, text: str | None = None, mode: str = "auto", *, origin: str = Origin.CONSOLE, tag: str = "",
                     check: bool = True, remember: bool = True) -> int:
         """Send a line as the Enter key does; returns the command id (0 when nothing was sent).
 
@@ -426,16 +426,16 @@ class ConsolePanel(QWidget):
             self.transcript.add("error", f"{label}: the session is not open")
             return 0
         self._labels[cid] = (label, tag)
-        if self._script is not None and origin == "script":
+        if self._script is not None and origin == Origin.SCRIPT:
             self._script.line_ids.add(cid)
             self._script.waiting_for = cid
         method = self.check_method() if check else None
         if method:
             check_id = self.session.submit(CheckErrors(after=cid, method=method, termination=self.termination() or b"\n"),
-                                           origin="check")
+                                           origin=Origin.CHECK)
             if check_id:
                 self._checks[check_id] = cid
-                if self._script is not None and origin == "script":
+                if self._script is not None and origin == Origin.SCRIPT:
                     self._script.line_ids.add(check_id)
                     self._script.waiting_for = check_id
         return cid
@@ -536,7 +536,7 @@ class ConsolePanel(QWidget):
             else:
                 self.transcript.add("note", f"session closed ({event.reason})")
             self._script = None
-        elif origin == "check":
+        elif origin == Origin.CHECK:
             if isinstance(event, ErrorReport):
                 self._on_error_report(event)
             elif isinstance(event, Failed):
@@ -554,7 +554,7 @@ class ConsolePanel(QWidget):
     def _show(self, event, origin: str) -> None:
         label, tag = self._labels.get(event.command_id, ("", ""))
         record = self.session.record(event.command_id)
-        if origin == "open" and record is not None and record.command.__class__.__name__ == "Open":
+        if origin == Origin.OPEN and record is not None and record.command.__class__.__name__ == "Open":
             if isinstance(event, Failed):
                 self.transcript.add("error", f"cannot open {self.resource}: {event.message}", detail=event.recovery)
             elif isinstance(event, Finished):
@@ -730,7 +730,7 @@ class ConsolePanel(QWidget):
         self.settings.set_instrument_value(self.resource, "timeout_ms", value)
         self.session.timeout_ms = value
         if self.session.thread.isRunning():
-            self.session.submit(Configure(timeout_ms=value), origin="config")
+            self.session.submit(Configure(timeout_ms=value), origin=Origin.CONFIG)
 
     @Slot(int)
     def _termination_changed(self, _index: int) -> None:
@@ -744,7 +744,7 @@ class ConsolePanel(QWidget):
         term = self.termination()
         char = term[-1] if (on and term) else -1
         if self.session.thread.isRunning():
-            self.session.submit(Configure(term_char=char), origin="config")
+            self.session.submit(Configure(term_char=char), origin=Origin.CONFIG)
 
     # --- history -----------------------------------------------------------------
 
@@ -836,7 +836,7 @@ class ConsolePanel(QWidget):
         number, line = script.lines[script.index]
         script.index += 1
         script.failed = ""
-        if not self.submit_line(line, "auto", origin="script", tag=f"{script.name}:{number}"):
+        if not self.submit_line(line, "auto", origin=Origin.SCRIPT, tag=f"{script.name}:{number}"):
             self.transcript.add("warning", f"script {script.name} stopped at line {number}")
             self._script = None
 

@@ -16,9 +16,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.session import Origin
+from app.session.events import Disconnect
+
 from .browser import DeviceRef, device_title
 from .console import ConsolePanel
-from .events import Disconnect
 from .settings import Settings
 from .theme import colors
 from .waveform import attach_waveform_panel
@@ -209,7 +211,7 @@ class InstrumentTab(QWidget):
             return
         self.missing = True
         if self.session.is_open or self.session.state == "opening":
-            self.session.submit(Disconnect("the device left the bus", gone=True), origin="discovery")
+            self.session.submit(Disconnect("the device left the bus", gone=True), origin=Origin.DISCOVERY)
         elif self.session.state != "gone":
             self._show_banner("The device is no longer on the bus.")
 

@@ -260,11 +260,12 @@ def _smoke_steps(window, deadline: float) -> dict[str, object]:
     from PySide6.QtGui import QKeyEvent
     from PySide6.QtWidgets import QApplication
 
+    from app.session import Origin
+    from app.session.events import Control, Failed, Query, Reply, Sent, StatusByte, WriteStream
+    from app.session.scpi import display_text
     from app.waveforms import block_header
 
-    from .events import Control, Failed, Query, Reply, Sent, StatusByte, WriteStream
     from .main_window import wait_until
-    from .scpi import display_text
 
     def wait(predicate, what: str) -> None:
         if not wait_until(predicate, max(0.0, deadline - time.monotonic())):
@@ -308,7 +309,7 @@ def _smoke_steps(window, deadline: float) -> dict[str, object]:
 
         tab.session.event.connect(collect)
         try:
-            ids.append(tab.session.submit(command, origin="smoke-test"))
+            ids.append(tab.session.submit(command, origin=Origin.SMOKE_TEST))
             if not ids[0]:
                 raise SmokeFailure(f"{what}: the session no longer takes commands")
             wait(lambda: bool(got), what)
@@ -327,7 +328,7 @@ def _smoke_steps(window, deadline: float) -> dict[str, object]:
 
     def collect(event) -> None:
         record = tab.session.record(event.command_id)
-        if isinstance(event, Reply) and record is not None and record.origin == "console":
+        if isinstance(event, Reply) and record is not None and record.origin == Origin.CONSOLE:
             replies.append(event.data)
 
     tab.session.event.connect(collect)

@@ -23,6 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.session import Origin
+from app.session.events import Control, Failed, Finished, Opened
 from app.usbtmc.errors import BackendUnavailableError, ResourceError
 from app.usbtmc.resource import parse_resource
 from app.usbtmc.trace import Recorder
@@ -30,7 +32,6 @@ from app.usbtmc.trace import Recorder
 from .browser import DeviceBrowser, DeviceRef, device_title
 from .device_panels import attach_panels
 from .discovery import DEFAULT_INTERVAL_MS, BackendProvider, Discovery, Snapshot
-from .events import Control, Failed, Finished, Opened
 from .icon import app_icon
 from .instrument_tab import STATE_TEXT, InstrumentTab
 from .probe_dialog import ProbeDialog
@@ -566,7 +567,7 @@ class MainWindow(QMainWindow):
 
         def on_event(event) -> None:
             if isinstance(event, Opened):
-                pulse_id[0] = session.submit(Control("indicator_pulse"), origin="identify")
+                pulse_id[0] = session.submit(Control("indicator_pulse"), origin=Origin.IDENTIFY)
             elif isinstance(event, Failed):
                 self.statusBar().showMessage(f"Cannot identify {name}: {event.message}", 10000)
                 if not pulse_id[0]:

@@ -21,10 +21,11 @@ from PySide6.QtWidgets import (
 from app.usbtmc import files
 from app.usbtmc.errors import SaveError
 
-from . import scpi
 
 SHOWN_BYTES = 256 * 1024  # larger replies are shown in part; "save" writes all of it
 
+
+from app.session import scpi
 
 class RawViewDialog(QDialog):
     def __init__(self, data: bytes, title: str, parent: QWidget | None = None) -> None:

@@ -35,12 +35,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.session import Origin
+from app.session.events import Failed, Finished, Query, Reply
 from app.sim.sam7 import COUNT_MAX, GLITCH_FILTER_US, PARAM_MAX, PARAM_MIN
 from app.usbtmc import ieee488
 
 from .board_view import BoardView
 from .device_profile import DeviceProfile
-from .events import Failed, Finished, Query, Reply
 from .status_view import BitCell, bit_kind, set_text
 from .theme import colors
 
@@ -277,7 +278,7 @@ class PulseSource(QWidget):
 
 @dataclass(frozen=True)
 class DemoStep:
-    text: str  # a line to send, or the control action (app.ui.events.Control) for mode "control"
+    text: str  # a line to send, or the control action (app.session.events.Control) for mode "control"
     mode: str  # "send", "query" or "control"
     explain: str
     reads: str = ""  # which of the panel's displays the reply updates
@@ -637,7 +638,7 @@ class Sam7Panel(QWidget):
             reads.append(("flags", "DEBUG:FLAGS?"))
         term = self.console.termination() or b"\n"
         for what, text in reads:
-            cid = self.session.submit(Query(text.encode("ascii") + term, label=text), origin="sam7-poll")
+            cid = self.session.submit(Query(text.encode("ascii") + term, label=text), origin=Origin.SAM7_POLL)
             if cid:
                 self._poll_ids[cid] = what
 
@@ -648,7 +649,7 @@ class Sam7Panel(QWidget):
     # --- user actions ---
 
     def _user(self, text: str, mode: str, what: str, *, check: bool = True, tag: str = PANEL_TAG) -> int:
-        cid = self.console.submit_line(text, mode, origin="action", tag=tag, check=check, remember=False)
+        cid = self.console.submit_line(text, mode, origin=Origin.ACTION, tag=tag, check=check, remember=False)
         if cid:
             self._user_ids[cid] = what
         return cid

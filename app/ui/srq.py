@@ -30,15 +30,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.session import Origin, is_users_command
+from app.session.events import CheckErrors, ErrorReport, Failed, Finished, Opened, Srq, Started
 from app.usbtmc import ieee488
 
 from .console import ElidedLabel
 from .device_profile import UNUSED, profile_for_idn
-from .events import CheckErrors, ErrorReport, Failed, Finished, Opened, Srq, Started
 from .theme import colors
-
-# Commands from these origins are the app's own background work, never the cause of an SRQ.
-BACKGROUND_ORIGINS = {"config", "check", "srq", "close", "discovery"}
 
 TIMELINE_BURST = 3  # SRQ entries shown per TIMELINE_WINDOW_S; the rest are summarised
 TIMELINE_WINDOW_S = 1.0
@@ -46,10 +44,6 @@ NOTICE_BURST = 1  # notifications per NOTICE_WINDOW_S and instrument
 NOTICE_WINDOW_S = 3.0
 NOTICE_SHOWN_MS = 8000
 MAX_NOTICES = 2  # side by side in the status bar
-
-
-def is_background(origin: str) -> bool:
-    return origin in BACKGROUND_ORIGINS or origin.endswith("-poll")
 
 
 class RateLimiter:
@@ -209,7 +203,9 @@ class SrqMonitor(QObject):
             return
         record = self.session.record(event.command_id)
         origin = record.origin if record is not None else ""
-        if isinstance(event, Started) and record is not None and not is_background(origin):
+        # Only a command of the user's can cause a service request; the app's own work and the
+        # error check after a command cannot (the SRQ is put next to the command it follows).
+        if isinstance(event, Started) and record is not None and is_users_command(origin):
             self._cause = _Cause(event.command_id, record.command.describe(), event.at)
         elif isinstance(event, ErrorReport):
             if self._in_follow_up(event.command_id):
@@ -297,7 +293,7 @@ class SrqMonitor(QObject):
         checks = [CheckErrors(after=0, method="esr", termination=self.console.termination() or b"\n")]
         if self._speaks_scpi():
             checks.append(CheckErrors(after=0, method="syst_err", termination=self.console.termination() or b"\n"))
-        ids = [cid for cid in (self.session.submit(check, origin="srq") for check in checks) if cid]
+        ids = [cid for cid in (self.session.submit(check, origin=Origin.SRQ) for check in checks) if cid]
         if ids:
             self._follow_up = _FollowUp(note, ids, [])
 

@@ -38,12 +38,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.session import Origin, is_users_command
+from app.session.events import Closed, ErrorReport, Failed, Finished, Opened, Query, Reply, Sent, SetIdlePolling, Srq, Started, StatusByte, Write
 from app.usbtmc import ieee488
 
 from .device_profile import GENERIC, UNUSED, DeviceProfile, DeviceRegister, profile_for_idn
-from .events import Closed, ErrorReport, Failed, Finished, Opened, Query, Reply, Sent, SetIdlePolling, Srq, Started, StatusByte, Write
 from .flow import FlowLayout
-from .srq import is_background
 from .theme import colors
 from .transcript import format_time
 
@@ -834,7 +834,7 @@ class StatusView(QWidget):
         shown = self.isVisible() or bool(self._live_wanted)
         wanted = self.poll_ms if shown and self._usb488() else 0
         if wanted != self._polling_ms:
-            if self.session.submit(SetIdlePolling(stb_interval_ms=wanted), origin="status-poll"):
+            if self.session.submit(SetIdlePolling(stb_interval_ms=wanted), origin=Origin.STATUS_POLL):
                 self._polling_ms = wanted
 
     def _update_enabled(self) -> None:
@@ -864,7 +864,7 @@ class StatusView(QWidget):
     # --- actions ---
 
     def _send(self, text: str, mode: str, what: str) -> int:
-        cid = self.console.submit_line(text, mode, origin="action", tag=PANEL_TAG, check=False, remember=False)
+        cid = self.console.submit_line(text, mode, origin=Origin.ACTION, tag=PANEL_TAG, check=False, remember=False)
         if cid:
             self._own[cid] = what
         return cid
@@ -945,7 +945,7 @@ class StatusView(QWidget):
             self._set("STB", event.status_byte, "from a service request")
             self.history.srq(event.at, event.status_byte)
         elif isinstance(event, Sent) and record is not None:
-            if not is_background(origin):
+            if is_users_command(origin):
                 self.history.command(event.at, record.command.describe())
             if isinstance(record.command, Write) and event.command_id not in self._own:
                 self._note_enable_write(record.command)
@@ -953,7 +953,7 @@ class StatusView(QWidget):
             self._on_reply(event, record)
         elif isinstance(event, ErrorReport) and event.esr is not None:
             after = self._labels.get(event.after, "")
-            how = "SRQ follow-up" if origin == "srq" else (f"error check after {after}" if after else "error check")
+            how = "SRQ follow-up" if origin == Origin.SRQ else (f"error check after {after}" if after else "error check")
             self._set("ESR", event.esr, how)
             self._note_errors(event.at, event.esr)
         elif isinstance(event, Failed) and event.command_id in self._own:

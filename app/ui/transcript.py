@@ -13,7 +13,8 @@ from PySide6.QtCore import QEvent, QUrl, Signal, Slot
 from PySide6.QtGui import QFontDatabase, QFontMetrics, QTextCursor
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
-from . import scpi
+from app.session import scpi
+
 from .theme import colors
 
 MAX_ENTRIES = 5000

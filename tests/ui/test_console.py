@@ -5,7 +5,7 @@ import time
 from PySide6.QtCore import Qt, QTimer
 from ui_helpers import open_from_browser, transcript_has, wait_idle
 
-from app.ui.events import Failed, Reply
+from app.session.events import Failed, Reply
 
 
 def type_line(qtbot, console, text, key=Qt.Key.Key_Return, modifier=Qt.KeyboardModifier.NoModifier):
@@ -209,7 +209,7 @@ def test_a_script_stops_at_the_first_error(sam7_tab, qtbot, tmp_path):
 
 
 def test_the_transcript_says_when_queries_go_out_as_one_batch(sam7_tab, qtbot):
-    from app.ui.events import Opened
+    from app.session.events import Opened
 
     console = sam7_tab.console
     # The in-process bus runs transfers one at a time: no such note on open.

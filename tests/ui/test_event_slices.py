@@ -7,8 +7,8 @@ import time
 
 from PySide6.QtCore import QTimer
 
+from app.session.events import Reply
 from app.ui import worker
-from app.ui.events import Reply
 
 
 def test_a_burst_of_answers_leaves_the_timers_running(sam7_tab, qtbot):

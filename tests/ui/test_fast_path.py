@@ -3,7 +3,7 @@ sent the moment the command has left."""
 
 from __future__ import annotations
 
-from app.ui.events import Finished, Opened, Query, Reply, Sent, WriteStream
+from app.session.events import Finished, Opened, Query, Reply, Sent, WriteStream
 from app.ui.worker import Session
 from app.usbtmc import Instrument
 

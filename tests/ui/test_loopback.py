@@ -6,7 +6,7 @@ import time
 from PySide6.QtCore import Qt
 from ui_helpers import open_from_browser, transcript_has, wait_idle
 
-from app.ui.events import Reply
+from app.session.events import Reply
 
 
 def send(qtbot, tab, line):

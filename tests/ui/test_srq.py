@@ -3,8 +3,8 @@
 from PySide6.QtCore import QRect, Qt
 from ui_helpers import open_from_browser, transcript_has, wait_idle
 
+from app.session.events import ErrorEntry, ErrorReport
 from app.sim.usbtmc_device import EsrBit
-from app.ui.events import ErrorEntry, ErrorReport
 from app.ui.srq import TIMELINE_BURST, RateLimiter, SrqNotice, describe_report
 
 

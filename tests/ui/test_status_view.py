@@ -6,7 +6,7 @@ from ui_helpers import find_ref, open_from_browser, transcript_has, wait_idle
 from app.sim.sam7 import DebugFlag
 from app.sim.usbtmc_device import EsrBit
 from app.ui.device_profile import GENERIC, UNUSED, parse_profile, profile_for_idn
-from app.ui.events import Query, Write
+from app.session.events import Query, Write
 from app.ui.status_view import REPAINT_INTERVAL_MS, HistoryStrip, StatusHistory, register_for_query
 
 SAM7_IDN = "XYZ Company Ltd, SAM7-EK, 0, v1.0.001"
@@ -175,14 +175,14 @@ def test_polling_runs_only_while_someone_shows_the_status_byte(window, qtbot):
     tab = open_from_browser(window, qtbot)
     view = status_view(tab)
     assert not view.isVisible() and view._polling_ms in (-1, 0)
-    assert tab.session.worker._stb_interval_ms == 0
+    assert tab.session.worker.runner.session.stb_interval_ms == 0
     view.set_poll_interval(100)
     show(qtbot, tab, view)
     qtbot.waitUntil(lambda: view.state["STB"].how == "polled", timeout=3000)
     tab.panels.setCurrentWidget(tab.console)
     qtbot.waitUntil(lambda: view._polling_ms == 0, timeout=2000)
     wait_idle(qtbot, tab)
-    assert tab.session.worker._stb_interval_ms == 0
+    assert tab.session.worker.runner.session.stb_interval_ms == 0
 
 
 def test_clicking_enable_bits_sends_ese_and_sre_and_reads_them_back(window, sim_backend, qtbot):

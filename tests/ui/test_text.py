@@ -2,8 +2,8 @@
 
 import pytest
 
-from app.ui import scpi
-from app.ui.events import ErrorEntry
+from app.session import scpi
+from app.session.events import ErrorEntry
 
 
 @pytest.mark.parametrize(

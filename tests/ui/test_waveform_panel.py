@@ -12,7 +12,7 @@ from PySide6.QtCore import QTimer
 from ui_helpers import open_from_browser
 
 from app.sim.awg import VirtualAwg
-from app.ui.events import Query, Reply
+from app.session.events import Query, Reply
 
 MIB = 1 << 20
 

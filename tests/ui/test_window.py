@@ -255,7 +255,7 @@ def test_closing_the_window_during_a_long_transfer_does_not_wait_for_it(window, 
     console.timeout_spin.setValue(600_000)
     console.timeout_spin.editingFinished.emit()
     qtbot.waitUntil(lambda: tab.session.outstanding == 0, timeout=3000)
-    from app.ui.events import Started
+    from app.session.events import Started
 
     with qtbot.waitSignal(tab.session.event, timeout=3000, check_params_cb=lambda e: isinstance(e, Started)):
         console.submit_line("NOSUCH:QUERY?", "query")  # the SAM7 never answers it

@@ -6,10 +6,12 @@ import time
 import pytest
 from ui_helpers import SAM7_PRODUCT
 
-from app.ui import worker as worker_module
-from app.ui.events import (
+from app.session import handlers as handlers_module
+from app.session import Origin, register
+from app.session.events import (
     CheckErrors,
     Closed,
+    Configure,
     Control,
     ErrorReport,
     Failed,
@@ -24,7 +26,7 @@ from app.ui.events import (
     Write,
     WriteStream,
 )
-from app.ui.worker import Session, SessionWorker
+from app.ui.worker import Session
 from app.usbtmc import Instrument, list_resources
 from app.usbtmc.errors import AbortedError
 
@@ -176,7 +178,7 @@ class ChunkedInstrument:
 
 
 def test_an_upload_reports_progress_and_stops_at_once_when_aborted(qtbot, monkeypatch):
-    monkeypatch.setattr(worker_module, "PROGRESS_FIRST_AFTER_S", 0.0)
+    monkeypatch.setattr(handlers_module, "PROGRESS_FIRST_AFTER_S", 0.0)
     s = Session("USB0::0x1209::0x0001::X::INSTR", None, instrument_factory=ChunkedInstrument)
     rec = Recorder(s)
     s.open()
@@ -200,7 +202,7 @@ def test_an_upload_reports_progress_and_stops_at_once_when_aborted(qtbot, monkey
 def test_new_command_types_plug_in(qtbot, sim_backend):
     from dataclasses import dataclass
 
-    from app.ui.events import Command, Done
+    from app.session.events import Command, Done
 
     @dataclass(frozen=True)
     class CountRead(Command):
@@ -210,7 +212,7 @@ def test_new_command_types_plug_in(qtbot, sim_backend):
         value = ctx.instrument.query("COUNT:READ?")
         ctx.emit(Done(ctx.command.id, f"count {value}", ctx.elapsed_ms()))
 
-    SessionWorker.register(CountRead, handle)
+    register(CountRead, handle)
     s = Session(sam7_resource(sim_backend), sim_backend, source="virtual")
     rec = Recorder(s)
     s.open()
@@ -218,5 +220,28 @@ def test_new_command_types_plug_in(qtbot, sim_backend):
     cid = s.submit(CountRead())
     qtbot.waitUntil(lambda: rec.finished(cid), timeout=3000)
     assert rec.of(cid, Done)[0].what.startswith("count ")
+    s.close()
+    qtbot.waitUntil(lambda: not s.thread.isRunning(), timeout=3000)
+
+
+def test_background_work_leaves_the_session_idle_and_the_error_check_keeps_it_busy(qtbot, sim_backend):
+    s = Session(sam7_resource(sim_backend), sim_backend, source="virtual")
+    rec = Recorder(s)
+    states = []
+    s.state_changed.connect(states.append)
+    s.open()
+    qtbot.waitUntil(lambda: s.state == "idle", timeout=3000)
+    states.clear()
+    cid = s.submit(Configure(timeout_ms=1000), origin=Origin.CONFIG)
+    qtbot.waitUntil(lambda: rec.finished(cid), timeout=3000)
+    assert states == []  # a settings change is the app's own work: the session never looked busy
+
+    state_at_check = []
+    query = s.submit(Query(b"*IDN?\n"), origin=Origin.CONSOLE)
+    check = s.submit(CheckErrors(after=query, method="esr"), origin=Origin.CHECK)
+    s.event.connect(lambda e: state_at_check.append(s.state) if isinstance(e, Started) and e.command_id == check else None)
+    qtbot.waitUntil(lambda: rec.finished(check), timeout=3000)
+    assert state_at_check == ["busy"]  # the query is done, its error check is not: still busy
+    assert states == ["busy", "idle"]
     s.close()
     qtbot.waitUntil(lambda: not s.thread.isRunning(), timeout=3000)

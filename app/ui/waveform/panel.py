@@ -40,6 +40,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.session import Origin
+from app.session.events import Failed, Finished, Started
 from app.waveforms import (
     FILE_KINDS,
     LoadCancelled,
@@ -58,12 +60,11 @@ from app.waveforms import (
     load_file,
 )
 
-from ..events import Failed, Finished, Started
 from ..theme import colors
 from .throughput import ThroughputGraph, style_plot
 from .upload import UploadAborted, UploadChecking, UploadDone, UploadProgress, UploadWaveform
 
-ORIGIN = "waveform"
+ORIGIN = Origin.WAVEFORM
 PREVIEW_POINTS = 4000
 HEADER_PREVIEW_BYTES = 12
 SETTINGS_WIDTH_EM = 30  # the settings column's starting width, in font heights

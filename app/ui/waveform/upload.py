@@ -13,12 +13,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from app.session import CommandContext, register
+from app.session.events import Command, Event, Progress
 from app.usbtmc import errors as tmc_errors
 from app.usbtmc import ieee488
 from app.waveforms import UploadPlan, UploadResult, check_upload, drain_errors, run_upload
 
-from ..events import Command, Event, Progress
-from ..worker import CommandContext, SessionWorker
 
 EMIT_INTERVAL_S = 0.05  # at most 20 progress events a second, each with every transfer since the last
 
@@ -77,7 +77,7 @@ def _upload(ctx: CommandContext) -> None:
             last_emit[0] = now
             ctx.emit(UploadProgress(cmd.id, done, total, elapsed_s, tuple(batch)))
             batch.clear()
-            ctx.worker.poll_srq_between_transfers()
+            ctx.between_transfers()
 
     def flush() -> None:
         """Report the transfers done since the last event: figures shown after a cancel are exact."""
@@ -136,4 +136,4 @@ def _explain_timeout(instrument, exc: tmc_errors.TmcTimeoutError, when: str) -> 
     ) from exc
 
 
-SessionWorker.register(UploadWaveform, _upload)
+register(UploadWaveform, _upload)

@@ -1,4 +1,4 @@
-"""Text helpers for the SCPI console (no Qt): escapes, raw views, blocks, error replies."""
+"""Text helpers for the SCPI console: escapes, raw views, blocks, error replies."""
 
 from __future__ import annotations
 

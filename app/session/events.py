@@ -12,7 +12,7 @@ answers with frozen event dataclasses carrying that id:
 
 Events not caused by a command (``Srq``, status polled while idle) carry
 ``command_id = 0``. Both sets are open: a new panel adds its own command
-dataclass and registers a handler with the worker (see ``worker.SessionWorker``).
+dataclass and registers a handler (``app.session.register``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-NO_COMMAND = 0
+from .states import FailureKind
 
 
 def _now() -> float:
@@ -290,11 +290,6 @@ class Progress(Event):
     elapsed_s: float
 
 
-FailureKind = Literal[
-    "timeout", "gone", "protocol", "not_supported", "aborted", "access", "not_found", "no_backend", "error", "internal"
-]
-
-
 @dataclass(frozen=True)
 class Learned(Event):
     """Something the session learned about the device while it worked (said once)."""
@@ -335,5 +330,3 @@ class ErrorReport(Event):
     def has_errors(self) -> bool:
         return any(entry.severe for entry in self.entries)
 
-
-TERMINAL_EVENTS = (Sent, Reply, StatusByte, Done, Configured, Failed, ErrorReport, Opened, Closed)

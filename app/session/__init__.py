@@ -1,0 +1,34 @@
+"""The session layer: what an open instrument session does, with no Qt.
+
+* ``events``: the commands a session runs and the events it answers with (frozen dataclasses);
+* ``handlers``: one handler per command type, over an explicit ``SessionData`` and an ``emit``
+  callable; ``register()`` plugs in new command types;
+* ``runner``: ``SessionRunner`` (runs commands and idle polls in the calling thread) and
+  ``DirectSession`` (a session driven without Qt);
+* ``states``: the session's states, command origins and failure kinds as enums;
+* ``scpi``: text helpers for SCPI lines, replies and error entries.
+
+The GUI (``app.ui.worker``) runs a ``SessionRunner`` in a QThread and forwards its events by
+signal. This package imports the core (``app.usbtmc``) and ``app.waveforms``, never PySide6
+(``tests/session`` checks it, and the import-linter contracts in pyproject.toml).
+"""
+
+from .handlers import CommandContext, SessionData, failure_kind, register
+from .runner import AbortFlags, DirectSession, SessionRunner
+from .states import FailureKind, Origin, SessionState, is_background, is_follow_up, is_users_command
+
+__all__ = [
+    "AbortFlags",
+    "CommandContext",
+    "DirectSession",
+    "FailureKind",
+    "Origin",
+    "SessionData",
+    "SessionRunner",
+    "SessionState",
+    "failure_kind",
+    "is_background",
+    "is_follow_up",
+    "is_users_command",
+    "register",
+]
