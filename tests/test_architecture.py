@@ -4,19 +4,38 @@ import ast
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_import_contracts_hold():
-    # import-linter reads the contracts from pyproject.toml: app.usbtmc and app.sim
-    # never import Qt, and the core never imports the virtual instruments.
+    # import-linter reads the contracts from pyproject.toml: the layers (ui above session,
+    # session above the core, the virtual instruments and waveforms, all above the protocol
+    # leaf; the core never imports the virtual instruments) and no Qt below app.ui.
     result = subprocess.run(
         [sys.executable, "-c", "from importlinter.cli import lint_imports; raise SystemExit(lint_imports())"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_part_of_the_application_has_its_layer():
+    # A new package or top-level module must be placed in the layers contract, or
+    # import-linter would not check what it imports.
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    contracts = config["tool"]["importlinter"]["contracts"]
+    layers = [c for c in contracts if c["type"] == "layers"]
+    assert len(layers) == 1
+    placed = {name.strip() for layer in layers[0]["layers"] for name in re.split(r"[|:]", layer)}
+    parts = {f"app.{p.name}" for p in (ROOT / "app").iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    parts |= {f"app.{p.stem}" for p in (ROOT / "app").glob("*.py") if p.stem not in ("__init__", "__main__")}
+    assert parts - placed == set(), f"add these to the layers contract in pyproject.toml: {sorted(parts - placed)}"
+    qt_free = next(c for c in contracts if c["type"] == "forbidden" and "PySide6" in c["forbidden_modules"]
+                   and "app.session" in c["source_modules"])
+    below_ui = placed - {"app.cli", "app.bench", "app.ui"}
+    assert set(qt_free["source_modules"]) == below_ui
 
 
 def test_device_models_import_only_the_standard_library():
