@@ -5,6 +5,8 @@
   callable; ``register()`` plugs in new command types;
 * ``runner``: ``SessionRunner`` (runs commands and idle polls in the calling thread) and
   ``DirectSession`` (a session driven without Qt);
+* ``tracker``: ``SessionTracker``, the owner's view: command ids and records, and the session's
+  state (busy, idle, gone, ...) followed from the events;
 * ``states``: the session's states, command origins and failure kinds as enums;
 * ``scpi``: text helpers for SCPI lines, replies and error entries.
 
@@ -16,16 +18,19 @@ signal. This package imports the core (``app.usbtmc``) and ``app.waveforms``, ne
 from .handlers import CommandContext, SessionData, failure_kind, register
 from .runner import AbortFlags, DirectSession, SessionRunner
 from .states import FailureKind, Origin, SessionState, is_background, is_follow_up, is_users_command
+from .tracker import CommandRecord, SessionTracker
 
 __all__ = [
     "AbortFlags",
     "CommandContext",
+    "CommandRecord",
     "DirectSession",
     "FailureKind",
     "Origin",
     "SessionData",
     "SessionRunner",
     "SessionState",
+    "SessionTracker",
     "failure_kind",
     "is_background",
     "is_follow_up",

@@ -25,16 +25,14 @@ events between threads and keeps the session's state for the GUI.
 from __future__ import annotations
 
 import collections
-import dataclasses
-import itertools
 import time
 import weakref
-from dataclasses import dataclass
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
 
-from app.session import AbortFlags, Origin, SessionData, SessionRunner, SessionState, is_background
-from app.session.events import Close, Closed, Command, Event, Failed, Finished, Open, Opened
+from app.session import AbortFlags, Origin, SessionData, SessionRunner, SessionState
+from app.session.events import Close, Command, Event, Open
+from app.session.tracker import CommandRecord, SessionTracker
 
 _threads: weakref.WeakSet[QThread] = weakref.WeakSet()
 
@@ -133,16 +131,6 @@ class SessionWorker(QObject):
                 self._finish_thread()
 
 
-@dataclass(frozen=True)
-class CommandRecord:
-    """What the GUI submitted, so any panel can tell what an event belongs to."""
-
-    id: int
-    command: Command
-    origin: str  # which panel sent it: an app.session.Origin, or a panel's own string
-    submitted: float
-
-
 # The GUI thread handles a session's events for at most this long at a time, then lets the event
 # loop run (timers, repaints, input) before the next slice: a burst of hundreds of queued commands
 # answered at once would otherwise hold the loop until every event had been shown.
@@ -154,8 +142,8 @@ class Session(QObject):
 
     ``event`` re-emits every worker event in the GUI thread (panels connect to it), in order,
     in slices of EVENT_SLICE_S; ``state_changed`` follows the ``app.session.SessionState``
-    members (opening, idle, busy, gone, failed, closing, closed). The session is busy while a
-    command that is not background work (``app.session.is_background``) is outstanding.
+    members (opening, idle, busy, gone, failed, closing, closed), as its
+    ``app.session.tracker.SessionTracker`` follows them from the commands and events.
     """
 
     event = Signal(object)
@@ -180,12 +168,8 @@ class Session(QObject):
         self.backend = backend  # the worker's pyusb backend; a virtual bus's has .bus (its device models)
         self.timeout_ms = timeout_ms
         self.use_quirks = use_quirks  # False: open as if the device were compliant (no quirk flags)
-        self.info = None  # DeviceInfo once opened
-        self.state = SessionState.NEW
-        self.last_problem = ""
-        self._ids = itertools.count(1)
-        self._records: dict[int, CommandRecord] = {}
-        self._flags = AbortFlags()
+        self._tracker = SessionTracker(self.state_changed.emit)
+        self._flags = self._tracker.flags
         self._closing = False
         self.thread = WorkerThread(f"session {resource}")
         self.trace = trace  # the I/O trace Recorder its transfers go to, or None
@@ -209,7 +193,7 @@ class Session(QObject):
         """Start the worker thread (once) and open, or reopen, the instrument."""
         if not self.thread.isRunning() and not self._closing:
             self.thread.start()
-        self._set_state(SessionState.OPENING)
+        self._tracker.set_state(SessionState.OPENING)
         return self.submit(Open(self.resource, timeout_ms=self.timeout_ms, use_quirks=self.use_quirks),
                            origin=Origin.OPEN)
 
@@ -217,14 +201,7 @@ class Session(QObject):
         """Queue ``command`` for the worker; returns its id (0 when the session is closing)."""
         if self._closing or not self.thread.isRunning():
             return 0
-        cid = next(self._ids)
-        command = dataclasses.replace(command, id=cid)
-        self._flags.register(cid)
-        self._records[cid] = CommandRecord(cid, command, origin, time.time())
-        self._to_worker.emit(command)
-        if self.state == SessionState.IDLE and not is_background(origin):
-            self._set_state(SessionState.BUSY)
-        return cid
+        return self._tracker.submit(command, origin, self._to_worker.emit)
 
     def abort(self, command_id: int | None = None) -> None:
         """Abort one command, or everything outstanding; takes effect between transfers."""
@@ -236,27 +213,40 @@ class Session(QObject):
             return
         if not self.thread.isRunning():
             self._closing = True
-            self._set_state(SessionState.CLOSED)
+            self._tracker.set_state(SessionState.CLOSED)
             return
         self.abort()
         self.submit(Close(reason=reason), origin=Origin.CLOSE)
         self._closing = True
-        self._set_state(SessionState.CLOSING)
+        self._tracker.set_state(SessionState.CLOSING)
 
     def wait(self, timeout_ms: int) -> bool:
         """Block until the worker thread has ended (True) or ``timeout_ms`` passed."""
         return self.thread.wait(timeout_ms) if self.thread.isRunning() else True
 
     def record(self, command_id: int) -> CommandRecord | None:
-        return self._records.get(command_id)
+        return self._tracker.record(command_id)
 
     @property
     def outstanding(self) -> int:
-        return len(self._records)
+        return self._tracker.outstanding
+
+    @property
+    def state(self) -> SessionState:
+        return self._tracker.state
+
+    @property
+    def info(self):
+        """The ``app.usbtmc.DeviceInfo`` once opened, else None."""
+        return self._tracker.info
+
+    @property
+    def last_problem(self) -> str:
+        return self._tracker.last_problem
 
     @property
     def is_open(self) -> bool:
-        return SessionState(self.state).is_open
+        return self.state.is_open
 
     @property
     def closing(self) -> bool:
@@ -299,37 +289,13 @@ class Session(QObject):
         while self._arrived:
             self._on_event(self._arrived.popleft())
 
-    @Slot(object)
     def _on_event(self, event: Event) -> None:
-        if isinstance(event, Opened):
-            self.info = event.info
-            busy = self._foreground_outstanding(besides=event.command_id)
-            self._set_state(SessionState.BUSY if busy else SessionState.IDLE)
-        elif isinstance(event, Closed):
-            if event.gone:
-                self.last_problem = event.reason
-            self._set_state(SessionState.GONE if event.gone else SessionState.CLOSED)
-        elif isinstance(event, Failed) and self.state == SessionState.OPENING:
-            self.last_problem = event.message
-            self._set_state(SessionState.FAILED)
-        self.event.emit(event)
-        if isinstance(event, Finished):
-            self._records.pop(event.command_id, None)
-            if self.state == SessionState.BUSY and not self._foreground_outstanding():
-                self._set_state(SessionState.IDLE)
-
-    def _foreground_outstanding(self, besides: int = 0) -> bool:
-        return any(cid != besides and not is_background(r.origin) for cid, r in self._records.items())
-
-    def _set_state(self, state: SessionState) -> None:
-        if state != self.state:
-            self.state = state
-            self.state_changed.emit(state)
+        self._tracker.handle(event, self.event.emit)
 
     @Slot()
     def _on_thread_finished(self) -> None:
         self.drain_events()  # the worker's last events (Closed, Finished) come before this
         self._closing = True
-        self._records.clear()
+        self._tracker.forget_all()
         if self.state not in (SessionState.CLOSED, SessionState.GONE):
-            self._set_state(SessionState.CLOSED)
+            self._tracker.set_state(SessionState.CLOSED)

@@ -60,3 +60,63 @@ def test_the_enums_compare_equal_to_the_strings_they_replace():
     assert FailureKind.NOT_SUPPORTED == "not_supported" and Origin.SMOKE_TEST == "smoke-test"
     assert SessionState("idle").is_open and not SessionState.OPENING.is_open
     assert {s for s in SessionState if s.is_ended} == {SessionState.GONE, SessionState.FAILED, SessionState.CLOSED}
+
+
+def tracked():
+    from app.session import SessionTracker
+
+    states = []
+    tracker = SessionTracker(states.append)
+    sent = []
+    return tracker, states, sent
+
+
+def test_the_tracker_follows_a_session_from_opening_to_gone():
+    from app.session.events import Closed, Finished, Open, Opened, Query, Started
+
+    tracker, states, sent = tracked()
+    tracker.set_state(SessionState.OPENING)
+    opened = tracker.submit(Open("USB0::1::2::3::INSTR"), Origin.OPEN, sent.append)
+    assert sent[0].id == opened and tracker.record(opened).origin == Origin.OPEN
+    query = tracker.submit(Query(b"*IDN?\n"), Origin.CONSOLE, sent.append)  # typed while opening
+    delivered = []
+    tracker.handle(Opened(opened, "info", True), lambda e: delivered.append(tracker.state))
+    assert delivered == [SessionState.BUSY]  # the query is still waiting: busy as soon as open
+    tracker.handle(Finished(opened, True, 1.0), delivered.append)
+    tracker.handle(Started(query, "*IDN?"), delivered.append)
+    assert tracker.state == SessionState.BUSY and tracker.info == "info"
+    tracker.handle(Finished(query, True, 1.0), lambda e: delivered.append(tracker.outstanding))
+    assert delivered[-1] == 1  # a panel handling Finished still finds the command's record
+    assert tracker.state == SessionState.IDLE and tracker.outstanding == 0
+    tracker.handle(Closed(0, "unplugged", gone=True), delivered.append)
+    assert states == ["opening", "busy", "idle", "gone"] and tracker.last_problem == "unplugged"
+
+
+def test_the_tracker_keeps_background_work_idle_and_the_error_check_busy():
+    from app.session.events import CheckErrors, Configure, Finished, Query
+
+    tracker, states, sent = tracked()
+    tracker.set_state(SessionState.IDLE)
+    states.clear()
+    config = tracker.submit(Configure(timeout_ms=100), Origin.CONFIG, sent.append)
+    poll = tracker.submit(Query(b"X?\n"), "status-poll", sent.append)
+    tracker.handle(Finished(config, True, 0.1), sent.append)
+    tracker.handle(Finished(poll, True, 0.1), sent.append)
+    assert states == []
+
+    query = tracker.submit(Query(b"*IDN?\n"), Origin.SCRIPT, sent.append)
+    check = tracker.submit(CheckErrors(after=query, method="esr"), Origin.CHECK, sent.append)
+    tracker.handle(Finished(query, True, 0.1), sent.append)
+    assert tracker.state == SessionState.BUSY  # the script's line is done, its check is not
+    tracker.handle(Finished(check, True, 0.1), sent.append)
+    assert states == ["busy", "idle"]
+
+
+def test_a_failed_open_says_why():
+    from app.session.events import Failed, Open
+
+    tracker, states, sent = tracked()
+    tracker.set_state(SessionState.OPENING)
+    cid = tracker.submit(Open("USB0::1::2::3::INSTR"), Origin.OPEN, sent.append)
+    tracker.handle(Failed(cid, FailureKind.ACCESS, "permission denied"), sent.append)
+    assert tracker.state == SessionState.FAILED and tracker.last_problem == "permission denied"
