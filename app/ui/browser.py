@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.session import SessionState
 from app.usbtmc.framing import Capabilities
 
 from .discovery import Snapshot
@@ -434,7 +435,8 @@ class DeviceBrowser(QWidget):
         state = self._open_state.get(ref, "")
         badge = self._badges.get(ref, "")
         if state:
-            note = {"idle": "open", "busy": "open, busy", "opening": "opening…"}.get(state, state)
+            notes = {SessionState.IDLE: "open", SessionState.BUSY: "open, busy", SessionState.OPENING: "opening…"}
+            note = notes.get(state, state)
         elif info.problem:
             note = "cannot open"
         else:
@@ -447,7 +449,7 @@ class DeviceBrowser(QWidget):
         icon = QIcon()
         if info.problem:
             icon = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
-        elif state in ("idle", "busy", "opening"):
+        elif state in (SessionState.IDLE, SessionState.BUSY, SessionState.OPENING):
             icon = self.style().standardIcon(QStyle.StandardPixmap.SP_DialogYesButton)
         item.setIcon(0, icon)
         item.setToolTip(0, f"{info.resource}\n{info.problem or 'Double-click or press Enter to open.'}")

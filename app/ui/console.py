@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.session import Origin, scpi
+from app.session import FailureKind, Origin, SessionState, scpi
 from app.session.events import (
     CONTROL_LABELS,
     CheckErrors,
@@ -68,16 +68,16 @@ from .worker import Session
 VISIBLE_ORIGINS = {Origin.CONSOLE, Origin.SCRIPT, Origin.OPEN, Origin.ACTION}
 
 FAILURE_TITLES = {
-    "timeout": "timeout",
-    "gone": "device gone",
-    "protocol": "protocol error",
-    "not_supported": "not supported",
-    "aborted": "aborted",
-    "access": "no access",
-    "not_found": "not found",
-    "no_backend": "no USB access",
-    "error": "error",
-    "internal": "internal error",
+    FailureKind.TIMEOUT: "timeout",
+    FailureKind.GONE: "device gone",
+    FailureKind.PROTOCOL: "protocol error",
+    FailureKind.NOT_SUPPORTED: "not supported",
+    FailureKind.ABORTED: "aborted",
+    FailureKind.ACCESS: "no access",
+    FailureKind.NOT_FOUND: "not found",
+    FailureKind.NO_BACKEND: "no USB access",
+    FailureKind.ERROR: "error",
+    FailureKind.INTERNAL: "internal error",
 }
 
 MAX_LABELS = 2000
@@ -572,9 +572,9 @@ class ConsolePanel(QWidget):
             self._show_reply(event, label, tag)
         elif isinstance(event, Failed):
             title = FAILURE_TITLES.get(event.kind, event.kind)
-            kind = "warning" if event.kind == "aborted" else "error"
+            kind = "warning" if event.kind == FailureKind.ABORTED else "error"
             text = f"{label}: {title}: {event.message}" if label else f"{title}: {event.message}"
-            if event.kind == "timeout":
+            if event.kind == FailureKind.TIMEOUT:
                 text += f" (after {format_ms(event.duration_ms)})"
             detail = f"recovery: {event.recovery}" if event.recovery else ""
             self.transcript.add(kind, text, detail=detail, tag=tag, command_id=event.command_id)
@@ -667,7 +667,7 @@ class ConsolePanel(QWidget):
 
     @Slot(str)
     def _on_state(self, state: str) -> None:
-        is_open = state in ("idle", "busy")
+        is_open = SessionState(state).is_open
         for widget in (self.input, self.send_button, self.query_button, self.read_button):
             widget.setEnabled(is_open)
         for name in ("run_file",):
@@ -678,8 +678,8 @@ class ConsolePanel(QWidget):
             for name in ("clear", "read_stb", "trigger", "indicator_pulse", "remote", "local", "lockout"):
                 self.actions_by_name[name].setEnabled(False)
             self.actions_changed.emit()
-        self.abort_button.setEnabled(state == "busy")
-        if state == "busy":
+        self.abort_button.setEnabled(state == SessionState.BUSY)
+        if state == SessionState.BUSY:
             if not self._busy_timer.isActive():
                 self._busy_timer.start()
         else:
@@ -688,7 +688,7 @@ class ConsolePanel(QWidget):
 
     def _update_state_label(self) -> None:
         state = self.session.state
-        if state == "busy":
+        if state == SessionState.BUSY:
             if self._busy_what:
                 elapsed = time.monotonic() - self._busy_since
                 text = f"busy: {self._busy_what} ({elapsed:.1f} s)"
@@ -697,11 +697,11 @@ class ConsolePanel(QWidget):
             queued = max(0, self.session.outstanding - 1)
             if queued:
                 text += f", {queued} queued"
-        elif state == "idle":
+        elif state == SessionState.IDLE:
             text = "ready" + (f" · {self._last_check}" if self._last_check else "")
         else:
-            text = {"opening": "opening…", "gone": "device gone", "failed": "not open", "closing": "closing…",
-                    "closed": "closed"}.get(state, state)
+            text = {SessionState.OPENING: "opening…", SessionState.GONE: "device gone", SessionState.FAILED: "not open",
+                    SessionState.CLOSING: "closing…", SessionState.CLOSED: "closed"}.get(state, state)
         if self._script is not None:
             text = f"script {self._script.name}: line {self._script.index}/{len(self._script.lines)}; " + text
         self.state_label.setText(text)

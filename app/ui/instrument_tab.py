@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.session import Origin
+from app.session import Origin, SessionState
 from app.session.events import Disconnect
 
 from .browser import DeviceRef, device_title
@@ -27,20 +27,22 @@ from .waveform import attach_waveform_panel
 from .worker import Session
 
 STATE_TEXT = {
-    "new": "not open",
-    "opening": "opening…",
-    "idle": "connected",
-    "busy": "connected, busy",
-    "gone": "device gone",
-    "failed": "could not open",
-    "closing": "closing…",
-    "closed": "disconnected",
+    SessionState.NEW: "not open",
+    SessionState.OPENING: "opening…",
+    SessionState.IDLE: "connected",
+    SessionState.BUSY: "connected, busy",
+    SessionState.GONE: "device gone",
+    SessionState.FAILED: "could not open",
+    SessionState.CLOSING: "closing…",
+    SessionState.CLOSED: "disconnected",
 }
 
 
 def state_color(state: str) -> str:
     c = colors()
-    return {"idle": c.ok, "busy": c.warning, "gone": c.error, "failed": c.error}.get(state, c.muted)
+    colours = {SessionState.IDLE: c.ok, SessionState.BUSY: c.warning, SessionState.GONE: c.error,
+               SessionState.FAILED: c.error}
+    return colours.get(state, c.muted)
 
 
 def dot_icon(color: str, size: int = 12) -> QIcon:
@@ -182,15 +184,15 @@ class InstrumentTab(QWidget):
         color = state_color(state)
         text = STATE_TEXT.get(state, state)
         self.state_label.setText(f"<span style='color:{color}'>●</span> {escape(text)}")
-        self.reconnect_button.setVisible(state in ("gone", "failed", "closed") and not self.session.closing)
+        self.reconnect_button.setVisible(SessionState(state).is_ended and not self.session.closing)
         if self.info is None and self.session.info is not None:
             self.info = self.session.info
-        if state == "gone":
+        if state == SessionState.GONE:
             self._show_banner("The device is gone. The transcript stays here; press Reconnect when it is back.",
                               self.session.last_problem)
-        elif state == "failed":
+        elif state == SessionState.FAILED:
             self._show_banner(f"The session could not be opened: {self.session.last_problem}")
-        elif state in ("idle", "busy"):
+        elif SessionState(state).is_open:
             self.missing = False
             self.banner.hide()
         self.refresh_title()
@@ -210,15 +212,15 @@ class InstrumentTab(QWidget):
         if self.missing:
             return
         self.missing = True
-        if self.session.is_open or self.session.state == "opening":
+        if self.session.is_open or self.session.state == SessionState.OPENING:
             self.session.submit(Disconnect("the device left the bus", gone=True), origin=Origin.DISCOVERY)
-        elif self.session.state != "gone":
+        elif self.session.state != SessionState.GONE:
             self._show_banner("The device is no longer on the bus.")
 
     def device_present(self, info) -> None:
         """Discovery sees the device (again)."""
         self.info = info
-        if self.missing and self.session.state in ("gone", "closed", "failed"):
+        if self.missing and self.session.state.is_ended:
             self._show_banner("The device is back on the bus. Press Reconnect to open it again.", good=True)
         self.missing = False
 

@@ -260,7 +260,7 @@ def _smoke_steps(window, deadline: float) -> dict[str, object]:
     from PySide6.QtGui import QKeyEvent
     from PySide6.QtWidgets import QApplication
 
-    from app.session import Origin
+    from app.session import Origin, SessionState
     from app.session.events import Control, Failed, Query, Reply, Sent, StatusByte, WriteStream
     from app.session.scpi import display_text
     from app.waveforms import block_header
@@ -293,7 +293,8 @@ def _smoke_steps(window, deadline: float) -> dict[str, object]:
         tab = window.tab_for(ref)
         if tab is None:
             raise SmokeFailure(f"no tab opened for the {product}")
-        wait(lambda: tab.session.state in ("idle", "busy", "failed", "gone"), f"the {product} session to open")
+        opened = (SessionState.IDLE, SessionState.BUSY, SessionState.FAILED, SessionState.GONE)
+        wait(lambda: tab.session.state in opened, f"the {product} session to open")
         if not tab.session.is_open:
             raise SmokeFailure(f"the {product} session did not open: {tab.session.last_problem}")
         return tab

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.session import Origin
+from app.session import Origin, SessionState
 from app.session.events import Control, Failed, Finished, Opened
 from app.usbtmc.errors import BackendUnavailableError, ResourceError
 from app.usbtmc.resource import parse_resource
@@ -367,7 +367,7 @@ class MainWindow(QMainWindow):
                 tab.session.use_quirks = use_quirks
                 self._say_quirks(ref, use_quirks)
                 tab.reconnect()
-            elif tab.session.state in ("gone", "failed", "closed"):
+            elif tab.session.state.is_ended:
                 tab.reconnect()
             return tab
         try:
@@ -452,7 +452,7 @@ class MainWindow(QMainWindow):
         info = self.browser.device(ref)
         title = device_title(info, self.settings.alias(ref.resource)) if info is not None else ref.resource
         tab = self._tabs.get(ref)
-        session_open = tab is not None and tab.session.state not in ("gone", "failed", "closed")
+        session_open = tab is not None and not tab.session.state.is_ended
         dialog = ProbeDialog(ref.resource, backend, title=title, product=info.product if info is not None else "",
                              session_open=session_open, parent=self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -514,9 +514,10 @@ class MainWindow(QMainWindow):
         index = self.tabs.indexOf(tab)
         if index >= 0:
             self.tabs.setTabIcon(index, tab.state_icon())
-        self.browser.set_open_state(tab.ref, state if state in ("idle", "busy", "opening") else
-                                    ("gone" if state == "gone" else None))
-        if state == "gone":
+        shown = state in (SessionState.IDLE, SessionState.BUSY, SessionState.OPENING)
+        self.browser.set_open_state(tab.ref, state if shown else
+                                    ("gone" if state == SessionState.GONE else None))
+        if state == SessionState.GONE:
             self.statusBar().showMessage(f"{tab.title()}: the device is gone", 10000)
         self._update_actions()
 
@@ -728,8 +729,8 @@ class MainWindow(QMainWindow):
         self.clear_view_action.setEnabled(has_tab)
         is_open = has_tab and tab.session.is_open
         self.run_file_action.setEnabled(is_open)
-        self.abort_action.setEnabled(has_tab and tab.session.state == "busy")
-        self.reconnect_action.setEnabled(has_tab and tab.session.state in ("gone", "failed", "closed"))
+        self.abort_action.setEnabled(has_tab and tab.session.state == SessionState.BUSY)
+        self.reconnect_action.setEnabled(has_tab and tab.session.state.is_ended)
         for name, action in self.device_actions.items():
             console_action = tab.console.actions_by_name.get(name) if has_tab else None
             action.setEnabled(bool(console_action and console_action.isEnabled()))

@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.session import Origin, is_users_command
+from app.session import Origin, SessionState, is_users_command
 from app.session.events import Closed, ErrorReport, Failed, Finished, Opened, Query, Reply, Sent, SetIdlePolling, Srq, Started, StatusByte, Write
 from app.usbtmc import ieee488
 
@@ -828,7 +828,7 @@ class StatusView(QWidget):
     def _apply_polling(self) -> None:
         """Tell the worker to poll the status byte while someone shows it, and not otherwise."""
         self._update_enabled()
-        if not self.session.is_open and self.session.state != "opening":
+        if not self.session.is_open and self.session.state != SessionState.OPENING:
             self._polling_ms = -1
             return
         shown = self.isVisible() or bool(self._live_wanted)

@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.session import Origin
+from app.session import FailureKind, Origin
 from app.session.events import Failed, Finished, Started
 from app.waveforms import (
     FILE_KINDS,
@@ -943,7 +943,7 @@ class WaveformPanel(QWidget):
 
     def _show_failure(self, event: Failed) -> None:
         c = colors(self.palette())
-        cancelled = event.kind == "aborted"
+        cancelled = event.kind == FailureKind.ABORTED
         self._outcome = "cancelled" if cancelled else "failed"
         self.progress.setFormat(self._outcome)
         last = self._last_progress
