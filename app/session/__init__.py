@@ -8,6 +8,7 @@
 * ``tracker``: ``SessionTracker``, the owner's view: command ids and records, and the session's
   state (busy, idle, gone, ...) followed from the events;
 * ``states``: the session's states, command origins and failure kinds as enums;
+* ``upload``: the waveform upload command (``UploadWaveform``) and its events;
 * ``scpi``: text helpers for SCPI lines, replies and error entries.
 
 The GUI (``app.ui.worker``) runs a ``SessionRunner`` in a QThread and forwards its events by
@@ -19,6 +20,8 @@ from .handlers import CommandContext, SessionData, failure_kind, register
 from .runner import AbortFlags, DirectSession, SessionRunner
 from .states import FailureKind, Origin, SessionState, is_background, is_follow_up, is_users_command
 from .tracker import CommandRecord, SessionTracker
+
+from . import upload  # noqa: E402,F401  (registers UploadWaveform with every session)
 
 __all__ = [
     "AbortFlags",

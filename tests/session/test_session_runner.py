@@ -228,3 +228,20 @@ def test_a_failed_idle_poll_stops_that_poll_until_reopened(bus):
     runner.execute(Open(resource_of(bus, Sam7Counter), id=2))
     assert changes[-1] == 100
     runner.execute(Close(id=3))
+
+
+def test_a_waveform_upload_runs_and_is_checked_without_qt(bus):
+    from app.session.upload import UploadChecking, UploadDone, UploadProgress, UploadWaveform
+    from app.sim.awg import VirtualAwg
+    from app.waveforms import TEMPLATES, ShapeSource, UploadPlan
+
+    session = opened(bus, VirtualAwg)
+    plan = UploadPlan(ShapeSource("sine", 20000), TEMPLATES["awg-dac"], name="w1")
+    events = session.run(UploadWaveform(plan))
+    assert only(events, Finished).ok, events
+    progress = [e for e in events if isinstance(e, UploadProgress)]
+    assert progress and progress[-1].done_bytes == plan.total_bytes
+    assert only(events, UploadChecking).bytes_sent == plan.total_bytes
+    result = only(events, UploadDone).result
+    assert result.verified and result.device_points == 20000
+    assert bus.bus.find(kind=VirtualAwg).waveform("W1").points == 20000

@@ -1,7 +1,7 @@
 """The waveform panel: sources, preview, target formats, upload with a live throughput graph.
 
 :func:`attach_waveform_panel` adds it to an instrument tab. Qt-free waveform logic is in
-:mod:`app.waveforms`; the upload runs in the session's worker (:mod:`.upload`).
+:mod:`app.waveforms`; the upload runs in the session's worker (:mod:`app.session.upload`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,8 @@ from app.usbtmc import parse_resource
 
 from .panel import WaveformPanel
 from .throughput import ThroughputGraph
-from .upload import UploadDone, UploadProgress, UploadWaveform
 
-__all__ = ["ThroughputGraph", "UploadDone", "UploadProgress", "UploadWaveform", "WaveformPanel", "WaveformTab",
-           "attach_waveform_panel"]
+__all__ = ["ThroughputGraph", "WaveformPanel", "WaveformTab", "attach_waveform_panel"]
 
 
 def virtual_awg(tab):

@@ -2,7 +2,7 @@
 instrument, upload it through the session's worker, and watch the throughput.
 
 Everything about waveforms that needs no Qt lives in :mod:`app.waveforms`; the upload runs
-in the worker thread as :class:`~app.ui.waveform.upload.UploadWaveform`. The panel keeps
+in the worker thread as :class:`~app.session.upload.UploadWaveform`. The panel keeps
 the last good source: a file that cannot be read leaves it (and every setting) alone and
 says what was wrong with the file.
 """
@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
 
 from app.session import FailureKind, Origin
 from app.session.events import Failed, Finished, Started
+from app.session.upload import UploadAborted, UploadChecking, UploadDone, UploadProgress, UploadWaveform
 from app.waveforms import (
     FILE_KINDS,
     LoadCancelled,
@@ -62,7 +63,6 @@ from app.waveforms import (
 
 from ..theme import colors
 from .throughput import ThroughputGraph, style_plot
-from .upload import UploadAborted, UploadChecking, UploadDone, UploadProgress, UploadWaveform
 
 ORIGIN = Origin.WAVEFORM
 PREVIEW_POINTS = 4000

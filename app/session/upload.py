@@ -1,5 +1,5 @@
-"""The waveform upload as a worker command: ``UploadWaveform`` in, ``UploadProgress`` and
-``UploadDone`` out (frozen dataclasses, no Qt), run by the session's worker thread.
+"""The waveform upload as a session command: ``UploadWaveform`` in, ``UploadProgress`` and
+``UploadDone`` out (frozen dataclasses), run where the session runs (the GUI's worker thread).
 
 The handler streams the plan through the core (``app.waveforms.run_upload``), batches the
 per-transfer progress into at most :data:`EMIT_INTERVAL_S`-spaced events so the GUI never
@@ -13,12 +13,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from app.session import CommandContext, register
-from app.session.events import Command, Event, Progress
 from app.usbtmc import errors as tmc_errors
 from app.usbtmc import ieee488
 from app.waveforms import UploadPlan, UploadResult, check_upload, drain_errors, run_upload
 
+from .events import Command, Event, Progress
+from .handlers import CommandContext, register
 
 EMIT_INTERVAL_S = 0.05  # at most 20 progress events a second, each with every transfer since the last
 
