@@ -325,8 +325,3 @@ class ErrorReport(Event):
     entries: tuple[ErrorEntry, ...]
     esr: int | None = None
     problem: str = ""  # the check itself could not run (e.g. the device does not answer it)
-
-    @property
-    def has_errors(self) -> bool:
-        return any(entry.severe for entry in self.entries)
-
