@@ -314,8 +314,7 @@ class MainWindow(QMainWindow):
             self._shut_down = True
             self.srq_center.shutdown()
             self.settings.save_window_state(self.saveGeometry(), self.saveState())
-            self.settings.open_at_quit = [(tab.ref.source, tab.ref.resource) for tab in self.open_tabs()
-                                          if isinstance(tab, InstrumentTab)]
+            self.settings.open_at_quit = [(tab.ref.source, tab.ref.resource) for tab in self.open_tabs()]
             for tab in list(self._tabs.values()):
                 tab.close_session("the window closed")
                 self._retire(tab.session)
@@ -351,7 +350,9 @@ class MainWindow(QMainWindow):
         return widget if isinstance(widget, InstrumentTab) else None
 
     def open_tabs(self) -> list[InstrumentTab]:
-        return [self.tabs.widget(i) for i in range(self.tabs.count())]
+        """The instrument tabs in their order on the tab bar (other tabs, if any, left out)."""
+        widgets = (self.tabs.widget(i) for i in range(self.tabs.count()))
+        return [w for w in widgets if isinstance(w, InstrumentTab)]
 
     @Slot(object)
     def open_device(self, ref: DeviceRef, use_quirks: bool = True) -> InstrumentTab | None:

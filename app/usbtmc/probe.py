@@ -55,7 +55,6 @@ from .recovery import Recovery
 from .transport import Endpoints, StallError, TransferError, UsbTransport, default_backend, find_endpoints
 
 PASS, FAIL, WARN, SKIP, INFO = "pass", "fail", "warn", "skip", "info"
-_VERDICT_ORDER = {FAIL: 0, WARN: 1, INFO: 2, PASS: 3, SKIP: 4}
 _LADDER = (512, 64, 63, 48)  # request sizes tried when a 1 MiB request gets no answer
 _BIG_REQUEST = 1 << 20  # what a compliant host asks for (the core's default)
 

@@ -182,10 +182,6 @@ class Quirks:
 
     applied: tuple[AppliedQuirk, ...] = ()
 
-    def reasons(self) -> list[str]:
-        """One line per applied flag: ``flag = value: reason``."""
-        return [f"{a.flag} = {a.value!r}: {a.reason}" for a in self.applied]
-
 
 def _flag_type(annotation) -> type:
     if annotation in ("int", int):
