@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtWidgets import QAbstractScrollArea, QComboBox, QLabel, QScrollArea, QToolButton
-from ui_helpers import find_ref, open_from_browser
+from support.ui import find_ref, open_from_browser
 
 SMALL = (1024, 700)
 

@@ -117,7 +117,7 @@ def test_closing_cancels_a_running_probe(qtbot, quirky_backend, tmp_path):
 def quirky_window(qtbot, settings):
     """The main window whose virtual group also carries the virtual DHO804 (a stale bTag)."""
     from app.ui.main_window import MainWindow
-    from conftest import no_usb
+    from support.ui import no_usb
 
     bus = app.sim.default_bus()
     plug_quirky(bus, keys=["rigol-dho800"])
@@ -146,7 +146,7 @@ def _menu_actions(browser, ref):
 
 
 def test_the_browser_offers_the_probe_and_opening_without_quirks(quirky_window, qtbot):
-    from ui_helpers import find_ref
+    from support.ui import find_ref
 
     dho = find_ref(quirky_window, "DHO804", qtbot)
     sam7 = find_ref(quirky_window, "SAM7", qtbot)
@@ -162,7 +162,7 @@ def test_the_browser_offers_the_probe_and_opening_without_quirks(quirky_window, 
 
 
 def test_open_without_quirks_and_back(quirky_window, qtbot):
-    from ui_helpers import find_ref
+    from support.ui import find_ref
 
     dho = find_ref(quirky_window, "DHO804", qtbot)
     quirky_window.browser.open_without_quirks_requested.emit(dho)
@@ -178,7 +178,7 @@ def test_open_without_quirks_and_back(quirky_window, qtbot):
 
 def test_probing_an_open_instrument_closes_its_session_first(quirky_window, qtbot, monkeypatch):
     from PySide6.QtWidgets import QMessageBox
-    from ui_helpers import find_ref
+    from support.ui import find_ref
 
     dho = find_ref(quirky_window, "DHO804", qtbot)
     tab = quirky_window.open_device(dho)
@@ -195,7 +195,7 @@ def test_probing_an_open_instrument_closes_its_session_first(quirky_window, qtbo
 
 
 def test_a_running_probe_is_stopped_when_the_window_shuts_down(quirky_window, qtbot):
-    from ui_helpers import find_ref
+    from support.ui import find_ref
 
     dialog = quirky_window.probe_device(find_ref(quirky_window, "DHO804", qtbot))
     dialog.start_button.click()

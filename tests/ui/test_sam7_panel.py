@@ -2,7 +2,7 @@
 
 import pytest
 from PySide6.QtCore import QPoint, Qt
-from ui_helpers import open_from_browser, transcript_has, wait_idle
+from support.ui import open_from_browser, transcript_has, wait_idle
 
 import app.sim
 from app.sim.clock import ManualClock
@@ -23,7 +23,7 @@ def manual_backend(clock):
 @pytest.fixture
 def manual_window(qtbot, manual_backend, settings):
     """The real window on a virtual bus with a manual clock (no USB access)."""
-    from conftest import no_usb
+    from support.ui import no_usb
 
     from app.ui.main_window import MainWindow
 

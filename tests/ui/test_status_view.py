@@ -1,7 +1,7 @@
 """The status-register view against the virtual SAM7 and loopback, and the device profiles behind it."""
 
 import pytest
-from ui_helpers import find_ref, open_from_browser, transcript_has, wait_idle
+from support.ui import find_ref, open_from_browser, transcript_has, wait_idle
 
 from app.sim.sam7 import DebugFlag
 from app.sim.usbtmc_device import EsrBit
@@ -274,7 +274,7 @@ def test_a_generic_instrument_gets_the_ieee_488_2_names(window, qtbot):
 
 
 def test_a_reopened_session_reads_its_enable_registers_again(window, sim_backend, qtbot):
-    from ui_helpers import plug_again, unplug
+    from support.ui import plug_again, unplug
 
     tab = open_from_browser(window, qtbot)
     view = status_view(tab)

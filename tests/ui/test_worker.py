@@ -4,7 +4,7 @@ import threading
 import time
 
 import pytest
-from ui_helpers import SAM7_PRODUCT
+from support.ui import SAM7_PRODUCT
 
 from app.ui import worker as worker_module
 from app.ui.events import (
