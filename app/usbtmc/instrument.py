@@ -70,6 +70,8 @@ class Instrument:
     ``timeout_ms`` bounds each transfer. ``quirks`` overrides the database lookup;
     ``use_quirks=False`` opens the device as if it were compliant. ``trace`` is an I/O
     trace :class:`~app.usbtmc.trace.Recorder` that records every transfer of the session.
+    ``clear_on_open=False`` skips the device clear that opening runs (quirk ``clear_on_open``),
+    so a reply or status an earlier session left behind can still be read.
     """
 
     # Why a resource string is still accepted here rather than only through open_instrument or
@@ -92,6 +94,7 @@ class Instrument:
         read_termination: str = "\n",
         encoding: str = "utf-8",
         trace: Recorder | None = None,
+        clear_on_open: bool = True,
     ) -> None:
         db = quirk_db if quirk_db is not None else default_database()
         if not use_quirks:
@@ -147,7 +150,7 @@ class Instrument:
             self._writer = MessageWriter(self._link, self._recovery, self)
             self.capabilities = self._get_capabilities()
             self.info = replace(self.info, capabilities=self.capabilities, quirks=self.quirks.applied)
-            if self.quirks.clear_on_open and not self.quirks.no_initiate_clear:
+            if clear_on_open and self.quirks.clear_on_open and not self.quirks.no_initiate_clear:
                 self.clear()
             # Before any query: some devices ignore every message until they are remote.
             if self.quirks.remote_on_open and self.capabilities.ren_control:

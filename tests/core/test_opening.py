@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from app.protocol.ieee488 import StbBit
+from app.sim.sam7 import Sam7Counter
 from app.usbtmc import (
     DeviceNotFoundError,
     Instrument,
@@ -70,3 +72,14 @@ def test_a_bad_timeout_is_refused_before_the_device_is_claimed(sim, monkeypatch)
 def test_open_interface_names_what_it_could_not_find(sim):
     with pytest.raises(DeviceNotFoundError, match="serial 'NOPE'"):
         open_interface("USB0::0x1209::0x0001::NOPE::INSTR", sim)
+
+
+def test_a_session_opened_without_the_clear_reads_what_the_last_one_left(sim):
+    with Instrument(SAM7, backend=sim, timeout_ms=500) as first:
+        first.write("*IDN?")
+    with Instrument(SAM7, backend=sim, timeout_ms=500, clear_on_open=False) as second:
+        assert second.read().startswith("XYZ Company Ltd, SAM7-EK")
+        second.write("*IDN?")
+    assert sim.bus.find(kind=Sam7Counter).read_status_byte() & StbBit.MAV
+    with Instrument(SAM7, backend=sim, timeout_ms=500) as third:  # the clear discards the reply
+        assert not third.read_stb() & StbBit.MAV
