@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from app.usbtmc import Instrument, ResourceError, TmcError, list_resources
 from app.usbtmc.errors import UsageError as RequestError
-from app.usbtmc.ieee488 import ESR_BITS, STB_BITS, parse_register_value, set_bit_names
+from app.usbtmc.ieee488 import ESR_BITS, ESR_ERROR_MASK, STB_BITS, parse_register_value, set_bit_names
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # the command could not be carried out: no such instrument, a timeout, no access
@@ -33,7 +33,6 @@ SIM_HELP = (
     "carries over between calls: a reply left by 'tmc write --sim' is gone for the next 'tmc read --sim' "
     "(use 'tmc query', or 'tmc sim run -- COMMAND' for a bus that stays plugged in while COMMAND runs)"
 )
-_ESR_ERROR_BITS = (5, 4, 3, 2)  # CME, EXE, DDE, QYE: IEEE 488.2-1992 11.5.1.1
 _QUEUE_ENTRY = re.compile(r'^\s*([+-]?\d+)\s*(?:,\s*"?(.*?)"?\s*)?$', re.DOTALL)  # SCPI-99 21.8: code,"text"
 _MAX_QUEUE_ENTRIES = 20
 
@@ -161,7 +160,7 @@ def _device_errors(inst: Instrument, method: str) -> list[str]:
     if method == "esr":
         esr = parse_register_value(inst.query("*ESR?"))
         return [f"{ESR_BITS[bit][0]} ({ESR_BITS[bit][1].lower()}) in *ESR? #H{esr:02X}"
-                for bit in _ESR_ERROR_BITS if esr >> bit & 1]
+                for bit in sorted(ESR_BITS, reverse=True) if esr & ESR_ERROR_MASK & 1 << bit]
     errors = []
     for _ in range(_MAX_QUEUE_ENTRIES):
         answer = inst.query("SYST:ERR?")
