@@ -1,4 +1,4 @@
-"""Finding USBTMC interfaces on a bus and describing them."""
+"""Finding USBTMC interfaces on a bus, describing them, and claiming one for a session."""
 
 from __future__ import annotations
 
