@@ -38,10 +38,10 @@ from PySide6.QtWidgets import (
 from app.sim.sam7 import COUNT_MAX, GLITCH_FILTER_US, PARAM_MAX, PARAM_MIN
 from app.usbtmc import ieee488
 
+from .bit_cells import BitCell, bit_kind, set_text
 from .board_view import BoardView
 from .device_profile import DeviceProfile
 from .events import Failed, Finished, Query, Reply
-from .status_view import BitCell, bit_kind, set_text
 from .theme import colors
 
 PANEL_TAG = "SAM7 panel"

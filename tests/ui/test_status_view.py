@@ -7,7 +7,9 @@ from app.sim.sam7 import DebugFlag
 from app.sim.usbtmc_device import EsrBit
 from app.ui.device_profile import GENERIC, UNUSED, parse_profile, profile_for_idn
 from app.ui.events import Query, Write
-from app.ui.status_view import REPAINT_INTERVAL_MS, HistoryStrip, StatusHistory, register_for_query
+from app.ui.history_strip import REPAINT_INTERVAL_MS, HistoryStrip
+from app.ui.status_history import StatusHistory
+from app.ui.status_view import register_for_query
 
 SAM7_IDN = "XYZ Company Ltd, SAM7-EK, 0, v1.0.001"
 
