@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.instruments import shipped_table
+
 from .sources import Source, WaveformError
 
 SCALING_MODES = ("as-is", "normalize", "gain")
@@ -106,41 +108,15 @@ class Template:
         return text.replace("{flag}", flag).encode("ascii", errors="strict")
 
 
-TEMPLATES = {
-    "awg-dac": Template(
-        "awg-dac", "DATA:ARB:DAC name,<int16 block>", "block",
-        "FORM:BORD {bord};:DATA:ARB:DAC {name},", "int16", sample_types=("int16",),
-        verify="DATA:ATTR:CHEC? {name}", select="FUNC:ARB {name}",
-        note="virtual AWG, Keysight 33500/33600: int16 DAC codes -32767 .. 32767; FORM:BORD says the byte order"),
-    "awg-float": Template(
-        "awg-float", "DATA:ARB name,<float32 block>", "block",
-        "FORM:BORD {bord};:DATA:ARB {name},", "float32", sample_types=("float32",),
-        verify="DATA:ATTR:CHEC? {name}", select="FUNC:ARB {name}",
-        note="virtual AWG, Keysight 33500/33600: float32 -1.0 .. 1.0; FORM:BORD says the byte order"),
-    "generic": Template(
-        "generic", "prefix + <block>", "block", "MEM:DATA ", "int16",
-        editable_prefix=True, opc=True, errors=True,
-        note="any instrument: the prefix as typed, then the definite block and a newline"),
-    "rigol": Template(
-        "rigol", ":TRAC:DATA:DAC16 VOLATILE,CON|END,<block>", "chained",
-        ":SOUR1:TRAC:DATA:DAC16 VOLATILE,{flag},", "uint14", byte_orders=("little",), sample_types=("uint14",),
-        chunk_points=16384, errors=False,
-        note="Rigol DG1000Z/DG800: 16384 points per message, CON on all but the last (END); 14-bit codes, LSB first"),
-    "siglent": Template(
-        "siglent", "C1:WVDT WVNM,name,WAVEDATA,<raw bytes>", "raw",
-        "C1:WVDT WVNM,{name},WAVEDATA,", "int16", byte_orders=("little",), sample_types=("int16",),
-        terminator="", errors=False,
-        note="Siglent SDG: no block header; the data runs to the end of the message (EOM)"),
-}
+# The templates, and which instrument starts with which, are data in the instrument table
+# (app/instruments/instruments.toml, [[template]] and an instrument's upload.template).
+TEMPLATES = {spec.key: Template(**spec.fields) for spec in shipped_table().templates}
 
 
 def default_template(idn: str | None) -> str:
-    """The template that suits an instrument, from its ``*IDN?`` answer."""
-    text = (idn or "").upper()
-    if "VIRTUAL AWG" in text or text.startswith(("KEYSIGHT", "AGILENT")):
-        return "awg-dac"
-    if text.startswith("RIGOL") and ",DG" in text:
-        return "rigol"
-    if text.startswith("SIGLENT") and ",SDG" in text:
-        return "siglent"
+    """The template that suits an instrument, from its ``*IDN?`` answer ("generic" when no
+    instrument of the table names one)."""
+    for choice in shipped_table().template_choices:
+        if idn and choice.idn.search(idn) and choice.template in TEMPLATES:
+            return choice.template
     return "generic"
