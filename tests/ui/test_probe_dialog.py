@@ -321,3 +321,13 @@ def test_save_as_quirk_entry_proposes_no_duplicate(qtbot, quirky_backend, tmp_pa
     assert "already apply" in dialog.save_quirk_button.toolTip()
     assert dialog.save_quirk_entry(confirm=False) is None and not (tmp_path / "quirks.toml").exists()
 
+
+
+def test_the_dialog_fits_the_screen_it_opens_on(qtbot, tmp_path):
+    """A 980x700 dialog put its buttons under the taskbar on a 1024x700 screen."""
+    from PySide6.QtGui import QGuiApplication
+
+    free = QGuiApplication.primaryScreen().availableGeometry()  # offscreen: 800x800
+    dialog = _dialog(qtbot, SAM7, app.sim.backend(), tmp_path)
+    assert dialog.width() <= free.width() - 40 and dialog.height() <= free.height() - 80
+    assert dialog.width() >= dialog.minimumSizeHint().width()
