@@ -524,6 +524,9 @@ class ProbeDialog(QDialog):
         rows = [f"<h3>{escape(step.label)}</h3>"]
         if step.risk:
             rows.append(f"<p><b>Risk:</b> {escape(step.risk)}.</p>")
+        else:  # the pane stayed empty under the title, as if something had failed to load
+            rows.append("<p><b>Only asks:</b> it reads what the instrument says about itself or answers to "
+                        "queries; nothing on the instrument is set or aborted.</p>")
         for flag, value, reason in entry.risky_because:
             rows.append(f"<p><b>This device:</b> <code>{escape(flag)} = {escape(_toml(value))}</code>: "
                         f"{escape(reason)}</p>")
