@@ -6,7 +6,7 @@ opening it with its quirks fails too ("control request ... timed out"). The rese
 the virtual bus) brings it back and the tab's session opens again.
 """
 
-from ui_helpers import find_ref, open_from_browser, wait_idle
+from support.ui import find_ref, open_from_browser, wait_idle
 
 from app.ui.events import Failed, Reply
 
