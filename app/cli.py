@@ -15,8 +15,9 @@ import re
 import sys
 from collections.abc import Callable
 
-from app.usbtmc import Instrument, TmcError, list_resources
-from app.usbtmc.ieee488 import ESR_BITS, STB_BITS, parse_register_value, set_bit_names
+from app.usbtmc import Instrument, ResourceError, TmcError, list_resources
+from app.usbtmc.errors import UsageError as RequestError
+from app.usbtmc.ieee488 import ESR_BITS, ESR_ERROR_MASK, STB_BITS, parse_register_value, set_bit_names
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # the command could not be carried out: no such instrument, a timeout, no access
@@ -24,7 +25,7 @@ EXIT_USAGE = 2  # argparse's own code for a bad command line
 EXIT_DEVICE = 3  # the instrument reported an error after tmc write, or tmc probe found a deviation
 EXIT_CODES = (
     "exit codes: 0 done; 1 the command could not be carried out (no instrument, a timeout, no access); "
-    "2 bad usage; 3 the instrument reported an error (tmc write) or failed a compliance check (tmc probe); "
+    "2 bad usage (options, resource string, timeout); 3 the instrument reported an error (tmc write) or failed a compliance check (tmc probe); "
     "130 interrupted"
 )
 SIM_HELP = (
@@ -32,7 +33,6 @@ SIM_HELP = (
     "carries over between calls: a reply left by 'tmc write --sim' is gone for the next 'tmc read --sim' "
     "(use 'tmc query', or 'tmc sim run -- COMMAND' for a bus that stays plugged in while COMMAND runs)"
 )
-_ESR_ERROR_BITS = (5, 4, 3, 2)  # CME, EXE, DDE, QYE: IEEE 488.2-1992 11.5.1.1
 _QUEUE_ENTRY = re.compile(r'^\s*([+-]?\d+)\s*(?:,\s*"?(.*?)"?\s*)?$', re.DOTALL)  # SCPI-99 21.8: code,"text"
 _MAX_QUEUE_ENTRIES = 20
 
@@ -61,8 +61,11 @@ def _recorder(args):
     return args._recorder
 
 
-def _open(args) -> Instrument:
-    return Instrument(args.resource, backend=_backend(args), timeout_ms=args.timeout_ms, trace=_recorder(args))
+def _open(args, *, clear: bool = True) -> Instrument:
+    """A session for the command; ``clear=False`` for the commands that read what an earlier one
+    left (a reply, the status byte), which the device clear on opening would discard."""
+    return Instrument(args.resource, backend=_backend(args), timeout_ms=args.timeout_ms, trace=_recorder(args),
+                      clear_on_open=clear)
 
 
 class UsageError(Exception):
@@ -157,7 +160,7 @@ def _device_errors(inst: Instrument, method: str) -> list[str]:
     if method == "esr":
         esr = parse_register_value(inst.query("*ESR?"))
         return [f"{ESR_BITS[bit][0]} ({ESR_BITS[bit][1].lower()}) in *ESR? #H{esr:02X}"
-                for bit in _ESR_ERROR_BITS if esr >> bit & 1]
+                for bit in sorted(ESR_BITS, reverse=True) if esr & ESR_ERROR_MASK & 1 << bit]
     errors = []
     for _ in range(_MAX_QUEUE_ENTRIES):
         answer = inst.query("SYST:ERR?")
@@ -171,14 +174,14 @@ def _device_errors(inst: Instrument, method: str) -> list[str]:
 
 
 def cmd_read(args) -> int:
-    with _open(args) as inst:
+    with _open(args, clear=False) as inst:
         data = inst.read_raw()
     _print_reply(data, args.raw)
     return 0
 
 
 def cmd_stb(args) -> int:
-    with _open(args) as inst:
+    with _open(args, clear=False) as inst:
         stb = inst.read_stb()
     names = ", ".join(set_bit_names(stb, STB_BITS)) or "no bits set"
     print(f"STB 0x{stb:02X} ({stb}): {names}")
@@ -328,12 +331,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command_name not in ("sim", "bench"):
             _say_quirk_problems()
         return args.func(args)
+    except (UsageError, ResourceError, RequestError) as exc:  # the command line asked for something impossible
+        print(f"tmc: {_one_shot(_one_line(exc))}", file=sys.stderr)
+        return EXIT_USAGE
     except TmcError as exc:
         print(f"tmc: {_one_shot(_one_line(exc))}", file=sys.stderr)
         return EXIT_ERROR
-    except UsageError as exc:
-        print(f"tmc: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print("tmc: interrupted", file=sys.stderr)
         return 130

@@ -1,7 +1,7 @@
 """Build the TMC Console bundle: one folder, two executables, zipped.
 
     python packaging/build.py              # for the running platform: dist/tmc-console/ and its zip
-    python packaging/build.py --windows    # Linux: the Windows tmc.exe under Wine, dist/windows/tmc-console/
+    python packaging/build.py --windows    # Linux: the Windows bundle under Wine, dist/windows/tmc-console/
 
 Needs ``pip install -e ".[packaging]"`` (PyInstaller and Pillow). The icon (.ico) and the
 Windows version information are written into the work folder at build time from
@@ -125,7 +125,8 @@ def build_native(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", action="store_true",
-                        help="build the Windows bundle (tmc.exe) on Linux under Wine into dist/windows/ "
+                        help="build the Windows bundle (tmc-console.exe with mingw-w64, tmc.exe) on Linux under Wine "
+                             "into dist/windows/ "
                              "(see packaging/windows.py and docs/packaging.md)")
     args = parser.parse_args(argv)
     if args.windows:

@@ -7,15 +7,18 @@ one folder per Python version), with win_amd64 wheels fetched by
 Everything is cached under build/windows/ (never committed); the bundle goes to
 dist/windows/tmc-console/.
 
-Only ``tmc.exe`` is built: PySide6's Qt6Core.dll imports icuuc.dll, the ICU that Windows
-10 (1903 and later) ships in System32 and Wine 8 does not, so QtCore cannot even be
-imported under Wine and PyInstaller cannot analyse the GUI. The windowed executable is
-built and checked by the Windows workflow (.github/workflows/windows-bundle.yml).
+PySide6's Qt6Core.dll imports 20 converter functions from icuuc.dll, the ICU that Windows
+10 (1903 and later) ships in System32 and Wine 8 lacks. A stand-in for it
+(packaging/wine/icuuc.c, built with mingw-w64) goes into the Wine prefix's system32, where
+Windows keeps its own, never into the bundle; with it QtCore loads, PyInstaller analyses the
+GUI and the frozen ``tmc-console.exe --smoke-test`` runs. Without mingw-w64 only ``tmc.exe``
+is built, as before.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -123,6 +126,28 @@ def wine(args: list[str], env: dict[str, str], *, check: bool = True, echo: bool
     return done
 
 
+MINGW_GCC = "x86_64-w64-mingw32-gcc"
+
+
+def install_icu_standin(root: Path, python: Path, env: dict[str, str]) -> Path | None:
+    """Build packaging/wine/icuuc.c into the Wine prefix's system32; None without mingw-w64.
+
+    It stands in for the icuuc.dll of Windows 10 1903+ that Qt6Core.dll imports and Wine 8
+    lacks (see the C file). The prefix's system32 is outside the bundle, and PyInstaller
+    leaves DLLs of the Windows folder out, so the bundle never carries it.
+    """
+    gcc = shutil.which(MINGW_GCC)
+    if gcc is None:
+        return None
+    system32 = Path(env["WINEPREFIX"]) / "drive_c" / "windows" / "system32"
+    if not system32.is_dir():
+        wine([str(python), "-c", "pass"], env)  # the first run creates the prefix
+    target = system32 / "icuuc.dll"
+    _run([gcc, "-O2", "-shared", "-s", "-Wall", "-Wextra", "-o", str(target),
+          str(root / "packaging" / "wine" / "icuuc.c")])
+    return target
+
+
 def build_windows(args, root: Path, write_build_inputs, zip_folder, folder_bytes) -> int:
     if shutil.which("wine") is None:
         print("build.py --windows needs Wine: sudo apt-get install wine wine64", file=sys.stderr)
@@ -132,12 +157,16 @@ def build_windows(args, root: Path, write_build_inputs, zip_folder, folder_bytes
     python = fetch_python(cache, cache / "python")
     install_wheels(root, cache, cache / "python" / "Lib" / "site-packages")
     env = wine_env(cache / "wineprefix")
+    gui = install_icu_standin(root, python, env) is not None
+    if not gui:
+        print(f"{MINGW_GCC} not found (apt-get install gcc-mingw-w64-x86-64-win32): without the ICU "
+              "stand-in Qt6Core.dll cannot load under Wine, so only tmc.exe is built", file=sys.stderr)
     work = cache / "work"
     inputs = write_build_inputs(work)
     env.update({
         "TMC_BUILD_WORK": windows_path(Path(inputs["TMC_BUILD_WORK"])),
         "TMC_BUILD_ICON": windows_path(Path(inputs["TMC_BUILD_ICON"])),
-        "TMC_BUILD_TARGETS": "cli",
+        "TMC_BUILD_TARGETS": "gui,cli" if gui else "cli",
     })
     dist = root / "dist" / "windows"
     wine([str(python), "-m", "PyInstaller", "--noconfirm", "--clean", "--log-level", "WARN",
@@ -165,10 +194,43 @@ def build_windows(args, root: Path, write_build_inputs, zip_folder, folder_bytes
     if not loaded or not all("_internal" in path for path in loaded):
         print(f"tmc.exe did not load the bundle's libusb under Wine: {loaded or loads.stderr[-2000:]}", file=sys.stderr)
         return 1
+    smoke = ""
+    if gui:
+        if (folder / "_internal" / "icuuc.dll").exists():
+            print("the bundle carries the Wine-only icuuc.dll stand-in; on Windows it would hide the system's ICU",
+                  file=sys.stderr)
+            return 1
+        report, smoke_s = smoke_test(folder, env)
+        if report.get("smoke_test") != "passed":
+            print(f"tmc-console.exe --smoke-test failed under Wine: {report}", file=sys.stderr)
+            return 1
+        smoke = (f"; tmc-console.exe --smoke-test passed under Wine in {smoke_s:.2f} s "
+                 f"(Qt {report.get('qt')}, libusb {report.get('libusb_path')})")
     from app import __version__
 
-    archive = zip_folder(folder, root / "dist" / f"tmc-console-{__version__}-windows-x86_64-cli.zip")
+    suffix = "" if gui else "-cli"
+    archive = zip_folder(folder, root / "dist" / f"tmc-console-{__version__}-windows-x86_64{suffix}.zip")
     print(f"built {folder} ({folder_bytes(folder) / 1e6:.1f} MB; {archive.name} {archive.stat().st_size / 1e6:.1f} MB) "
           f"in {built_s:.0f} s; tmc.exe query under Wine took {query_s:.2f} s; "
-          f"`tmc list` loaded {loaded[0]} and said: {loads.stdout.strip()!r} (exit {loads.returncode})")
+          f"`tmc list` loaded {loaded[0]} and said: {loads.stdout.strip()!r} (exit {loads.returncode}){smoke}")
     return 0
+
+
+def smoke_test(folder: Path, env: dict[str, str]) -> tuple[dict, float]:
+    """Run the frozen ``tmc-console.exe --smoke-test`` under Wine; its JSON report and the whole run's seconds.
+
+    The windowed executable has no standard output under Wine either: the report comes
+    through ``--smoke-report``.
+    """
+    report_file = folder.parent / "smoke-report.json"
+    report_file.unlink(missing_ok=True)
+    t0 = time.monotonic()
+    run = wine([str(folder / "tmc-console.exe"), "--smoke-test", "--smoke-report", windows_path(report_file)],
+               env, check=False)
+    elapsed = time.monotonic() - t0
+    if not report_file.is_file():
+        return {"smoke_test": "failed", "error": f"no report (exit {run.returncode}): {run.stderr[-2000:]}"}, elapsed
+    report = json.loads(report_file.read_text())
+    report_file.unlink()
+    print(json.dumps(report))
+    return report, elapsed

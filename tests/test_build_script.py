@@ -55,5 +55,6 @@ def test_the_zip_has_the_folder_at_its_top_and_no_partial_is_left(build, tmp_pat
 def test_the_spec_packs_files_that_exist():
     text = (ROOT / "packaging" / "tmc-console.spec").read_text()
     assert "upx=False" in text and 'console=False' in text and 'console=True' in text
-    for folder in ("resources", "docs", "app/ui/catalogs", "app/ui/profiles"):
+    for folder in ("resources", "docs"):
         assert (ROOT / folder).is_dir()
+    assert (ROOT / "app" / "instruments" / "instruments.toml").is_file() and "instruments.toml" in text

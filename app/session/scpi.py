@@ -83,16 +83,6 @@ def display_text(data: bytes, termination: bytes = b"\n") -> str:
     return "".join(ch if ch.isprintable() or ch == " " else escape_bytes(ch.encode("utf-8")) for ch in text)
 
 
-def is_printable_reply(data: bytes, termination: bytes = b"\n") -> bool:
-    """True when the reply is text a person can read as is."""
-    body = strip_termination(data, termination)
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return all(ch.isprintable() or ch in " \t" for ch in text)
-
-
 @dataclass(frozen=True)
 class BlockSummary:
     """An IEEE 488.2 arbitrary block found in a reply."""
@@ -164,9 +154,3 @@ def esr_entries(value: int) -> tuple[ErrorEntry, ...]:
             name, description = ieee488.ESR_BITS[bit]
             entries.append(ErrorEntry(code=1 << bit, message=f"{name} ({description.lower()})", severe=bit in ESR_ERROR_BITS))
     return tuple(entries)
-
-
-def first_idn_field(idn: str, index: int) -> str:
-    """Field ``index`` of a ``*IDN?`` answer (manufacturer, model, serial, firmware)."""
-    parts = [p.strip() for p in idn.split(",")]
-    return parts[index] if index < len(parts) else ""

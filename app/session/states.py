@@ -45,6 +45,7 @@ class Origin(StrEnum):
     IDENTIFY = "identify"  # the browser's indicator pulse
     WAVEFORM = "waveform"  # the waveform panel's uploads
     SMOKE_TEST = "smoke-test"  # the frozen bundle's self-test
+    RESET = "reset"  # the user's USB port reset lets go of the interface first
     CHECK = "check"  # the automatic error check after a command: part of that command
     CONFIG = "config"  # a settings change (timeout, TermChar)
     SRQ = "srq"  # the follow-up queries after a service request

@@ -332,12 +332,6 @@ class VirtualAwg(ScpiInstrument):
         with self.changed:
             return self._pacer.wire, self._pacer.ingest_bytes_per_s
 
-    def reset_stats(self) -> AwgStats:
-        """Return the statistics so far and start counting afresh."""
-        with self.changed:
-            stats, self.stats = self.stats, AwgStats()
-            return stats
-
     def waveform(self, name: str) -> Waveform | None:
         with self.changed:
             return self.waveforms.get(name.upper())

@@ -121,6 +121,7 @@ class DeviceBrowser(QWidget):
     open_requested = Signal(object)  # DeviceRef
     open_without_quirks_requested = Signal(object)  # DeviceRef
     probe_requested = Signal(object)  # DeviceRef: run the compliance probe
+    reset_port_requested = Signal(object)  # DeviceRef: USB port reset (replug a virtual one), then reopen
     identify_requested = Signal(object)  # DeviceRef
     alias_changed = Signal(object, str)  # DeviceRef, alias
     rescan_requested = Signal()
@@ -579,6 +580,11 @@ class DeviceBrowser(QWidget):
             probe = menu.addAction("Probe compliance…")
             probe.setToolTip("Check the device against USBTMC 1.0 / USB488 1.0 and suggest quirk flags.")
             probe.triggered.connect(lambda: self.probe_requested.emit(ref))
+            reset = menu.addAction("Reset USB port")
+            reset.setToolTip("For an instrument that stopped answering: reset its USB port (a virtual one is "
+                             "unplugged and plugged in again), then open its session again. An open session "
+                             "is closed first.")
+            reset.triggered.connect(lambda: self.reset_port_requested.emit(ref))
             copy = menu.addAction("Copy resource string")
             copy.triggered.connect(lambda: self.copy_resource(ref))
             alias = menu.addAction("Set alias…")

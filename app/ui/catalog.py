@@ -1,121 +1,21 @@
 """Command catalogues for completion (no Qt).
 
-A catalogue is a text file in ``app/ui/catalogs/``: one command per line, its
-header (SCPI case convention: upper case is the short form, ``[...]`` optional
-nodes) with any parameters, then a tab or two or more spaces and a description.
-Lines starting ``#!`` are directives:
-
-``name``      shown in tooltips;
-``idn``       a regular expression on the ``*IDN?`` answer: the catalogue is only
-              for instruments it matches (none: for every instrument);
-``requires``  ``scpi``: only when the instrument is known to speak SCPI;
-``scpi``      ``yes``/``no``: what a matching device catalogue says about its error queue;
-``replaces``  catalogue ids (file names without ``.txt``) a matching device
-              catalogue replaces, for instruments that implement only their own list.
+The catalogues come from the instrument table (:mod:`app.instruments`, docs/instruments.md):
+its ``[[commands]]`` sets (IEEE 488.2, SCPI-99), offered to every instrument, and each
+instrument's own ``commands``, offered when its ``*IDN?`` matches. Here they are chosen for an
+instrument (:func:`profile_for`) and matched against what is typed (:func:`complete`).
 """
 
 from __future__ import annotations
 
-import itertools
-import re
-from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
+from dataclasses import dataclass
 
-_SPLIT = re.compile(r"\t+| {2,}")
-_OPTIONAL = re.compile(r"\[([^\]]+)\]")
+from app.instruments import Catalog, CatalogEntry, header_forms, shipped_table
 
 
-@dataclass(frozen=True)
-class CatalogEntry:
-    header: str  # as written, e.g. "SYSTem:ERRor[:NEXT]?"
-    params: str  # e.g. "<mask>", "" when none
-    description: str
-    catalog: str  # the catalogue's name
-    forms: tuple[str, ...] = field(default=(), compare=False)  # upper-case spellings, short forms first
-
-    @property
-    def display(self) -> str:
-        return f"{self.header} {self.params}".strip()
-
-
-@dataclass(frozen=True)
-class Catalog:
-    id: str
-    name: str
-    entries: tuple[CatalogEntry, ...]
-    idn: re.Pattern[str] | None = None
-    requires_scpi: bool = False
-    scpi: bool | None = None
-    replaces: tuple[str, ...] = ()
-
-    def matches(self, idn: str | None) -> bool:
-        if self.idn is None:
-            return True
-        return idn is not None and self.idn.search(idn) is not None
-
-
-def header_forms(header: str) -> tuple[str, ...]:
-    """Every upper-case spelling of a SCPI header: short and long, with and without optional nodes.
-
-    ``SYSTem:ERRor[:NEXT]?`` gives ``SYST:ERR?``, ``SYSTEM:ERROR?``, ``SYST:ERR:NEXT?`` and
-    ``SYSTEM:ERROR:NEXT?``.
-    """
-    optionals = _OPTIONAL.findall(header)
-    variants = []
-    for keep in itertools.product((False, True), repeat=len(optionals)):
-        it = iter(keep)
-        variants.append(_OPTIONAL.sub(lambda m: m.group(1) if next(it) else "", header))
-    forms: list[str] = []
-    for variant in variants:
-        short = "".join(ch for ch in variant if not ch.islower())
-        for form in (short.upper(), variant.upper()):
-            if form not in forms:
-                forms.append(form)
-    return tuple(forms)
-
-
-def parse_catalog(text: str, catalog_id: str) -> Catalog:
-    """A catalogue from its file text; raises ValueError naming the line of a bad directive."""
-    directives: dict[str, str] = {}
-    rows: list[tuple[str, str, str]] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if line.startswith("#!"):
-            key, sep, value = line[2:].partition(":")
-            if not sep:
-                raise ValueError(f"{catalog_id}.txt:{lineno}: a directive needs 'key: value'")
-            directives[key.strip().lower()] = value.strip()
-            continue
-        if not line or line.startswith("#"):
-            continue
-        parts = _SPLIT.split(line, 1)
-        command, description = parts[0], (parts[1] if len(parts) > 1 else "")
-        header, _, params = command.strip().partition(" ")
-        rows.append((header, params.strip(), description.strip()))
-    name = directives.get("name", catalog_id)
-    entries = tuple(CatalogEntry(h, p, d, name, header_forms(h)) for h, p, d in rows)
-    scpi_flag = directives.get("scpi")
-    return Catalog(
-        id=catalog_id,
-        name=name,
-        entries=entries,
-        idn=re.compile(directives["idn"], re.IGNORECASE) if "idn" in directives else None,
-        requires_scpi=directives.get("requires", "").lower() == "scpi",
-        scpi=None if scpi_flag is None else scpi_flag.lower() in ("yes", "true", "1"),
-        replaces=tuple(x.strip() for x in directives.get("replaces", "").split(",") if x.strip()),
-    )
-
-
-@lru_cache(maxsize=1)
 def shipped_catalogs() -> tuple[Catalog, ...]:
-    """The catalogues shipped in ``app/ui/catalogs``, in file-name order."""
-    folder = resources.files("app.ui").joinpath("catalogs")
-    found = []
-    for item in sorted(folder.iterdir(), key=lambda p: p.name):
-        if item.name.endswith(".txt"):
-            found.append(parse_catalog(item.read_text(encoding="utf-8"), item.name[: -len(".txt")]))
-    return tuple(found)
+    """The catalogues of the shipped instrument table: the command sets, then the instruments' own."""
+    return shipped_table().catalogs
 
 
 @dataclass(frozen=True)
@@ -213,3 +113,7 @@ def current_unit(line: str, cursor: int) -> tuple[int, str]:
     if " " in unit:
         return -1, ""
     return start, unit
+
+
+__all__ = ["Catalog", "CatalogEntry", "Completion", "Profile", "complete", "current_unit", "header_forms", "profile_for",
+           "shipped_catalogs"]

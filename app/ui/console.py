@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QFontDatabase, QKeySequence, QPainter, QPalette, QShortcut
+from PySide6.QtGui import QAction, QFontDatabase, QFontMetrics, QKeySequence, QPainter, QPalette, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QSpinBox,
     QSplitter,
+    QStyle,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -250,6 +251,11 @@ class ConsolePanel(QWidget):
         self.splitter.setStretchFactor(0, 4)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setCollapsible(0, False)
+        # A typical command ("PARAM:SET 1200,-35", "SOUR1:FREQ 1E3") fits the history without
+        # scrolling sideways, even where the window is 1024 wide.
+        fixed = QFontMetrics(self.history_panel.list.font())
+        self.history_panel.setMinimumWidth(fixed.horizontalAdvance("0" * 22) + 2 * self.history_panel.list.frameWidth()
+                                           + self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent))
 
         self.input = CommandLine(self)
         FittingPlaceholder(self.input, [

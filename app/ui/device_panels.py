@@ -1,8 +1,8 @@
 """Which panels an instrument tab gets beyond the console.
 
 Every instrument gets the status-register view. Once its ``*IDN?`` is known, the device
-profile (``app/ui/profiles/*.toml``) may name a demo panel, which is added then. A panel
-for a virtual instrument may reach its device model through the virtual bus.
+profile (an instrument of the table in ``app/instruments/instruments.toml``) may name a demo
+panel, which is added then. A panel for a virtual instrument may reach its device model through the virtual bus.
 """
 
 from __future__ import annotations

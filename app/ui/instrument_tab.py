@@ -1,4 +1,9 @@
-"""One open instrument: a header saying what it is and how it is, and its panels."""
+"""One open instrument: a header saying what it is and how it is, and its panels.
+
+When the instrument is stuck (its open failed, or a command timed out), the tab's banner
+offers the way back the compliance probe offers: a USB port reset (a replug on the virtual
+bus) through :mod:`app.ui.recovery`, after which the session opens again.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +21,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.session import Origin, SessionState
-from app.session.events import Disconnect
+from app.session import FailureKind, Origin, SessionState
+from app.session.events import Closed, Disconnect, Failed
 
 from .browser import DeviceRef, device_title
 from .console import ConsolePanel
+from .recovery import Recovered, start_recovery
 from .settings import Settings
 from .theme import colors
 from .waveform import attach_waveform_panel
-from .worker import Session
+from .worker import Session, WorkerThread
 
 STATE_TEXT = {
     SessionState.NEW: "not open",
@@ -69,6 +75,9 @@ class InstrumentTab(QWidget):
     title_changed = Signal()
     state_changed = Signal(str)
     reconnect_requested = Signal()
+    port_reset = Signal(object)  # Recovered, after "Reset USB port"
+
+    RESET_LINK = "reset-port"
 
     def __init__(self, ref: DeviceRef, session: Session, settings: Settings, info=None,
                  parent: QWidget | None = None) -> None:
@@ -80,6 +89,9 @@ class InstrumentTab(QWidget):
         self.info = info
         self.idn: str | None = None
         self.missing = False
+        self._recovery: WorkerThread | None = None  # a USB port reset under way
+        self._reset_waits_for: int = 0  # the Disconnect the reset waits for before it resets
+        self._timeout_offer = False  # the banner offers the reset after a timeout
 
         self.header = QFrame(self)
         self.header.setObjectName("instrumentHeader")
@@ -113,6 +125,8 @@ class InstrumentTab(QWidget):
         self.banner.setWordWrap(True)
         self.banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.banner.setMargin(8)
+        self.banner.setTextFormat(Qt.TextFormat.RichText)
+        self.banner.linkActivated.connect(self._on_banner_link)
         self.banner.hide()
 
         self.panels = QTabWidget(self)
@@ -132,6 +146,7 @@ class InstrumentTab(QWidget):
         layout.addWidget(self.panels, 1)
 
         session.state_changed.connect(self._on_state)
+        session.event.connect(self._on_event)
         self._on_state(session.state)
 
     # --- panels ---
@@ -187,22 +202,55 @@ class InstrumentTab(QWidget):
         self.reconnect_button.setVisible(SessionState(state).is_ended and not self.session.closing)
         if self.info is None and self.session.info is not None:
             self.info = self.session.info
-        if state == SessionState.GONE:
+        if self.resetting:
+            pass  # the reset says what happens until it is done
+        elif state == SessionState.GONE:
             self._show_banner("The device is gone. The transcript stays here; press Reconnect when it is back.",
                               self.session.last_problem)
         elif state == SessionState.FAILED:
-            self._show_banner(f"The session could not be opened: {self.session.last_problem}")
+            self._show_banner(f"The session could not be opened: {self.session.last_problem}", reset=True)
         elif SessionState(state).is_open:
             self.missing = False
-            self.banner.hide()
+            # A timeout's offer stays up when its command ends; the next command takes it down.
+            if not (self._timeout_offer and state == SessionState.IDLE):
+                self._timeout_offer = False
+                self.banner.hide()
         self.refresh_title()
         self.state_changed.emit(state)
 
-    def _show_banner(self, text: str, detail: str = "", *, good: bool = False) -> None:
+    def _show_banner(self, text: str, detail: str = "", *, good: bool = False, reset: bool = False) -> None:
+        """``reset``: end with the link that resets the USB port (for an instrument that is stuck)."""
+        self._timeout_offer = False
         c = colors(self.palette())
-        self.banner.setText(f"<span style='color:{c.ok if good else c.error}'>{escape(text)}</span>")
+        html = f"<span style='color:{c.ok if good else c.error}'>{escape(text)}</span>"
+        if reset:
+            html += (f" <a href='{self.RESET_LINK}' style='color:{c.link}'>Reset USB port</a> "
+                     f"<span style='color:{c.muted}'>({escape(self._reset_what())}, then open it again)</span>")
+        self.banner.setText(html)
         self.banner.setToolTip(detail)
         self.banner.show()
+
+    def _reset_what(self) -> str:
+        if getattr(self.session.backend, "bus", None) is not None:
+            return "unplugs the virtual instrument and plugs it in again"
+        return "the instrument enumerates again as after a replug"
+
+    @Slot(object)
+    def _on_event(self, event) -> None:
+        if isinstance(event, Closed) and event.command_id == self._reset_waits_for:
+            self._reset_waits_for = 0
+            self._start_reset()
+        elif (isinstance(event, Failed) and event.kind == FailureKind.TIMEOUT and self.session.is_open
+              and not self.resetting):
+            # A stuck instrument shows itself as timeouts; the way back is one click away.
+            self._show_banner(f"The instrument did not answer in time ({event.message}). "
+                              "If it keeps timing out, it may be stuck:", event.recovery, reset=True)
+            self._timeout_offer = True
+
+    @Slot(str)
+    def _on_banner_link(self, link: str) -> None:
+        if link == self.RESET_LINK:
+            self.reset_port()
 
     def state_icon(self) -> QIcon:
         return dot_icon(state_color(self.session.state))
@@ -214,15 +262,56 @@ class InstrumentTab(QWidget):
         self.missing = True
         if self.session.is_open or self.session.state == SessionState.OPENING:
             self.session.submit(Disconnect("the device left the bus", gone=True), origin=Origin.DISCOVERY)
-        elif self.session.state != SessionState.GONE:
+        elif self.session.state != SessionState.GONE and not self.resetting:  # a replug passes through here
             self._show_banner("The device is no longer on the bus.")
 
     def device_present(self, info) -> None:
         """Discovery sees the device (again)."""
         self.info = info
-        if self.missing and self.session.state.is_ended:
+        if self.missing and self.session.state.is_ended and not self.resetting:
             self._show_banner("The device is back on the bus. Press Reconnect to open it again.", good=True)
         self.missing = False
+
+    # --- the way back for a stuck instrument ---
+
+    @property
+    def resetting(self) -> bool:
+        return self._recovery is not None or bool(self._reset_waits_for)
+
+    @Slot()
+    def reset_port(self) -> bool:
+        """Close the instrument, reset its USB port (replug a virtual one), then open the session again.
+
+        Asynchronous: :attr:`port_reset` reports the :class:`~app.ui.recovery.Recovered`. False
+        when a reset is already under way or the tab is closing.
+        """
+        if self.resetting or self.session.closing:
+            return False
+        self.banner.setToolTip("")
+        self._show_banner("Resetting the USB port…", good=True)
+        if self.session.thread.isRunning() and self.session.state not in (SessionState.CLOSED, SessionState.GONE):
+            # The worker lets go of the interface first; the reset starts when it says Closed.
+            self.session.abort()
+            self._reset_waits_for = self.session.submit(Disconnect("closed for a USB port reset"), origin=Origin.RESET)
+            if self._reset_waits_for:
+                return True
+        self._start_reset()
+        return True
+
+    def _start_reset(self) -> None:
+        self.console.transcript.add("info", f"resetting the USB port of {self.ref.resource}")
+        self._recovery = start_recovery(self.ref.resource, self.session.backend, self, self._on_reset)
+
+    def _on_reset(self, result: Recovered) -> None:
+        self._recovery = None
+        self.console.transcript.add("info" if result.answers else "error", result.message)
+        if result.answers:
+            self._show_banner(result.message, good=True)
+            self.missing = False
+            self.reconnect()
+        else:
+            self._show_banner(result.message, reset=True)
+        self.port_reset.emit(result)
 
     @Slot()
     def reconnect(self) -> None:
@@ -232,4 +321,6 @@ class InstrumentTab(QWidget):
 
     def close_session(self, reason: str = "the tab was closed") -> None:
         self.console.save_state()
+        if self._recovery is not None:
+            self._recovery.wait(5000)  # a reset is short (one *IDN? of 1 s at most); it is a child thread
         self.session.close(reason)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from html import escape
 
-from PySide6.QtCore import QEventLoop, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QEventLoop, QSize, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -35,6 +35,7 @@ from .discovery import DEFAULT_INTERVAL_MS, BackendProvider, Discovery, Snapshot
 from .icon import app_icon
 from .instrument_tab import STATE_TEXT, InstrumentTab
 from .probe_dialog import ProbeDialog
+from .recovery import Recovered, start_recovery
 from .settings import TIMEOUT_RANGE_MS, Settings
 from .settings_dialog import SettingsDialog
 from .srq import SrqCenter
@@ -139,6 +140,7 @@ class MainWindow(QMainWindow):
         self._tabs: dict[DeviceRef, InstrumentTab] = {}
         self._retiring: set[Session] = set()  # closed sessions whose threads are still ending
         self._probes: set[ProbeDialog] = set()  # compliance probe dialogs still open
+        self._resets: dict[DeviceRef, QThread] = {}  # USB port resets of devices without a tab
         self._virtual_decided = self.settings.virtual_mode != "auto"
         self._shut_down = False
         self._open_sam7_when_listed = False
@@ -151,6 +153,7 @@ class MainWindow(QMainWindow):
         self.browser.open_requested.connect(self.open_device)
         self.browser.open_without_quirks_requested.connect(lambda ref: self.open_device(ref, use_quirks=False))
         self.browser.probe_requested.connect(self.probe_device)
+        self.browser.reset_port_requested.connect(self.reset_port)
         self.browser.identify_requested.connect(self.identify)
         self.browser.alias_changed.connect(self._on_alias)
         self.browser.rescan_requested.connect(self.rescan)
@@ -315,8 +318,7 @@ class MainWindow(QMainWindow):
             self._shut_down = True
             self.srq_center.shutdown()
             self.settings.save_window_state(self.saveGeometry(), self.saveState())
-            self.settings.open_at_quit = [(tab.ref.source, tab.ref.resource) for tab in self.open_tabs()
-                                          if isinstance(tab, InstrumentTab)]
+            self.settings.open_at_quit = [(tab.ref.source, tab.ref.resource) for tab in self.open_tabs()]
             for tab in list(self._tabs.values()):
                 tab.close_session("the window closed")
                 self._retire(tab.session)
@@ -331,6 +333,8 @@ class MainWindow(QMainWindow):
             if not session.wait(remaining):
                 log.warning("the session with %s did not end in time", session.resource)
                 ok = False
+        for thread in list(self._resets.values()):
+            ok = thread.wait(max(0, int((deadline - time.monotonic()) * 1000))) and ok
         for dialog in list(self._probes):
             ok = dialog.stop(max(0, int((deadline - time.monotonic()) * 1000))) and ok
         return ok and not live_threads()
@@ -352,7 +356,9 @@ class MainWindow(QMainWindow):
         return widget if isinstance(widget, InstrumentTab) else None
 
     def open_tabs(self) -> list[InstrumentTab]:
-        return [self.tabs.widget(i) for i in range(self.tabs.count())]
+        """The instrument tabs in their order on the tab bar (other tabs, if any, left out)."""
+        widgets = (self.tabs.widget(i) for i in range(self.tabs.count()))
+        return [w for w in widgets if isinstance(w, InstrumentTab)]
 
     @Slot(object)
     def open_device(self, ref: DeviceRef, use_quirks: bool = True) -> InstrumentTab | None:
@@ -387,6 +393,7 @@ class MainWindow(QMainWindow):
         self._tabs[ref] = tab
         tab.state_changed.connect(lambda state, t=tab: self._on_tab_state(t, state))
         tab.title_changed.connect(lambda t=tab: self._retitle(t))
+        tab.port_reset.connect(lambda result, r=ref: self._on_port_reset(r, result))
         tab.console.actions_changed.connect(self._update_actions)
         tab.console.transcript.trace_links = True
         tab.console.transcript.trace_requested.connect(lambda entry_id, t=tab: self.show_trace_of(t, entry_id))
@@ -462,6 +469,34 @@ class MainWindow(QMainWindow):
         dialog.recovered.connect(lambda _result: self.rescan())
         dialog.show()
         return dialog
+
+    @Slot(object)
+    def reset_port(self, ref: DeviceRef) -> bool:
+        """Reset the USB port of ``ref`` (replug a virtual instrument) and open its session again.
+
+        With a tab open, the tab does it (it closes the instrument first and says in its
+        banner how it went); otherwise the reset runs alone and the status bar says.
+        """
+        tab = self._tabs.get(ref)
+        if tab is not None:
+            self.tabs.setCurrentWidget(tab)
+            return tab.reset_port()
+        if ref in self._resets:
+            return False
+        try:
+            backend = self.backends.get(ref.source)
+        except Exception as exc:  # the backend's own error says what is missing
+            self.statusBar().showMessage(f"Cannot reset {ref.resource}: {exc}", 10000)
+            return False
+        self.statusBar().showMessage(f"Resetting the USB port of {ref.resource}…")
+        self._resets[ref] = start_recovery(ref.resource, backend, self,
+                                           lambda result, r=ref: self._on_port_reset(r, result))
+        return True
+
+    def _on_port_reset(self, ref: DeviceRef, result: Recovered) -> None:
+        self._resets.pop(ref, None)
+        self.rescan()  # it says "Rescanning…": the result goes after it
+        self.statusBar().showMessage(f"{ref.resource}: {result.message}", 15000)
 
     def _start_probe(self, dialog: ProbeDialog, ref: DeviceRef) -> None:
         tab = self._tabs.get(ref)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from html import escape
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QSize, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
@@ -138,8 +138,19 @@ class ProbeDialog(QDialog):
         self.setWindowTitle(f"Compliance probe: {title or resource}")
         self.setSizeGripEnabled(True)
         self._build(title)
-        self.resize(980, 700)
+        self.resize(self._fitting_size(980, 700))
         self.show_plan()
+
+    def _fitting_size(self, width: int, height: int):
+        """``width`` x ``height``, made smaller where the screen is: on a 1024x700 screen a
+        700-pixel-high dialog put its buttons under the taskbar, out of reach."""
+        parent = self.parentWidget()
+        screen = (parent.screen() if parent is not None else None) or QGuiApplication.primaryScreen()
+        if screen is None:
+            return QSize(width, height)
+        free = screen.availableGeometry()
+        # Room for the window frame and title bar the window manager adds.
+        return QSize(min(width, free.width() - 40), min(height, free.height() - 80))
 
     # --- layout ---
 
@@ -513,6 +524,9 @@ class ProbeDialog(QDialog):
         rows = [f"<h3>{escape(step.label)}</h3>"]
         if step.risk:
             rows.append(f"<p><b>Risk:</b> {escape(step.risk)}.</p>")
+        else:  # the pane stayed empty under the title, as if something had failed to load
+            rows.append("<p><b>Only asks:</b> it reads what the instrument says about itself or answers to "
+                        "queries; nothing on the instrument is set or aborted.</p>")
         for flag, value, reason in entry.risky_because:
             rows.append(f"<p><b>This device:</b> <code>{escape(flag)} = {escape(_toml(value))}</code>: "
                         f"{escape(reason)}</p>")

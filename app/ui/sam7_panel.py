@@ -1,7 +1,8 @@
 """The SAM7 counter demo panel: the board's command set on buttons, its count, LEDs and SW1.
 
-Shown for instruments whose ``*IDN?`` matches the SAM7 profile (``app/ui/profiles/sam7.toml``),
-real or virtual. Everything it sends goes through the session worker like the console's
+Shown for instruments whose ``*IDN?`` matches the SAM7 entry of the instrument table
+(``app/instruments/instruments.toml``, which also holds the board's limits and the demo
+script), real or virtual. Everything it sends goes through the session worker like the console's
 lines; what the user asks for appears in the transcript (tagged "SAM7 panel"), the polling of
 the count does not. For the virtual board (reached through the virtual bus) it also shows the
 board's front (:mod:`app.ui.board_view`) and a pulse-train source on SW1's input that shows
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QFont, QFontDatabase, QPalette
@@ -37,18 +37,26 @@ from PySide6.QtWidgets import (
 
 from app.session import Origin
 from app.session.events import Failed, Finished, Query, Reply
-from app.sim.sam7 import COUNT_MAX, GLITCH_FILTER_US, PARAM_MAX, PARAM_MIN
+from app.sim.pulse_train import PulsePlan
 from app.usbtmc import ieee488
 
+from .bit_cells import BitCell, bit_kind, set_text
 from .board_view import BoardView
-from .device_profile import DeviceProfile
-from .status_view import BitCell, bit_kind, set_text
+from .device_profile import DeviceProfile, shipped_profiles
 from .theme import colors
 
 PANEL_TAG = "SAM7 panel"
 POLL_CHOICES = [(0, "Off"), (1000, "1 per second"), (500, "2 per second"), (200, "5 per second"), (100, "10 per second")]
 DEFAULT_POLL_MS = 200
-FILTER_MS = GLITCH_FILTER_US / 1000
+# The firmware's limits and the demo script are the SAM7's entry in the instrument table
+# (app/instruments/instruments.toml); the panel is offered only for an instrument that entry
+# matched, so without it there is nothing to show.
+_SAM7 = next((p for p in shipped_profiles() if p.panel == "sam7"), DeviceProfile("sam7", "SAM7 counter"))
+COUNT_MAX = _SAM7.limits.get("count_max", 0)  # COUNT:READ? stops here and sets the overflow flag
+PARAM_MIN = _SAM7.limits.get("param_min", 0)  # PARAM:SET takes two whole numbers in this range
+PARAM_MAX = _SAM7.limits.get("param_max", 0)
+FILTER_MS = float(_SAM7.limits.get("glitch_filter_ms", 0))  # SW1's input counts a level held this long
+DEMO = _SAM7.demo
 _INTEGER = re.compile(r"[+-]?\d+")
 
 
@@ -66,68 +74,6 @@ def check_param(text: str, label: str) -> tuple[int | None, str]:
 
 
 # --- the pulse-train source (virtual board only) ---------------------------------------------
-
-
-@dataclass
-class PulsePlan:
-    """Low-going pulses on SW1's input, scheduled a little ahead of device time (no Qt).
-
-    Each period starts with the input pulled low for ``low_ms``; with ``glitch_ms`` set, the
-    high phase gets a short low blip in its middle. ``schedule(now_s)`` returns the edges of
-    every pulse that starts before ``now_s + lookahead_s`` and has not been returned yet.
-    """
-
-    rate_hz: float
-    low_ms: float
-    glitch_ms: float = 0.0
-    lookahead_s: float = 0.25
-    next_fall_s: float | None = None
-    falls: list[tuple[float, bool]] = field(default_factory=list)  # (time of each pulse, with a glitch)
-
-    def __post_init__(self) -> None:
-        problem = self.problem()
-        if problem:
-            raise ValueError(problem)
-
-    @property
-    def period_s(self) -> float:
-        return 1.0 / self.rate_hz
-
-    def problem(self) -> str:
-        """Why these settings make no pulse train ("" when they do)."""
-        if not 0 < self.rate_hz <= 100:
-            return "the rate must be above 0 and at most 100 Hz"
-        if not 0 < self.low_ms < self.period_s * 1000:
-            return f"the pulse must be shorter than the period ({self.period_s * 1000:.0f} ms)"
-        if self.glitch_ms and self.glitch_ms >= self.period_s * 1000 - self.low_ms:
-            return "the glitch must fit in the pulse's high phase"
-        return ""
-
-    def schedule(self, now_s: float, earliest_s: float) -> list[tuple[float, int]]:
-        """Edges to feed now; ``earliest_s`` is the first time the input accepts (no edges before it)."""
-        if self.next_fall_s is None or self.next_fall_s < earliest_s:
-            self.next_fall_s = earliest_s
-        edges: list[tuple[float, int]] = []
-        low_s, glitch_s = self.low_ms / 1000, self.glitch_ms / 1000
-        while self.next_fall_s < now_s + self.lookahead_s:
-            fall = self.next_fall_s
-            rise = fall + low_s
-            edges += [(fall, 0), (rise, 1)]
-            if glitch_s:
-                blip = rise + (self.period_s - low_s - glitch_s) / 2
-                edges += [(blip, 0), (blip + glitch_s, 1)]
-            self.falls.append((fall, bool(glitch_s)))
-            self.next_fall_s = fall + self.period_s
-        return edges
-
-    def sent(self, now_s: float) -> tuple[int, int]:
-        """(pulses, glitches) whose falling edge has happened by ``now_s``."""
-        pulses = glitches = 0
-        for fall, glitch in self.falls:
-            if fall <= now_s:
-                pulses += 1
-                glitches += glitch
-        return pulses, glitches
 
 
 class PulseSource(QWidget):
@@ -271,45 +217,6 @@ class PulseSource(QWidget):
         self.problem_label.setText(f"<span style='color:{c.warning if warning else c.error}'>{text}</span>"
                                    if text else "")
         self.problem_label.setVisible(bool(text))
-
-
-# --- the demo script -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DemoStep:
-    text: str  # a line to send, or the control action (app.session.events.Control) for mode "control"
-    mode: str  # "send", "query" or "control"
-    explain: str
-    reads: str = ""  # which of the panel's displays the reply updates
-
-
-DEMO = (
-    DemoStep("*RST", "send", "reset the function layer: count 0, parameters 0,0, Ready LED off"),
-    DemoStep("*CLS", "send", "clear the event status register"),
-    DemoStep("*ESE 60", "send", "let CME, EXE, DDE and QYE (4+8+16+32 = 60) set ESB in the status byte"),
-    DemoStep("*SRE 32", "send", "request service when ESB is set (the virtual board's *SRE extension)"),
-    DemoStep("*IDN?", "query", "identify"),
-    DemoStep("COUNT:RESET", "send", "reset the pulse count"),
-    DemoStep("COUNT:READ?", "query", "read the count", "count"),
-    DemoStep("INDICATOR 1", "send", "turn the Ready LED (LED3) on"),
-    DemoStep("INDICATOR?", "query", "the board reports the Ready LED", "indicator"),
-    DemoStep("indicator_pulse", "control", "USB488 INDICATOR_PULSE: Ready toggles for 500 ms"),
-    DemoStep("PARAM:SET 1200,-35", "send", "set the two parameters"),
-    DemoStep("PARAM:ENQ?", "query", "read them back", "params"),
-    DemoStep("BUSY?", "query", "is the board busy?", "busy"),
-    DemoStep("DEBUG:FLAGS?", "query", "the debug flags; reading clears the event bits", "flags"),
-    DemoStep("PARAM:SET 20000,0", "send", "on purpose: 20000 is out of range, so EXE; ESB rises and the board requests service"),
-    DemoStep("FOO:BAR", "send", "on purpose: an undefined command, so CME"),
-    DemoStep("read_stb", "control", "READ_STATUS_BYTE: ESB and MSS are set"),
-    DemoStep("*ESR?", "query", "ESR says what happened, and reading it clears it: ESB drops"),
-    DemoStep("FOO:BAR", "send", "another CME: ESB is set again"),
-    DemoStep("*CLS", "send", "*CLS clears the event status register: ESB drops"),
-    DemoStep("read_stb", "control", "the status byte is clear again"),
-    DemoStep("INDICATOR 0", "send", "Ready LED off"),
-    DemoStep("*SRE 0", "send", "no more service requests"),
-    DemoStep("*ESE 0", "send", "and no event bits in ESB"),
-)
 
 
 # --- the panel -------------------------------------------------------------------------------------

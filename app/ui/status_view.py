@@ -7,23 +7,22 @@
 * ESR is read only when asked (reading clears it); values that the console's error check,
   an SRQ follow-up or a typed ``*ESR?`` read are shown too, with where they came from.
 * A history strip plots the status byte's bits over time with markers where commands were
-  sent; it repaints from a timer (10 Hz) while shown, never per event.
+  sent; it repaints from a timer (5 Hz) while shown, never per event (:mod:`.history_strip`,
+  drawing the model in :mod:`.status_history`).
 * Device-specific registers (the SAM7's ``DEBUG:FLAGS?``) come from the device profile.
+
+Registers are drawn with the bit cells of :mod:`.bit_cells`.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections import deque
 from dataclasses import dataclass
 
-import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QRectF, QSize, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QColor, QFontDatabase, QFontMetrics, QPainter, QPalette, QPen
+from PySide6.QtCore import QEvent, Qt, Signal, Slot
+from PySide6.QtGui import QFontDatabase, QPalette
 from PySide6.QtWidgets import (
-    QAbstractButton,
     QCheckBox,
     QComboBox,
     QFrame,
@@ -38,160 +37,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.session import Origin, SessionState, is_users_command
+from app.session import FailureKind, Origin, SessionState, is_users_command
 from app.session.events import Closed, ErrorReport, Failed, Finished, Opened, Query, Reply, Sent, SetIdlePolling, Srq, Started, StatusByte, Write
 from app.usbtmc import ieee488
 
-from .device_profile import GENERIC, UNUSED, DeviceProfile, DeviceRegister, profile_for_idn
+from .bit_cells import ESR_ERROR_BITS, BitCell, bit_kind, set_text
+from .device_profile import GENERIC, DeviceProfile, DeviceRegister, profile_for_idn
 from .flow import FlowLayout
-from .theme import colors
+from .history_strip import HistoryStrip
+from .status_history import StatusHistory
 from .transcript import format_time
 
 PANEL_TAG = "status view"
 POLL_CHOICES_MS = [(0, "Off"), (100, "100 ms"), (200, "200 ms"), (500, "500 ms"), (1000, "1 s"), (2000, "2 s")]
 DEFAULT_POLL_MS = 200
-HISTORY_SPAN_S = 60.0
-# A gap between two reads of the status byte longer than this is unread time: longer than the
-# slowest live polling (2 s) allows, so it means the polling stopped or was held off.
-UNREAD_GAP_S = 3.0
-REPAINT_INTERVAL_MS = 200  # the history strip scrolls at 5 Hz while shown (<= 25 Hz); 0.2 s is 1/300 of its width
-
-ESR_ERROR_BITS = int(ieee488.ESR_ERROR_MASK)  # CME, EXE, DDE, QYE (488.2 11.5.1.1)
 _ENABLE_WRITE = re.compile(r"^\s*(\*ESE|\*SRE)\s+(\S+)\s*$", re.IGNORECASE)
-
-
-def text_on(background: QColor) -> QColor:
-    """Black or white, whichever reads better on ``background``."""
-    luminance = 0.2126 * background.redF() + 0.7152 * background.greenF() + 0.0722 * background.blueF()
-    return QColor("#111111") if luminance > 0.45 else QColor("#ffffff")
-
-
-def set_text(label: QLabel, text: str) -> None:
-    """Change a label only when its text changes (a repeated poll repaints nothing)."""
-    if label.text() != text:
-        label.setText(text)
-
-
-def bit_kind(register: str, bit: int, name: str) -> str:
-    """How a set bit is coloured: summary, error, info, state, data or enable."""
-    if name == UNUSED:
-        return "unused"
-    if register in ("ESE", "SRE"):
-        return "enable"
-    if register == "STB":
-        return "summary" if bit == 6 else "data"
-    if register == "ESR":
-        return "error" if ESR_ERROR_BITS >> bit & 1 else "info"
-    return "data"
-
-
-class BitCell(QAbstractButton):
-    """One bit of a register: its name, filled when set; clickable when the register is writable."""
-
-    def __init__(self, bit: int, name: str, description: str, kind: str, *, editable: bool = False,
-                 parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.bit = bit
-        self.kind = kind
-        self.editable = editable
-        self.pending = False  # written, not read back yet
-        self.setCheckable(True)
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus if editable else Qt.FocusPolicy.NoFocus)
-        if editable:
-            self.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.set_name(name, description)
-
-    def set_name(self, name: str, description: str) -> None:
-        self.setText(name)
-        self.description = description
-        self._update_tip()
-        self.updateGeometry()
-        self.update()
-
-    def set_value(self, on: bool, *, pending: bool = False) -> None:
-        if on == self.isChecked() and pending == self.pending:
-            return  # polls repeat values: repaint only on a change
-        self.pending = pending
-        self.setChecked(on)
-        self._update_tip()
-        self.update()
-
-    def _update_tip(self) -> None:
-        state = "set" if self.isChecked() else "clear"
-        tip = f"bit {self.bit} (value {1 << self.bit}): {self.text()}, {state}"
-        if self.description:
-            tip += f"\n{self.description}"
-        if self.editable:
-            tip += "\nClick to " + ("clear" if self.isChecked() else "set") + " it on the device"
-        if self.pending:
-            tip += "\n(written; reading back…)"
-        self.setToolTip(tip)
-
-    def nextCheckState(self) -> None:
-        # The device owns the value: a click asks for a change, the read-back sets the state.
-        pass
-
-    def mousePressEvent(self, event) -> None:
-        if self.editable and self.isEnabled():
-            super().mousePressEvent(event)
-        else:
-            event.ignore()
-
-    def keyPressEvent(self, event) -> None:
-        if self.editable:
-            super().keyPressEvent(event)
-        else:
-            event.ignore()
-
-    def sizeHint(self) -> QSize:
-        metrics = self.fontMetrics()
-        width = max(metrics.horizontalAdvance(self.text() or "0"), metrics.horizontalAdvance("RQS/MSS"))
-        return QSize(width + metrics.averageCharWidth() * 2, metrics.height() + metrics.height() // 2 + 4)
-
-    def minimumSizeHint(self) -> QSize:
-        metrics = self.fontMetrics()
-        return QSize(metrics.horizontalAdvance(self.text() or "0") + 8, metrics.height() + 6)
-
-    def fill_color(self) -> QColor:
-        palette = self.palette()
-        if self.kind == "enable":
-            return palette.color(QPalette.ColorRole.Highlight)
-        c = colors(palette)
-        return QColor({"summary": c.warning, "error": c.error, "info": c.info, "state": c.ok}.get(self.kind, c.sent))
-
-    def paintEvent(self, _event) -> None:
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        palette = self.palette()
-        rect = QRectF(self.rect()).adjusted(1.5, 1.5, -1.5, -1.5)
-        on = self.isChecked()
-        unused = self.kind == "unused"
-        if on:
-            background = self.fill_color()
-            foreground = text_on(background)
-            border = background.darker(130) if background.lightness() > 128 else background.lighter(140)
-        else:
-            background = palette.color(QPalette.ColorRole.Base)
-            foreground = palette.color(QPalette.ColorRole.PlaceholderText if unused else QPalette.ColorRole.Text)
-            border = palette.color(QPalette.ColorRole.Mid)
-        if self.editable and self.underMouse() and self.isEnabled():
-            border = palette.color(QPalette.ColorRole.Highlight)
-        pen = QPen(border, 1.5 if not self.hasFocus() else 2.5)
-        if self.pending:
-            pen.setStyle(Qt.PenStyle.DashLine)
-        painter.setPen(pen)
-        painter.setBrush(background)
-        radius = min(rect.height() / 4, 5.0)
-        painter.drawRoundedRect(rect, radius, radius)
-        if not self.isEnabled():
-            foreground = palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
-        painter.setPen(foreground)
-        font = self.font()
-        if on:
-            font.setBold(True)
-        painter.setFont(font)
-        text = self.text() if not unused else str(self.bit)
-        painter.drawText(rect, int(Qt.AlignmentFlag.AlignCenter), text)
 
 
 @dataclass
@@ -263,248 +123,6 @@ class RegisterRow:
             parts.append(state.unreadable)
         set_text(self.source_label, "; ".join(parts))
         self.source_label.setToolTip(self.source_label.text())
-
-
-class StatusHistory:
-    """The status byte over time, and what happened meanwhile (no Qt). Times are wall-clock seconds."""
-
-    def __init__(self, max_samples: int = 20000) -> None:
-        self.samples: deque[tuple[float, int]] = deque(maxlen=max_samples)  # (t, stb) at each change
-        self.last_seen = 0.0  # when the status byte was last observed (value unchanged since the last sample)
-        self.commands: deque[tuple[float, str]] = deque(maxlen=2000)
-        self.srqs: deque[tuple[float, int]] = deque(maxlen=2000)
-        self.errors: deque[tuple[float, str]] = deque(maxlen=2000)
-        self.changes = 0  # bumped when a value changes or a mark is added (not on a repeated value)
-        # (from, to): stretches longer than UNREAD_GAP_S in which nothing read the status byte.
-        # The value before such a stretch is not known to have lasted through it.
-        self.unread: deque[tuple[float, float]] = deque(maxlen=max_samples)
-
-    def observe(self, t: float, stb: int) -> None:
-        if self.last_seen and t - self.last_seen > UNREAD_GAP_S:
-            self.unread.append((self.last_seen, t))
-            self.changes += 1
-        if not self.samples or self.samples[-1][1] != stb or t < self.samples[-1][0]:
-            self.samples.append((t, stb))
-            self.changes += 1
-        self.last_seen = max(self.last_seen, t)
-
-    def command(self, t: float, label: str) -> None:
-        self.commands.append((t, label))
-        self.changes += 1
-
-    def srq(self, t: float, stb: int) -> None:
-        self.srqs.append((t, stb))
-        self.observe(t, stb)
-
-    def error(self, t: float, text: str) -> None:
-        self.errors.append((t, text))
-        self.changes += 1
-
-    def segments(self, start: float, end: float) -> list[tuple[float, float, int]]:
-        """(from, to, status byte) for each stretch of one value between ``start`` and ``end``.
-
-        The last value lasts until it was last observed (``last_seen``), not until now: when
-        nobody reads the status byte, the strip shows nothing rather than a guess.
-        """
-        samples = list(self.samples)
-        unread = [(a, b) for a, b in self.unread if b > start and a < end]
-        out = []
-        for i, (t, value) in enumerate(samples):
-            t_next = samples[i + 1][0] if i + 1 < len(samples) else self.last_seen
-            t0, t1 = max(t, start), min(t_next, end)
-            if t1 < t0:
-                continue
-            # Cut out the time nobody read the byte: unread time is blank, not the old value.
-            cut = False
-            for a, b in unread:
-                if a < t1 and b > t0:
-                    if a > t0:
-                        out.append((t0, a, value))
-                    t0, cut = max(t0, b), True
-            if t1 > t0 or (t1 == t0 and not cut):  # a single read is a point; what a gap leaves is not
-                out.append((t0, t1, value))
-        return out
-
-
-class ClockAxis(pg.AxisItem):
-    """A time axis in wall-clock time ("08:45:50"), ticks far enough apart for their labels."""
-
-    STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600)
-
-    def __init__(self, strip: HistoryStrip, **kwargs) -> None:
-        super().__init__("bottom", **kwargs)
-        self.strip = strip
-
-    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802, N803 - pyqtgraph's names
-        label_px = QFontMetrics(self.font()).horizontalAdvance("00:00:00") * 1.6
-        fits = max(1.0, size / label_px)
-        span = max(maxVal - minVal, 1e-9)
-        step = next((s for s in self.STEPS_S if span / s <= fits), self.STEPS_S[-1])
-        return [(step, 0)]
-
-    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph's name
-        origin = self.strip.origin
-        return [time.strftime("%H:%M:%S", time.localtime(origin + v)) for v in values]
-
-
-
-class HistoryStrip(pg.PlotWidget):
-    """Lanes for the status byte's bits over the last minute; markers for commands, SRQs and errors.
-
-    Data is plotted against seconds since the strip was made, so new data needs no redraw of the
-    old. A timer (5 Hz, only while shown) looks at the history: when it changed, the curves are
-    redrawn and the view scrolls to now; otherwise the view scrolls once a second. A status byte
-    polled with the same value only stretches the last bar, which is redrawn once a second.
-    Time nobody read the status byte (polling off or held off, the view hidden) stays blank.
-    The axis shows wall-clock time.
-    """
-
-    def __init__(self, history: StatusHistory, parent: QWidget | None = None) -> None:
-        self.origin = time.time()
-        self.now_x = -1e9  # where the view was last scrolled to
-        self.history = history
-        self.span_s = HISTORY_SPAN_S
-        self.repaints = 0  # curve redraws, for tests: the timer's, never one per event
-        self._painted = (-1, 0.0)  # (history.changes, history.last_seen) at the last redraw
-        super().__init__(parent, axisItems={"bottom": ClockAxis(self)})
-        self.setObjectName("statusHistory")
-        self.setMenuEnabled(False)
-        self.setMouseEnabled(False, False)
-        self.hideButtons()
-        self.plot_item = self.getPlotItem()
-        self.plot_item.setYRange(-0.7, 9.1, padding=0)
-        self.plot_item.showGrid(x=True, y=False, alpha=0.25)
-        self.plot_item.setLabel("bottom", "time")
-        # Three curves for all eight lanes (segments joined in pairs): thin baselines where the status
-        # byte was observed, thick bars where a bit was set (the summary bit in its own colour).
-        self.baseline = pg.PlotDataItem(connect="pairs")
-        self.high = {"data": pg.PlotDataItem(connect="pairs"), "summary": pg.PlotDataItem(connect="pairs")}
-        for item in (self.baseline, *self.high.values()):
-            self.plot_item.addItem(item)
-        self.command_lines = pg.PlotDataItem(connect="pairs")
-        self.command_ticks = pg.ScatterPlotItem(symbol="s", size=6, hoverable=True, tip=self._tip)
-        self.srq_marks = pg.ScatterPlotItem(symbol="t1", size=11, hoverable=True, tip=self._tip)
-        self.error_marks = pg.ScatterPlotItem(symbol="x", size=11, hoverable=True, tip=self._tip)
-        for item in (self.command_lines, self.command_ticks, self.srq_marks, self.error_marks):
-            self.plot_item.addItem(item)
-        self.kinds: dict[int, str] = {bit: "data" for bit in range(8)}
-        self.timer = QTimer(self)
-        self.timer.setInterval(REPAINT_INTERVAL_MS)
-        self.timer.timeout.connect(self.tick)
-        self.setMinimumHeight(self.fontMetrics().lineSpacing() * 13)
-        self.apply_palette()
-        self.tick()
-
-    @staticmethod
-    def _tip(x: float, y: float, data) -> str:
-        return str(data)
-
-    def x_of(self, t: float) -> float:
-        return t - self.origin
-
-    def set_lanes(self, bits: dict[int, tuple[str, str]]) -> None:
-        ticks = []
-        for bit in range(8):
-            name = bits.get(bit, (str(bit), ""))[0]
-            ticks.append((bit, f"bit {bit}" if name == UNUSED else name))
-            self.kinds[bit] = bit_kind("STB", bit, name)
-        self.plot_item.getAxis("left").setTicks([ticks, []])
-        self.apply_palette()
-
-    def apply_palette(self) -> None:
-        palette = self.palette()
-        c = colors(palette)
-        self.setBackground(palette.color(QPalette.ColorRole.Base))
-        text = palette.color(QPalette.ColorRole.Text)
-        for name in ("left", "bottom"):
-            axis = self.plot_item.getAxis(name)
-            axis.setPen(pg.mkPen(palette.color(QPalette.ColorRole.Mid)))
-            axis.setTextPen(pg.mkPen(text))
-        self.plot_item.getAxis("bottom").setLabel("time", color=text.name())
-        bar_px = max(4, self.fontMetrics().height() // 2)
-        self.high["data"].setPen(pg.mkPen(c.sent, width=bar_px))
-        self.high["summary"].setPen(pg.mkPen(c.warning, width=bar_px))
-        self.baseline.setPen(pg.mkPen(palette.color(QPalette.ColorRole.Mid), width=1))
-        muted = QColor(c.muted)
-        muted.setAlpha(150)
-        self.command_lines.setPen(pg.mkPen(muted, width=1, style=Qt.PenStyle.DashLine))
-        self.command_ticks.setBrush(pg.mkBrush(c.muted))
-        self.command_ticks.setPen(pg.mkPen(None))
-        self.srq_marks.setBrush(pg.mkBrush(c.warning))
-        self.srq_marks.setPen(pg.mkPen(QColor(c.warning).darker(140)))
-        self.error_marks.setPen(pg.mkPen(c.error, width=2))
-        self.error_marks.setBrush(pg.mkBrush(c.error))
-
-    def changeEvent(self, event: QEvent) -> None:
-        super().changeEvent(event)
-        if event.type() == QEvent.Type.PaletteChange and "high" in self.__dict__:  # not while constructing
-            self.apply_palette()
-            self.redraw(time.time())
-
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        self.timer.start()
-        self.tick()
-
-    def hideEvent(self, event) -> None:
-        self.timer.stop()
-        super().hideEvent(event)
-
-    @Slot()
-    def tick(self, now: float | None = None) -> None:
-        """Redraw if the history changed, and scroll to ``now`` (default: the wall clock)."""
-        now = time.time() if now is None else now
-        changes, seen = self._painted
-        changed = self.history.changes != changes or self.history.last_seen - seen >= 1.0
-        if changed:
-            self.redraw(now)
-        if changed or self.x_of(now) - self.now_x >= 1.0:
-            self.now_x = self.x_of(now)
-            self.plot_item.setXRange(self.now_x - self.span_s, self.now_x, padding=0)
-
-    def redraw(self, now: float) -> None:
-        self.repaints += 1
-        self._painted = (self.history.changes, self.history.last_seen)
-        keep = now - self.span_s * 2  # draw a little more than is shown, so scrolling needs no redraw
-        segments = self.history.segments(keep, now)
-        high: dict[str, tuple[list[float], list[float]]] = {"data": ([], []), "summary": ([], [])}
-        base_x: list[float] = []
-        base_y: list[float] = []
-        # The baseline runs only where the byte was read: joined segments form one stretch.
-        stretches: list[list[float]] = []
-        for t0, t1, _value in segments:
-            if stretches and t0 <= stretches[-1][1]:
-                stretches[-1][1] = max(stretches[-1][1], t1)
-            else:
-                stretches.append([t0, t1])
-        for t0, t1 in stretches:
-            for bit in range(8):
-                base_x += [self.x_of(t0), self.x_of(t1)]
-                base_y += [bit, bit]
-        for t0, t1, value in segments:
-            for bit in range(8):
-                if value >> bit & 1:
-                    xs, ys = high["summary" if self.kinds[bit] == "summary" else "data"]
-                    xs += [self.x_of(t0), self.x_of(t1)]
-                    ys += [bit, bit]
-        self.baseline.setData(base_x, base_y)
-        for kind, (xs, ys) in high.items():
-            self.high[kind].setData(xs, ys)
-        commands = [(t, label) for t, label in self.history.commands if t >= keep]
-        if commands:
-            self.command_lines.setData(np.repeat([self.x_of(t) for t, _ in commands], 2),
-                                       np.tile([-0.45, 8.45], len(commands)))
-            self.command_ticks.setData([self.x_of(t) for t, _ in commands], [-0.45] * len(commands),
-                                       data=[f"sent: {label}" for _, label in commands])
-        else:
-            self.command_lines.setData([], [])
-            self.command_ticks.setData([], [])
-        srqs = [(t, stb) for t, stb in self.history.srqs if t >= keep]
-        self.srq_marks.setData([self.x_of(t) for t, _ in srqs], [8.75] * len(srqs),
-                               data=[f"SRQ: status byte #H{stb:02X}" for _, stb in srqs])
-        errors = [(t, text) for t, text in self.history.errors if t >= keep]
-        self.error_marks.setData([self.x_of(t) for t, _ in errors], [8.3] * len(errors),
-                                 data=[text for _, text in errors])
 
 
 class DeviceRegisterBox(QGroupBox):
@@ -975,7 +593,7 @@ class StatusView(QWidget):
 
     def _on_failed(self, event: Failed, what: str) -> None:
         name = what[5:] if what.startswith("read ") else ""
-        if name not in ("ESE", "SRE") or event.kind != "timeout":
+        if name not in ("ESE", "SRE") or event.kind != FailureKind.TIMEOUT:
             return
         query = self.profile.ese_query if name == "ESE" else self.profile.sre_query
         state = self.state[name]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QGuiApplication, QPalette
-from PySide6.QtWidgets import QApplication, QStyleFactory
+from PySide6.QtGui import QColor, QGuiApplication, QPainter, QPalette
+from PySide6.QtWidgets import QApplication, QProxyStyle, QStyle, QStyleFactory
 
 _original: dict[str, object] = {}
 
@@ -78,6 +78,31 @@ def _palette(dark: bool) -> QPalette:
     return p
 
 
+class FramedIndicators(QProxyStyle):
+    """Fusion, with check boxes and radio buttons that show their edge on a dark palette.
+
+    Fusion outlines them in the window colour made darker, which on a dark window is a
+    black square on dark grey: an unchecked box could not be told from the background.
+    """
+
+    def drawPrimitive(self, element, option, painter, widget=None) -> None:  # noqa: N802 - Qt's name
+        super().drawPrimitive(element, option, painter, widget)
+        if element not in (QStyle.PrimitiveElement.PE_IndicatorCheckBox,
+                           QStyle.PrimitiveElement.PE_IndicatorRadioButton) or not is_dark(option.palette):
+            return
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setPen(option.palette.color(QPalette.ColorRole.PlaceholderText))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        rect = option.rect.adjusted(1, 1, -1, -1) if element == QStyle.PrimitiveElement.PE_IndicatorRadioButton \
+            else option.rect.adjusted(0, 0, -1, -1)
+        if element == QStyle.PrimitiveElement.PE_IndicatorRadioButton:
+            painter.drawEllipse(rect)
+        else:
+            painter.drawRect(rect)
+        painter.restore()
+
+
 def apply_theme(app: QApplication, theme: str) -> None:
     """"system" follows the platform (including its dark mode); "light"/"dark" force a palette.
 
@@ -100,5 +125,5 @@ def apply_theme(app: QApplication, theme: str) -> None:
     dark = theme == "dark"
     if hasattr(hints, "setColorScheme"):
         hints.setColorScheme(Qt.ColorScheme.Dark if dark else Qt.ColorScheme.Light)
-    app.setStyle(QStyleFactory.create("Fusion"))
+    app.setStyle(FramedIndicators(QStyleFactory.create("Fusion")))
     app.setPalette(_palette(dark))

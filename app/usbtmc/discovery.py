@@ -1,4 +1,4 @@
-"""Finding USBTMC interfaces on a bus and describing them."""
+"""Finding USBTMC interfaces on a bus, describing them, and claiming one for a session."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import usb.util
 
 from . import doctor
 from .constants import REQ_IN_CLASS_INTERFACE, USBTMC_CLASS, USBTMC_SUBCLASS, CAPABILITIES_BYTES, InterfaceProtocol, Request
-from .errors import AccessError, DeviceGoneError, DeviceNotFoundError, TmcError
+from .errors import AccessError, DeviceGoneError, DeviceNotFoundError, ProtocolError, TmcError
 from .framing import Capabilities, parse_capabilities
 from .quirks import AppliedQuirk, QuirkDatabase, Quirks, default_database
-from .resource import Resource, format_resource
-from .transport import default_backend, find_endpoints, translate
+from .resource import Resource, format_resource, parse_resource
+from .transport import UsbTransport, default_backend, find_endpoints, translate
 
 _SPEEDS = {
     1: "low (1.5 Mbit/s)",
@@ -343,6 +343,41 @@ def find_device(resource: Resource, backend, db: QuirkDatabase | None = None):
     if candidates:
         raise DeviceNotFoundError(f"no USBTMC device {what}; {len(candidates)} device(s) with that VID:PID have other serials")
     raise DeviceNotFoundError(f"no USBTMC device {what} is connected")
+
+
+@dataclass(frozen=True)
+class OpenedInterface:
+    """A USBTMC interface found and claimed, ready for a session (:class:`~app.usbtmc.Instrument`).
+
+    Whoever holds it owns ``transport`` and closes it; an ``Instrument`` built on it takes that over.
+    """
+
+    resource: Resource  # as the caller named it
+    transport: UsbTransport  # the claimed interface
+    info: DeviceInfo  # as discovery describes it: descriptors and strings, no session's quirks yet
+
+    @property
+    def usb488(self) -> bool:
+        return self.info.protocol == "USB488"
+
+
+def open_interface(resource: Resource | str, backend=None, db: QuirkDatabase | None = None) -> OpenedInterface:
+    """Find the instrument ``resource`` (a VISA resource string or its parsed form) names (switching it out of a firmware-update mode when
+    ``db`` says how) and claim its USBTMC interface.
+
+    Raises :class:`DeviceNotFoundError`, :class:`AccessError` (the fix in its text) or
+    :class:`ProtocolError` for an interface without Bulk-IN/Bulk-OUT endpoints.
+    """
+    resource = parse_resource(resource) if isinstance(resource, str) else resource
+    backend = backend if backend is not None else default_backend()
+    db = db if db is not None else default_database()
+    device, cfg, intf = find_device(resource, backend, db)
+    info = describe_interface(device, cfg, intf, probe=False, db=db, strings=None)
+    endpoints = find_endpoints(intf)
+    if endpoints is None:
+        raise ProtocolError(f"{resource}: the USBTMC interface lacks Bulk-IN/Bulk-OUT endpoints")
+    transport = UsbTransport.open(device, cfg.bConfigurationValue, intf.bInterfaceNumber, endpoints)
+    return OpenedInterface(resource, transport, info)
 
 
 def reset_port(resource: Resource, backend=None, db: QuirkDatabase | None = None) -> None:

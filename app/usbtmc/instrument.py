@@ -19,12 +19,11 @@ from .constants import (
     NOTIFY_READ_STATUS_BYTE_FLAG,
     NOTIFY_SRQ,
     REQ_IN_CLASS_INTERFACE,
-    InterfaceProtocol,
     MsgId,
     Request,
     Status,
 )
-from .discovery import DeviceInfo, describe_interface, find_device
+from .discovery import DeviceInfo, OpenedInterface, open_interface
 from .errors import (
     AbortedError,
     DeviceGoneError,
@@ -39,9 +38,9 @@ from .link import CONTROL_TIMEOUT_MS, Link
 from .quirks import DEFAULTS, QuirkDatabase, Quirks, default_database
 from .reader import MessageReader
 from .recovery import Recovery, RecoveryReport
-from .resource import parse_resource
+from .resource import Resource, parse_resource
 from .trace import MESSAGE_CAP_BYTES, Recorder, SessionTrace
-from .transport import Outcome, StallError, UsbTransport, default_backend, find_endpoints
+from .transport import Outcome, StallError
 from .writer import MessageWriter, short_write_as_timeout
 
 Progress = Callable[[int, int], None]
@@ -55,18 +54,36 @@ DEFAULT_MIN_BYTES_PER_S = 250_000
 _UNTRACED = contextlib.nullcontext()
 
 
-class Instrument:
-    """A USBTMC session, opened by VISA resource string.
+def open_instrument(resource: str | Resource, backend=None, timeout_ms: int = 5000, **options) -> Instrument:
+    """A session with the instrument ``resource`` names, on ``backend`` (any pyusb backend;
+    None: libusb through libusb-package). ``options`` are :class:`Instrument`'s."""
+    return Instrument(resource, backend, timeout_ms, **options)
 
-    ``backend`` is any pyusb backend (None: libusb through libusb-package);
+
+class Instrument:
+    """A USBTMC session on a claimed interface.
+
+    ``interface`` is an :class:`~app.usbtmc.discovery.OpenedInterface` (from
+    :func:`~app.usbtmc.discovery.open_interface`; the session takes over its transport and
+    closes it, also when the session fails to start), or a VISA resource string, which is found and opened on ``backend`` (any pyusb
+    backend; None: libusb through libusb-package) exactly as :func:`open_instrument` does.
     ``timeout_ms`` bounds each transfer. ``quirks`` overrides the database lookup;
     ``use_quirks=False`` opens the device as if it were compliant. ``trace`` is an I/O
     trace :class:`~app.usbtmc.trace.Recorder` that records every transfer of the session.
+    ``clear_on_open=False`` skips the device clear that opening runs (quirk ``clear_on_open``),
+    so a reply or status an earlier session left behind can still be read.
     """
+
+    # Why a resource string is still accepted here rather than only through open_instrument or
+    # a classmethod: the console's worker, the CLI, the bench, the scripts in the docs and most
+    # tests open by name, and nothing is gained by making each of them spell it differently.
+    # Finding and claiming are open_interface's; this constructor only composes a session on
+    # the transport it is given, so a caller that must shape the transport (a test wrapping
+    # its transfers) builds the OpenedInterface itself and never reaches into the session.
 
     def __init__(
         self,
-        resource: str,
+        interface: OpenedInterface | str | Resource,
         backend=None,
         timeout_ms: int = 5000,
         *,
@@ -77,9 +94,26 @@ class Instrument:
         read_termination: str = "\n",
         encoding: str = "utf-8",
         trace: Recorder | None = None,
+        clear_on_open: bool = True,
     ) -> None:
-        self.resource = parse_resource(resource)
-        self.timeout_ms = timeout_ms
+        db = quirk_db if quirk_db is not None else default_database()
+        if not use_quirks:
+            db = QuirkDatabase()  # as if compliant: no forced class, no firmware-mode switch, no flags
+        if isinstance(interface, OpenedInterface):
+            if backend is not None:
+                interface.transport.close()  # taken over: closed whenever the session does not start
+                raise UsageError("an opened interface already has its backend; pass backend only with a resource string")
+        else:
+            resource = interface if isinstance(interface, Resource) else parse_resource(interface)
+            if not 0 < int(timeout_ms):  # refused before the device is claimed
+                raise UsageError(f"a timeout must be at least 1 ms, got {timeout_ms}")
+            interface = open_interface(resource, backend, db)
+        self.resource: Resource = interface.resource
+        try:
+            self.timeout_ms = timeout_ms
+        except UsageError:
+            interface.transport.close()
+            raise
         self.write_termination = write_termination
         self.read_termination = read_termination
         self.encoding = encoding
@@ -90,25 +124,17 @@ class Instrument:
         self._remote_on_open = False
         self.capabilities: Capabilities | None = None
 
-        backend = backend if backend is not None else default_backend()
-        db = quirk_db if quirk_db is not None else default_database()
-        if not use_quirks:
-            db = QuirkDatabase()  # as if compliant: no forced class, no firmware-mode switch, no flags
-        device, cfg, intf = find_device(self.resource, backend, db)
-        self.info: DeviceInfo = describe_interface(device, cfg, intf, probe=False, db=db, strings=None)
-        endpoints = find_endpoints(intf)
-        if endpoints is None:
-            raise ProtocolError(f"{resource}: the USBTMC interface lacks Bulk-IN/Bulk-OUT endpoints")
-        self._transport = UsbTransport.open(device, cfg.bConfigurationValue, intf.bInterfaceNumber, endpoints)
-        self._ep = endpoints
-        self._usb488 = intf.bInterfaceProtocol == InterfaceProtocol.USB488
+        self.info: DeviceInfo = interface.info
+        self._transport = interface.transport
+        self._ep = endpoints = interface.transport.endpoints
+        self._usb488 = interface.usb488
         self._link = Link(self._transport, endpoints, usb488=self._usb488)
         self._trace: SessionTrace | None = None
         try:
             if trace is not None:
                 self._trace = trace.open_session(
-                    str(self.resource), bus=int(getattr(device, "bus", 1) or 1),
-                    address=int(getattr(device, "address", 1) or 1), interface_number=intf.bInterfaceNumber,
+                    str(self.resource), bus=self.info.bus or 1, address=self.info.address or 1,
+                    interface_number=self.info.interface_number,
                     bulk_in_packet_bytes=endpoints.bulk_in_packet_bytes, timeout_ms=timeout_ms)
                 self._transport.start_trace(self._trace)
                 self._trace.opening = True
@@ -124,7 +150,7 @@ class Instrument:
             self._writer = MessageWriter(self._link, self._recovery, self)
             self.capabilities = self._get_capabilities()
             self.info = replace(self.info, capabilities=self.capabilities, quirks=self.quirks.applied)
-            if self.quirks.clear_on_open and not self.quirks.no_initiate_clear:
+            if clear_on_open and self.quirks.clear_on_open and not self.quirks.no_initiate_clear:
                 self.clear()
             # Before any query: some devices ignore every message until they are remote.
             if self.quirks.remote_on_open and self.capabilities.ren_control:

@@ -1,11 +1,14 @@
 """Device quirks as data.
 
 Many instruments break the USBTMC spec in small ways. Which workaround applies to
-which device lives in ``quirks.toml`` (shipped with the package) and an optional
-user file merged over it; code reads named flags of a :class:`Quirks` record and
-never tests vendor IDs itself.
+which device lives in the ``[[quirk]]`` entries of the instrument table
+(``app/instruments/instruments.toml``, shipped with the package) and an optional user
+file of the same entries merged over it; code reads named flags of a :class:`Quirks`
+record and never tests vendor IDs itself. The table's other entries (command sets,
+instruments, waveform templates) are read by :mod:`app.instruments`; the quirk entries are
+validated here, against the flags the core has.
 
-File format::
+Entry format::
 
     [[quirk]]
     name = "Rigol DS1000Z"            # shown to users
@@ -26,9 +29,10 @@ import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from app.instruments import SECTIONS, shipped_table
 
 from .errors import QuirksFileError
 
@@ -181,10 +185,6 @@ class Quirks:
     mode_switch_wait_ms: int = 20000
 
     applied: tuple[AppliedQuirk, ...] = ()
-
-    def reasons(self) -> list[str]:
-        """One line per applied flag: ``flag = value: reason``."""
-        return [f"{a.flag} = {a.value!r}: {a.reason}" for a in self.applied]
 
 
 def _flag_type(annotation) -> type:
@@ -378,11 +378,14 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def parse_database(text: str, origin: str = "quirks.toml", problems: list[str] | None = None) -> list[QuirkEntry]:
+def parse_database(text: str, origin: str = "quirks.toml", problems: list[str] | None = None, *,
+                   table: bool = False) -> list[QuirkEntry]:
     """Parse and validate quirks TOML; every message names ``origin:line``.
 
     Without ``problems`` the first problem raises :class:`QuirksFileError`. With a list,
     each broken entry is skipped and its problem appended there, so the others still load.
+    With ``table`` the text is the instrument table, whose other top-level arrays are
+    :mod:`app.instruments`'s; a user's file holds ``[[quirk]]`` entries only.
     """
     try:
         doc = tomllib.loads(text)
@@ -395,7 +398,7 @@ def parse_database(text: str, origin: str = "quirks.toml", problems: list[str] |
             raise error
         problems.append(f"{error}; entry skipped" if "entry" in str(error) else str(error))
 
-    unknown_top = sorted(set(doc) - {"quirk"})
+    unknown_top = sorted(set(doc) - (set(SECTIONS) if table else {"quirk"}))
     if unknown_top:
         report(QuirksFileError(f"{origin}: unknown top-level keys {unknown_top}; entries are [[quirk]] tables"))
     raw_entries = doc.get("quirk", [])
@@ -503,9 +506,9 @@ def _short(value: Any) -> str:
 
 
 def shipped_entries() -> list[QuirkEntry]:
-    """The entries of the ``quirks.toml`` shipped in this package."""
-    text = resources.files(__package__).joinpath("quirks.toml").read_text(encoding="utf-8")
-    return parse_database(text, "quirks.toml (shipped)")
+    """The ``[[quirk]]`` entries of the instrument table shipped with the package."""
+    shipped = shipped_table()
+    return parse_database(shipped.text, f"{shipped.origin} (shipped)", table=True)
 
 
 def user_quirks_path() -> Path:
@@ -520,6 +523,7 @@ def load_database(user_file: Path | None = None) -> QuirkDatabase:
     one that is, each broken entry is skipped and the others load. ``problems`` says what was
     skipped, with file and line."""
     db = QuirkDatabase(entries=shipped_entries())
+    db.problems.extend(shipped_table().problems)  # the table's other entries: shown where quirk problems are
     if user_file is not None and user_file.exists():
         try:
             text = user_file.read_text(encoding="utf-8")

@@ -53,6 +53,7 @@ def shoot(qapp, case, theme: str = "light", size=(1024, 700), whole_window: bool
     from app.usbtmc.errors import BackendUnavailableError
 
     name, platform, usbdk, failure, strings = case
+    saved = doctor.PLATFORM, doctor.usbdk_installed, doctor.SYSFS_USB_DEVICES  # put back afterwards
     doctor.PLATFORM = platform
     doctor.usbdk_installed = lambda: usbdk
     tmp = Path(tempfile.mkdtemp(prefix="tmc-doctor-shots-"))
@@ -92,6 +93,7 @@ def shoot(qapp, case, theme: str = "light", size=(1024, 700), whole_window: bool
     save(window if whole_window else window.dock, name)
     window.shutdown(3000)
     window.deleteLater()
+    doctor.PLATFORM, doctor.usbdk_installed, doctor.SYSFS_USB_DEVICES = saved
 
 
 def main() -> int:

@@ -2,11 +2,9 @@ import pytest
 
 
 @pytest.fixture
-def sim():
-    """A fresh virtual bus with the default instruments, as a pyusb backend (``sim.bus`` reaches the devices)."""
-    import app.sim
-
-    return app.sim.backend()
+def sim(sim_backend):
+    """The root conftest's ``sim_backend``, under the short name the core tests use."""
+    return sim_backend
 
 
 def _resource(backend, pid: int) -> str:

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from app.sim.scpi_device import VirtualLoopback
-from app.usbtmc import AbortedError, Instrument
+from app.usbtmc import AbortedError, Instrument, open_interface
 from app.usbtmc.transport import Outcome, UsbTransport
 
 LOOPBACK = "USB0::0x1209::0x0002::LOOP-0001::INSTR"
@@ -42,12 +42,13 @@ class OverlappingTransport:
 @pytest.fixture
 def overlapped(sim, monkeypatch):
     device = sim.bus.find(kind=VirtualLoopback)
-    inst = Instrument(LOOPBACK, backend=sim, timeout_ms=2000)
-    inst.quirks = replace(inst.quirks, max_out_transfer_bytes=4096)
-    fake = OverlappingTransport(inst._transport)
+    interface = open_interface(LOOPBACK, sim)
+    fake = OverlappingTransport(interface.transport)
     monkeypatch.setattr(UsbTransport, "pipelines", property(lambda self: True))
     for name in ("start_bulk_out", "cancel_bulk_out", "finish_bulk_out"):
-        monkeypatch.setattr(inst._transport, name, getattr(fake, name))
+        monkeypatch.setattr(interface.transport, name, getattr(fake, name))
+    inst = Instrument(interface, timeout_ms=2000)
+    inst.quirks = replace(inst.quirks, max_out_transfer_bytes=4096)
     yield device, inst, fake
     inst.close()
 

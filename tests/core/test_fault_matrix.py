@@ -21,6 +21,7 @@ import pytest
 from app.sim.faults import DESCRIPTIONS, Fault, FaultInjector, FaultKind
 from app.sim.scpi_device import VirtualLoopback
 from app.usbtmc import Instrument
+from app.usbtmc.transport import UsbTransport
 from app.usbtmc.errors import DeviceGoneError, NotSupportedError, TmcError
 
 LOOPBACK = "USB0::0x1209::0x0002::LOOP-0001::INSTR"
@@ -213,7 +214,7 @@ def test_stalls_on_trigger_request_and_vendor_messages_are_cleared(session):
 def test_an_abort_that_answers_failed_clears_no_halt(session, monkeypatch):
     sim, device, injector, inst = session
     clears = []
-    monkeypatch.setattr(inst._transport, "clear_halt", lambda ep: clears.append(ep))
+    monkeypatch.setattr(UsbTransport, "clear_halt", lambda transport, ep: clears.append(ep))
     outcome = inst._recovery.abort_bulk_out(inst._link.next_btag())  # nothing in progress: FAILED
     assert outcome.not_in_progress and not outcome.halt_cleared
     assert clears == []

@@ -4,35 +4,35 @@ from dataclasses import replace
 
 import pytest
 
-from app.usbtmc import Instrument, Quirks, TmcTimeoutError, list_resources
-from app.usbtmc.transport import Outcome
+from app.usbtmc import Instrument, Quirks, TmcTimeoutError, list_resources, open_interface
+from app.usbtmc.transport import Outcome, UsbTransport
 
 LOOPBACK_PID = 0x0002
 
 
 @pytest.fixture
 def spy(monkeypatch):
-    """Records each batch a session sends; ``spy.answers`` can replace what the transport returns."""
+    """Records each batch the test's sessions send (``spy.batches``); ``spy.answers`` can replace
+    what the transport returns, one batch each."""
 
     class Spy:
-        batches: list = []
-        answers: list = []
+        def __init__(self) -> None:
+            self.batches: list = []
+            self.answers: list = []
 
-    def attach(inst):
-        real = inst._transport.bulk_batch
+    found = Spy()
+    real = UsbTransport.bulk_batch
 
-        def bulk_batch(outs, in_length, in_timeout_ms, on_sent=None):
-            Spy.batches.append([bytes(data) for data, _timeout in outs])
-            return Spy.answers.pop(0) if Spy.answers else real(outs, in_length, in_timeout_ms, on_sent=on_sent)
+    def bulk_batch(transport, outs, in_length, in_timeout_ms, on_sent=None):
+        found.batches.append([bytes(data) for data, _timeout in outs])
+        return found.answers.pop(0) if found.answers else real(transport, outs, in_length, in_timeout_ms, on_sent=on_sent)
 
-        monkeypatch.setattr(inst._transport, "bulk_batch", bulk_batch)
-        return Spy
-
-    return attach
+    monkeypatch.setattr(UsbTransport, "bulk_batch", bulk_batch)
+    return found
 
 
 def test_a_short_query_goes_out_as_one_batch_of_command_and_request(sam7, spy):
-    batches = spy(sam7).batches
+    batches = spy.batches
     assert sam7.query("*IDN?").startswith("XYZ Company Ltd, SAM7-EK")
     (command, request), = batches
     assert command[0] == 1 and command[12:18] == b"*IDN?\n"  # DEV_DEP_MSG_OUT
@@ -43,11 +43,11 @@ def test_a_short_query_goes_out_as_one_batch_of_command_and_request(sam7, spy):
 def test_no_pipelining_and_multi_transfer_messages_take_the_write_then_read_path(sim, spy):
     resource = next(i.resource for i in list_resources(sim) if i.pid == LOOPBACK_PID)
     with Instrument(resource, backend=sim, quirks=replace(Quirks(), no_pipelining=True)) as inst:
-        batches = spy(inst).batches
+        batches = spy.batches
         assert inst.query("*OPC?") == "1"
         assert batches == []
     with Instrument(resource, backend=sim, quirks=replace(Quirks(), max_out_transfer_bytes=64)) as inst:
-        batches = spy(inst).batches
+        batches = spy.batches
         long_query = "SYST:DEL 0;" * 10 + "*OPC?"  # more than one 64-byte transfer
         assert inst.query(long_query) == "1"
         assert inst.query("*OPC?") == "1"
@@ -55,7 +55,7 @@ def test_no_pipelining_and_multi_transfer_messages_take_the_write_then_read_path
 
 
 def test_a_command_that_times_out_with_its_request_behind_it_aborts_both_and_the_session_goes_on(sam7, spy):
-    s = spy(sam7)
+    s = spy
     s.answers.append([Outcome(count=0, error=TmcTimeoutError("Bulk-OUT transfer timed out")), Outcome(count=12),
                       Outcome(started=False)])
     with pytest.raises(TmcTimeoutError) as caught:
@@ -66,7 +66,7 @@ def test_a_command_that_times_out_with_its_request_behind_it_aborts_both_and_the
 
 
 def test_a_command_that_times_out_alone_aborts_only_bulk_out(sam7, spy):
-    s = spy(sam7)
+    s = spy
     s.answers.append([Outcome(error=TmcTimeoutError("Bulk-OUT transfer timed out")), Outcome(started=False),
                       Outcome(started=False)])
     with pytest.raises(TmcTimeoutError) as caught:
@@ -76,7 +76,7 @@ def test_a_command_that_times_out_alone_aborts_only_bulk_out(sam7, spy):
 
 
 def test_a_short_count_on_the_command_is_a_timeout(sam7, spy):
-    s = spy(sam7)
+    s = spy
     s.answers.append([Outcome(count=4), Outcome(count=12), Outcome(started=False)])
     with pytest.raises(TmcTimeoutError, match="Bulk-OUT"):
         sam7.query("*IDN?")
@@ -84,7 +84,7 @@ def test_a_short_count_on_the_command_is_a_timeout(sam7, spy):
 
 
 def test_a_request_that_times_out_is_aborted_on_bulk_out(sam7, spy):
-    s = spy(sam7)
+    s = spy
     s.answers.append([Outcome(count=20), Outcome(error=TmcTimeoutError("Bulk-OUT transfer timed out")),
                       Outcome(started=False)])
     with pytest.raises(TmcTimeoutError, match="read request") as caught:
@@ -96,14 +96,12 @@ def test_a_request_that_times_out_is_aborted_on_bulk_out(sam7, spy):
 @pytest.fixture
 def overlapping(monkeypatch):
     """A loopback session whose transport claims to overlap transfers; ``events`` records starts and finishes."""
-    from app.usbtmc.transport import UsbTransport
-
     monkeypatch.setattr(UsbTransport, "pipelines", property(lambda self: True))
 
     def make(sim, fail_at: int | None = None):
         resource = next(i.resource for i in list_resources(sim) if i.pid == LOOPBACK_PID)
-        inst = Instrument(resource, backend=sim, quirks=replace(Quirks(), max_out_transfer_bytes=4096))
-        transport, events, headers = inst._transport, [], []
+        interface = open_interface(resource, sim)
+        transport, events, headers = interface.transport, [], []
         real_out = transport.bulk_out
 
         def start(data, timeout_ms):
@@ -122,6 +120,7 @@ def overlapping(monkeypatch):
 
         monkeypatch.setattr(transport, "start_bulk_out", start)
         monkeypatch.setattr(transport, "finish_bulk_out", finish)
+        inst = Instrument(interface, quirks=replace(Quirks(), max_out_transfer_bytes=4096))
         return inst, events, headers
 
     return make

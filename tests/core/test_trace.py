@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.usbtmc import Instrument, TmcTimeoutError
+from app.usbtmc import Instrument, TmcTimeoutError, open_interface
 from app.usbtmc import trace as tr
 from app.usbtmc.trace import Decoder, Recorder
 
@@ -116,8 +116,9 @@ def test_since_hands_a_reader_only_new_entries(sim):
 
 
 def test_tracing_off_records_nothing_and_changes_nothing(sim):
-    with Instrument(SAM7, backend=sim, timeout_ms=300) as inst:
-        assert inst.trace is None and inst._transport.trace is None
+    interface = open_interface(SAM7, sim)
+    with Instrument(interface, timeout_ms=300) as inst:
+        assert inst.trace is None and interface.transport.trace is None
         assert inst.query("*IDN?").startswith("XYZ")
 
 

@@ -1,14 +1,13 @@
 """A short run of the real-libusb benchmark; it prints its figures (pytest -s, or see the captured output)."""
 
-import sys
 from pathlib import Path
 
 import pytest
+from support import load_script
 
 pytestmark = pytest.mark.libusb
 
-sys.path.insert(0, str(Path(__file__).parent))
-import benchmark  # noqa: E402
+benchmark = load_script(Path(__file__).with_name("benchmark.py"))
 
 
 def test_the_benchmark_measures_every_method_and_prints_the_ratios(umockdev_available, capsys):

@@ -4,10 +4,14 @@ The same script runs in-process on the virtual bus; over libusb it must give the
 same replies, status bytes and SRQ, so the umockdev path adds nothing and loses nothing.
 """
 
+from pathlib import Path
+
 import pytest
+from support import load_script
 
 import app.sim
-from libusb_host import run_script
+
+run_script = load_script(Path(__file__).with_name("libusb_host.py")).run_script
 
 pytestmark = pytest.mark.libusb
 

@@ -6,9 +6,6 @@ timeout, a hang avoided by the timeout) costs a fraction of a second.
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 
 from app.sim.bus import VirtualBus
@@ -21,15 +18,8 @@ TIMEOUT_MS = 300
 
 
 @pytest.fixture(autouse=True)
-def no_thread_left_behind():
-    before = set(threading.enumerate())
+def _threads_end_with_their_test(no_thread_left_behind):
     yield
-    deadline = time.monotonic() + 2
-    left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
-    for thread in left:
-        thread.join(timeout=max(0.0, deadline - time.monotonic()))
-    left = [t for t in left if t.is_alive()]
-    assert not left, f"threads left running: {left}"
 
 
 @pytest.fixture

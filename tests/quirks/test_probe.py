@@ -220,6 +220,33 @@ def test_a_failed_step_is_named_in_words(quirky, monkeypatch):
     assert "reopen_session" not in report.text()
 
 
+def test_every_step_of_the_table_has_its_check_and_runs_in_the_table_order(default_bus):
+    from app.usbtmc.probe import _Prober
+
+    names = {step.name for step in STEPS[1:]}  # "descriptors" needs no session
+    for name in names:
+        assert callable(_Prober.check.__get__(object.__new__(_Prober))(name)), name
+    labels = []
+    backend, resources = default_bus
+    probe(resources["Virtual Loopback"], backend, timeout_ms=TIMEOUT_MS, db=QuirkDatabase(), progress=labels.append)
+    assert labels == [step.label for step in STEPS[1:]]
+    assert not any("_" in label.split(" (")[0] for label in labels)
+
+
+def test_a_failed_reply_framing_step_is_named_in_words(quirky, monkeypatch):
+    from app.usbtmc import probe as module
+    from app.usbtmc.errors import TmcError
+
+    def _query(self):
+        raise TmcError("the reply was garbled")
+
+    monkeypatch.setattr(module._Prober, "_query", _query)
+    report = _probe(quirky("rigol-dho800"), "rigol-dho800")
+    failed = [f for f in report.findings if f.check == "query"]
+    assert failed and failed[0].title.startswith("Reply framing")
+    assert "FAIL  query" not in report.text()
+
+
 def test_cancel_stops_between_checks(quirky):
     bus = quirky("rigol-dho800")
     cancel = threading.Event()

@@ -10,7 +10,15 @@ import pytest
 import usb.core
 import usb.util
 
-from app.usbtmc import BlockFormatError, NotSupportedError, ProtocolError, TmcTimeoutError, list_resources
+from app.usbtmc import (
+    BlockFormatError,
+    Instrument,
+    NotSupportedError,
+    ProtocolError,
+    TmcTimeoutError,
+    list_resources,
+    open_interface,
+)
 from app.usbtmc.quirks import DEFAULTS
 
 MIB = 1 << 20
@@ -34,8 +42,9 @@ def test_ds1000_long_memory_block_needs_the_header_only_once_quirk(quirky):
 
 def test_ds1000_restarts_the_reply_on_a_repeated_request(quirky):
     bus = quirky("rigol-ds1000")
-    with bus.open("rigol-ds1000", quirks=DEFAULTS) as scope:
-        transport = scope._transport
+    interface = open_interface(bus.resource("rigol-ds1000"), bus.backend, bus.db)
+    with Instrument(interface, quirks=DEFAULTS, timeout_ms=300) as scope:
+        transport = interface.transport
         scope.write("*IDN?")
         # Ask for 8 bytes: the scope sends the whole reply anyway, one header, EOM set.
         transport.bulk_out(bytes([2, 1, 0xFE, 0, 8, 0, 0, 0, 0, 0, 0, 0]), 300)

@@ -42,7 +42,7 @@ def test_background_work_never_makes_the_session_busy():
         assert is_background(origin), origin
         assert not is_users_command(origin), origin
     for origin in (Origin.OPEN, Origin.CONSOLE, Origin.SCRIPT, Origin.ACTION, Origin.IDENTIFY, Origin.WAVEFORM,
-                   Origin.SMOKE_TEST, "a-new-panel", ""):
+                   Origin.SMOKE_TEST, Origin.RESET, "a-new-panel", ""):
         assert not is_background(origin), origin
         assert is_users_command(origin), origin
 

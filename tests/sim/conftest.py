@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from sim_helpers import RawTmc, open_pyusb
+from support.rawtmc import RawTmc, open_pyusb
 
 from app.sim import ManualClock, VirtualBus
 from app.sim.pyusb_backend import VirtualBackend
@@ -14,14 +12,8 @@ from app.sim.scpi_device import VirtualLoopback
 
 
 @pytest.fixture(autouse=True)
-def no_thread_left_behind():
-    before = set(threading.enumerate())
+def _threads_end_with_their_test(no_thread_left_behind):
     yield
-    left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
-    for thread in left:
-        thread.join(timeout=2)
-    left = [t for t in left if t.is_alive()]
-    assert not left, f"threads left running: {left}"
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The fault injector (app.sim.faults), kind by kind, with raw pyusb transfers over the in-process bus.
 
 Each test makes the device misbehave and checks on the wire that it really does, without
-app.usbtmc: frames are packed by hand (sim_helpers.RawTmc).
+app.usbtmc: frames are packed by hand (support.rawtmc.RawTmc).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import threading
 import pytest
 import usb.core
 import usb.util
-from sim_helpers import RawTmc, open_pyusb
+from support.rawtmc import RawTmc, open_pyusb
 
 from app.sim import VirtualBus
 from app.sim.device import NoData

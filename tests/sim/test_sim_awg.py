@@ -11,7 +11,7 @@ import sys
 import zlib
 
 import pytest
-from sim_helpers import RawTmc, open_pyusb
+from support.rawtmc import RawTmc, open_pyusb
 
 from app.sim.awg import AWG_PID, VirtualAwg, first_out_of_range
 from app.sim.device import NoData, Speed

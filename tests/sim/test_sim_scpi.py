@@ -4,7 +4,7 @@ import time
 
 import pytest
 import usb.core
-from sim_helpers import RawTmc, open_pyusb
+from support.rawtmc import RawTmc, open_pyusb
 
 from app.sim import MonotonicClock
 from app.sim.scpi_device import (

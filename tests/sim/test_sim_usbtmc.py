@@ -10,7 +10,7 @@ from app.sim import ManualClock, VirtualBus
 from app.sim.device import Stall
 from app.sim.usbtmc_device import MsgId, Status, StatusModel, TmcCapabilities, UsbtmcDevice
 
-from sim_helpers import RawTmc, open_pyusb
+from support.rawtmc import RawTmc, open_pyusb
 
 
 class Recorder(UsbtmcDevice):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import usb.core
-from sim_helpers import RawTmc, open_pyusb
+from support.rawtmc import RawTmc, open_pyusb
 
 from app.sim import VirtualBus
 from app.sim.device import HostToggles

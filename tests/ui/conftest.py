@@ -1,21 +1,11 @@
-"""Fixtures for the GUI tests: offscreen Qt, throwaway settings, the virtual bus, and a
-check that no test leaves a thread running."""
+"""Fixtures for the GUI tests: throwaway settings, the main window on the virtual bus, and a
+check that no test leaves a thread running. (Qt runs offscreen: the root conftest sees to it.)"""
 
-import os
 import threading
-
-os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before any QApplication exists: no display needed
 
 import pytest
 from PySide6.QtCore import QSettings
-from ui_helpers import open_from_browser
-
-from app.usbtmc.errors import BackendUnavailableError
-
-NO_USB = (
-    "libusb could not be loaded, so USB instruments cannot be reached; "
-    "install libusb-1.0 (Linux: the libusb-1.0-0 package) or use the virtual instruments"
-)
+from support.ui import no_usb, open_from_browser
 
 
 @pytest.fixture(autouse=True)
@@ -49,18 +39,6 @@ def no_thread_left(qtbot):
         pytest.fail(f"threads left running after the test: {names}")
 
 
-def no_usb():
-    raise BackendUnavailableError(NO_USB)
-
-
-@pytest.fixture
-def sim_backend():
-    """A fresh virtual bus with the default instruments, as a pyusb backend."""
-    import app.sim
-
-    return app.sim.backend()
-
-
 @pytest.fixture
 def settings():
     from app.ui.settings import Settings
@@ -89,3 +67,19 @@ def window(qtbot, sim_backend, settings):
 @pytest.fixture
 def sam7_tab(window, qtbot):
     return open_from_browser(window, qtbot)
+
+
+@pytest.fixture
+def awg_tab(window, qtbot):
+    """The virtual AWG's tab, opened from the browser."""
+    return open_from_browser(window, qtbot, "Virtual AWG")
+
+
+@pytest.fixture
+def panel(awg_tab, qtbot):
+    """The AWG tab's waveform panel, built and ready to upload (test_sam7_panel has its own ``panel``)."""
+    awg_tab.panels.setCurrentWidget(awg_tab.waveform)
+    qtbot.waitUntil(lambda: awg_tab.waveform.built, timeout=2000)
+    panel = awg_tab.waveform.panel()
+    qtbot.waitUntil(lambda: panel.plan is not None and panel.upload_button.isEnabled(), timeout=2000)
+    return panel

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings
 from hypothesis import strategies as st
 from PySide6.QtCore import QByteArray, QSettings
-from ui_helpers import open_from_browser, transcript_has
+from support.ui import open_from_browser, transcript_has
 
 from app.ui.settings import TIMEOUT_RANGE_MS, Settings
 

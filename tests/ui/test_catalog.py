@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.ui.catalog import complete, current_unit, header_forms, parse_catalog, profile_for, shipped_catalogs
+from app.ui.catalog import complete, current_unit, header_forms, profile_for, shipped_catalogs
 
 SAM7_IDN = "XYZ Company Ltd, SAM7-EK, 0, v1.0.000"
 
@@ -63,8 +63,3 @@ def test_completion_keeps_a_leading_colon():
 )
 def test_the_unit_under_the_cursor(line, cursor, expected):
     assert current_unit(line, cursor) == expected
-
-
-def test_a_bad_directive_names_its_line():
-    with pytest.raises(ValueError, match="x.txt:2"):
-        parse_catalog("*IDN?  identify\n#! broken\n", "x")

@@ -3,7 +3,7 @@
 import time
 
 from PySide6.QtCore import Qt, QTimer
-from ui_helpers import open_from_browser, transcript_has, wait_idle
+from support.ui import open_from_browser, transcript_has, wait_idle
 
 from app.session.events import Failed, Reply
 

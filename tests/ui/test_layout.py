@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtWidgets import QAbstractScrollArea, QComboBox, QLabel, QScrollArea, QToolButton
-from ui_helpers import find_ref, open_from_browser
+from support.ui import find_ref, open_from_browser
 
 SMALL = (1024, 700)
 
@@ -128,6 +128,9 @@ def test_the_console_shows_every_control_at_1024x700(small_window, qtbot):
     # The state has room for what it usually says.
     text = "ready · errors reported by the check"
     assert console.state_label.fontMetrics().horizontalAdvance(text) <= console.state_label.width()
+    # A typical command fits the history without scrolling sideways (it was cut at "PARAM:SET 1200,-3").
+    history = console.history_panel.list
+    assert history.fontMetrics().horizontalAdvance("PARAM:SET 1200,-35") <= history.viewport().width()
 
 
 def test_the_waveform_panel_shows_upload_and_its_plots_at_1024x700(small_window, qtbot):

@@ -4,7 +4,7 @@ and two instruments at once."""
 import time
 
 from PySide6.QtCore import Qt
-from ui_helpers import open_from_browser, transcript_has, wait_idle
+from support.ui import open_from_browser, transcript_has, wait_idle
 
 from app.session.events import Reply
 

@@ -117,7 +117,7 @@ def test_closing_cancels_a_running_probe(qtbot, quirky_backend, tmp_path):
 def quirky_window(qtbot, settings):
     """The main window whose virtual group also carries the virtual DHO804 (a stale bTag)."""
     from app.ui.main_window import MainWindow
-    from conftest import no_usb
+    from support.ui import no_usb
 
     bus = app.sim.default_bus()
     plug_quirky(bus, keys=["rigol-dho800"])
@@ -146,7 +146,7 @@ def _menu_actions(browser, ref):
 
 
 def test_the_browser_offers_the_probe_and_opening_without_quirks(quirky_window, qtbot):
-    from ui_helpers import find_ref
+    from support.ui import find_ref
 
     dho = find_ref(quirky_window, "DHO804", qtbot)
     sam7 = find_ref(quirky_window, "SAM7", qtbot)
@@ -162,7 +162,7 @@ def test_the_browser_offers_the_probe_and_opening_without_quirks(quirky_window, 
 
 
 def test_open_without_quirks_and_back(quirky_window, qtbot):
-    from ui_helpers import find_ref
+    from support.ui import find_ref
 
     dho = find_ref(quirky_window, "DHO804", qtbot)
     quirky_window.browser.open_without_quirks_requested.emit(dho)
@@ -178,7 +178,7 @@ def test_open_without_quirks_and_back(quirky_window, qtbot):
 
 def test_probing_an_open_instrument_closes_its_session_first(quirky_window, qtbot, monkeypatch):
     from PySide6.QtWidgets import QMessageBox
-    from ui_helpers import find_ref
+    from support.ui import find_ref
 
     dho = find_ref(quirky_window, "DHO804", qtbot)
     tab = quirky_window.open_device(dho)
@@ -195,7 +195,7 @@ def test_probing_an_open_instrument_closes_its_session_first(quirky_window, qtbo
 
 
 def test_a_running_probe_is_stopped_when_the_window_shuts_down(quirky_window, qtbot):
-    from ui_helpers import find_ref
+    from support.ui import find_ref
 
     dialog = quirky_window.probe_device(find_ref(quirky_window, "DHO804", qtbot))
     dialog.start_button.click()
@@ -265,6 +265,9 @@ def test_the_dialog_asks_first_and_says_what_is_risky_for_this_device(qtbot, ds1
     assert clear[0] == "Skipped" and "no_initiate_clear = true" in clear[2] and "replugged" in clear[2]
     assert rows["Short packet at a packet boundary"][0] == "Runs"
     assert all("_" not in label.split(" (")[0] for label in rows)  # readable words, not internal names
+    # Every step says something when selected, including those that only ask.
+    dialog.findings.setCurrentItem(dialog.findings.topLevelItem(0))
+    assert "Only asks" in dialog.details.toPlainText()
     assert "Risky for this device: Device clear (INITIATE_CLEAR)" in dialog.status.text()
     dialog.full_button.setChecked(True)
     assert {row[1]: row for row in _rows(dialog)}["Device clear (INITIATE_CLEAR)"][0] == "Runs: risky here"
@@ -321,3 +324,13 @@ def test_save_as_quirk_entry_proposes_no_duplicate(qtbot, quirky_backend, tmp_pa
     assert "already apply" in dialog.save_quirk_button.toolTip()
     assert dialog.save_quirk_entry(confirm=False) is None and not (tmp_path / "quirks.toml").exists()
 
+
+
+def test_the_dialog_fits_the_screen_it_opens_on(qtbot, tmp_path):
+    """A 980x700 dialog put its buttons under the taskbar on a 1024x700 screen."""
+    from PySide6.QtGui import QGuiApplication
+
+    free = QGuiApplication.primaryScreen().availableGeometry()  # offscreen: 800x800
+    dialog = _dialog(qtbot, SAM7, app.sim.backend(), tmp_path)
+    assert dialog.width() <= free.width() - 40 and dialog.height() <= free.height() - 80
+    assert dialog.width() >= dialog.minimumSizeHint().width()

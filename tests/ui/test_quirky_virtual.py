@@ -1,6 +1,6 @@
 """The quirky virtual instruments can be put on the app's virtual bus and taken off again."""
 
-from ui_helpers import find_ref
+from support.ui import find_ref
 
 
 def virtual_vids(window):

@@ -2,12 +2,12 @@
 
 import pytest
 from PySide6.QtCore import QPoint, Qt
-from ui_helpers import open_from_browser, transcript_has, wait_idle
+from support.ui import open_from_browser, transcript_has, wait_idle
 
 import app.sim
 from app.sim.clock import ManualClock
 from app.sim.sam7 import COUNT_MAX, Sam7Counter
-from app.ui.sam7_panel import DEMO, PulsePlan, check_param
+from app.ui.sam7_panel import DEMO, check_param
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def manual_backend(clock):
 @pytest.fixture
 def manual_window(qtbot, manual_backend, settings):
     """The real window on a virtual bus with a manual clock (no USB access)."""
-    from conftest import no_usb
+    from support.ui import no_usb
 
     from app.ui.main_window import MainWindow
 
@@ -73,19 +73,6 @@ def click_sw1(qtbot, view, clock, hold_s):
 def test_param_fields_are_checked_like_the_firmware(text, value, problem):
     got, why = check_param(text, "n1")
     assert got == value and (problem in why if problem else why == "")
-
-
-def test_a_pulse_plan_schedules_whole_pulses_a_little_ahead():
-    plan = PulsePlan(rate_hz=10, low_ms=40, glitch_ms=5, lookahead_s=0.25)
-    edges = plan.schedule(now_s=5.0, earliest_s=5.02)
-    falls = [t for t, level in edges if level == 0]
-    assert falls[0] == pytest.approx(5.02) and len(plan.falls) == 3  # pulses starting before 5.25
-    # Each pulse: low for 40 ms, then a 5 ms blip in the middle of the 60 ms high phase.
-    assert [round(t - 5.02, 4) for t, _ in edges[:4]] == [0.0, 0.04, 0.0675, 0.0725]
-    assert plan.schedule(now_s=5.0, earliest_s=5.02) == [], "nothing twice"
-    assert plan.sent(5.13) == (2, 2)
-    with pytest.raises(ValueError, match="shorter than the period"):
-        PulsePlan(rate_hz=25, low_ms=40)
 
 
 # --- the panel ---------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Service requests from the virtual instruments: notices, the timeline, badges, follow-ups, floods."""
 
 from PySide6.QtCore import QRect, Qt
-from ui_helpers import open_from_browser, transcript_has, wait_idle
+from support.ui import open_from_browser, transcript_has, wait_idle
 
 from app.session.events import ErrorEntry, ErrorReport
 from app.sim.usbtmc_device import EsrBit

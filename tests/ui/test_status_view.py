@@ -1,13 +1,14 @@
 """The status-register view against the virtual SAM7 and loopback, and the device profiles behind it."""
 
-import pytest
-from ui_helpers import find_ref, open_from_browser, transcript_has, wait_idle
+from support.ui import find_ref, open_from_browser, transcript_has, wait_idle
 
+from app.session.events import Query, Write
 from app.sim.sam7 import DebugFlag
 from app.sim.usbtmc_device import EsrBit
-from app.ui.device_profile import GENERIC, UNUSED, parse_profile, profile_for_idn
-from app.session.events import Query, Write
-from app.ui.status_view import REPAINT_INTERVAL_MS, HistoryStrip, StatusHistory, register_for_query
+from app.ui.device_profile import GENERIC, UNUSED, profile_for_idn
+from app.ui.history_strip import REPAINT_INTERVAL_MS, HistoryStrip
+from app.ui.status_history import StatusHistory
+from app.ui.status_view import register_for_query
 
 SAM7_IDN = "XYZ Company Ltd, SAM7-EK, 0, v1.0.001"
 
@@ -60,19 +61,6 @@ def test_the_sam7_debug_flags_match_the_device_model():
     assert [name for _, name, _ in register.decode(value)] == ["SRQ_SENT", "COUNT_OVERFLOW", "USB_CONFIGURED"]
     assert register.group_of(3) == "events" and register.group_of(15) == "latched" and register.group_of(20) == "state"
     assert register.unnamed_bits(1 << 12 | 1 << 3) == [12]
-
-
-@pytest.mark.parametrize("text, problem", [
-    ('idn = "("', "not a regular expression"),
-    ('[stb]\n9 = ["X", ""]', "not a bit number"),
-    ('[[registers]]\nname = "R"\nquery = "R?"\nwidth = 8\n[registers.bits]\n8 = ["X"]', "not a bit number"),
-    ('[[registers]]\nname = "R"\nwidth = 8', "needs a name, a query"),
-    ("name = 3", "must be a string"),
-    ("[esr\n", "bad.toml"),
-])
-def test_a_bad_profile_is_refused_with_the_reason(text, problem):
-    with pytest.raises(ValueError, match=problem):
-        parse_profile(text, "bad")
 
 
 def test_queries_are_recognised_only_alone():
@@ -274,7 +262,7 @@ def test_a_generic_instrument_gets_the_ieee_488_2_names(window, qtbot):
 
 
 def test_a_reopened_session_reads_its_enable_registers_again(window, sim_backend, qtbot):
-    from ui_helpers import plug_again, unplug
+    from support.ui import plug_again, unplug
 
     tab = open_from_browser(window, qtbot)
     view = status_view(tab)

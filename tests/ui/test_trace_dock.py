@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt, QTimer
-from ui_helpers import open_from_browser, wait_idle
+from support.ui import open_from_browser, wait_idle
 
 from app.ui.trace_dock import DESCRIPTION, PROBLEMS, Filters, TraceModel, TracePanel
 from app.usbtmc import trace as tr

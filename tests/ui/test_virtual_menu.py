@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ui_helpers import find_ref, open_from_browser, transcript_has, wait_idle
+from support.ui import find_ref, open_from_browser, transcript_has, wait_idle
 
 from app.sim.faults import DESCRIPTIONS, FaultKind
 from app.ui.virtual_menu import FAULT_MENU_TITLE

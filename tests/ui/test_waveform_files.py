@@ -3,12 +3,10 @@ explained with its name (never a stale message), NaN/inf refused or replaced as 
 
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 import pytest
 from PySide6.QtCore import QTimer
-from test_waveform_panel import awg_tab, load, panel  # noqa: F401 - fixtures and helper shared with the panel tests
+from support.ui import load_waveform_file as load
 
 
 def test_a_file_is_read_off_the_gui_thread_with_progress(panel, qtbot, tmp_path):

@@ -9,26 +9,13 @@ import zlib
 import numpy as np
 import pytest
 from PySide6.QtCore import QTimer
-from ui_helpers import open_from_browser
+from support.ui import load_waveform_file as load
+from support.ui import open_from_browser
 
 from app.sim.awg import VirtualAwg
 from app.session.events import Query, Reply
 
 MIB = 1 << 20
-
-
-@pytest.fixture
-def awg_tab(window, qtbot):
-    return open_from_browser(window, qtbot, "Virtual AWG")
-
-
-@pytest.fixture
-def panel(awg_tab, qtbot):
-    awg_tab.panels.setCurrentWidget(awg_tab.waveform)
-    qtbot.waitUntil(lambda: awg_tab.waveform.built, timeout=2000)
-    panel = awg_tab.waveform.panel()
-    qtbot.waitUntil(lambda: panel.plan is not None and panel.upload_button.isEnabled(), timeout=2000)
-    return panel
 
 
 @pytest.fixture
@@ -110,14 +97,6 @@ def test_cancel_stops_at_once_and_the_error_queue_explains(panel, awg_tab, awg_m
     assert ask(awg_tab, qtbot, b"*IDN?\n").startswith("TMC Console,Virtual AWG")
     assert ask(awg_tab, qtbot, b"SYST:ERR?\n").startswith("0,")  # read already: nothing left to blame
     assert awg_model.waveform("tmc_wave") is None
-
-
-def load(panel, qtbot, path) -> bool:
-    """Read a file as the Load button does (off the GUI thread); True when it became the source."""
-    panel.path.setText(str(path))
-    with qtbot.waitSignal(panel.file_loaded, timeout=20000) as blocker:
-        panel.load_path()
-    return blocker.args[0]
 
 
 def test_a_bad_file_is_explained_and_nothing_is_lost(panel, qtbot, tmp_path):

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from ui_helpers import find_ref, open_from_browser, plug_again, transcript_has, unplug
+from support.ui import find_ref, open_from_browser, plug_again, transcript_has, unplug
 
 from app.ui.browser import TITLE_ROLE, DeviceRef
 from app.ui.worker import live_threads
@@ -136,7 +136,7 @@ def test_the_dark_palette_recolours_the_transcript(window, sam7_tab, qtbot):
 
 
 def test_window_layout_is_remembered(qtbot, sim_backend, settings):
-    from conftest import no_usb
+    from support.ui import no_usb
 
     from app.ui.main_window import MainWindow
 
@@ -172,7 +172,7 @@ def test_the_smoke_test_entry_point_passes():
 
 
 def test_the_smoke_test_fails_with_the_reason(qapp, capsys):
-    from conftest import no_usb
+    from support.ui import no_usb
 
     from app.ui.main import run_smoke_test
     from app.usbtmc.errors import BackendUnavailableError
@@ -246,7 +246,7 @@ def test_help_shows_the_documentation_offline(window, qtbot):
 
 def test_closing_the_window_during_a_long_transfer_does_not_wait_for_it(window, sim_backend, qtbot):
     """The window aborts everything and closes at once; it does not sit out a 600 s timeout."""
-    from ui_helpers import open_from_browser, unplug
+    from support.ui import open_from_browser, unplug
 
     from app.ui import main_window
 
@@ -269,8 +269,8 @@ def test_closing_the_window_during_a_long_transfer_does_not_wait_for_it(window, 
 
 def test_instruments_open_at_quit_are_opened_again_unless_switched_off(qtbot, sim_backend, settings):
     from app.ui.main_window import MainWindow
-    from conftest import no_usb
-    from ui_helpers import find_ref
+    from support.ui import no_usb
+    from support.ui import find_ref
 
     def start():
         win = MainWindow(settings, backend_factories={"usb": no_usb, "virtual": lambda: sim_backend},

@@ -4,7 +4,7 @@ import threading
 import time
 
 import pytest
-from ui_helpers import SAM7_PRODUCT
+from support.ui import SAM7_PRODUCT
 
 from app.session import handlers as handlers_module
 from app.session import Origin, register

@@ -977,8 +977,3 @@ class WaveformPanel(QWidget):
         if event.type() == QEvent.Type.PaletteChange:
             style_plot(self.preview, self.palette())
         super().changeEvent(event)
-
-    def close_panel(self) -> None:
-        """Cancel an upload in progress (the tab is closing)."""
-        self.cancel_upload()
-        self.graph.timer.stop()

@@ -1,6 +1,18 @@
-"""Helpers shared by the GUI tests (imported by name: this folder is on sys.path)."""
+"""Helpers shared by the GUI tests: ``from support.ui import open_from_browser``."""
+
+from app.usbtmc.errors import BackendUnavailableError
 
 SAM7_PRODUCT = "SAM7"
+
+NO_USB = (
+    "libusb could not be loaded, so USB instruments cannot be reached; "
+    "install libusb-1.0 (Linux: the libusb-1.0-0 package) or use the virtual instruments"
+)
+
+
+def no_usb():
+    """A ``backend_factories["usb"]`` for a machine without libusb: opening USB fails as it would there."""
+    raise BackendUnavailableError(NO_USB)
 
 
 def find_ref(win, product_part: str, qtbot=None, timeout=3000):
@@ -53,3 +65,12 @@ def unplug(backend, ref):
 
 def plug_again(backend, device):
     backend.bus.plug(device)
+
+
+def load_waveform_file(panel, qtbot, path) -> bool:
+    """Read a file in the waveform panel as its Load button does (off the GUI thread); True when
+    it became the source."""
+    panel.path.setText(str(path))
+    with qtbot.waitSignal(panel.file_loaded, timeout=20000) as blocker:
+        panel.load_path()
+    return blocker.args[0]
