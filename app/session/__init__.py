@@ -9,7 +9,10 @@
   state (busy, idle, gone, ...) followed from the events;
 * ``states``: the session's states, command origins and failure kinds as enums;
 * ``upload``: the waveform upload command (``UploadWaveform``) and its events;
-* ``scpi``: text helpers for SCPI lines, replies and error entries.
+* ``scpi``: text helpers for SCPI lines, replies and error entries;
+* ``catalog``, ``device_profile``: what the instrument table says of the instrument at hand
+  (command completion; status registers and demo panels);
+* ``status_history``: the status byte over time, the model behind the status view's strip.
 
 The GUI (``app.ui.worker``) runs a ``SessionRunner`` in a QThread and forwards its events by
 signal. This package imports the core (``app.usbtmc``) and ``app.waveforms``, never PySide6

@@ -8,9 +8,9 @@ from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPalette, QPen
 from PySide6.QtWidgets import QAbstractButton, QLabel, QWidget
 
+from app.session.device_profile import UNUSED
 from app.usbtmc import ieee488
 
-from .device_profile import UNUSED
 from .theme import colors
 
 ESR_ERROR_BITS = int(ieee488.ESR_ERROR_MASK)  # CME, EXE, DDE, QYE (488.2 11.5.1.1)

@@ -6,7 +6,7 @@ from PySide6.QtCore import QEvent, QModelIndex, Qt, Signal, Slot
 from PySide6.QtGui import QFontDatabase, QKeyEvent, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QCompleter, QHeaderView, QLineEdit, QTreeView, QWidget
 
-from .catalog import CatalogEntry, complete, current_unit
+from app.session.catalog import CatalogEntry, complete, current_unit
 
 COMPLETION_ROLE = Qt.ItemDataRole.UserRole
 

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.session import FailureKind, Origin, SessionState, scpi
+from app.session.catalog import Profile, profile_for
 from app.session.events import (
     CONTROL_LABELS,
     CheckErrors,
@@ -55,7 +56,6 @@ from app.usbtmc import ieee488
 from app.usbtmc.errors import SaveError
 from app.usbtmc.files import save_text
 
-from .catalog import Profile, profile_for
 from .cmdline import CommandLine
 from .flow import FittingPlaceholder, FlowLayout
 from .rawview import RawViewDialog, save_bytes

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from app.session.device_profile import profile_for_idn
 from app.usbtmc import parse_resource
 from app.usbtmc.errors import BackendUnavailableError
 
-from .device_profile import profile_for_idn
 from .sam7_panel import Sam7Panel
 from .status_view import StatusView
 

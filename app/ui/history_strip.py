@@ -12,9 +12,10 @@ from PySide6.QtCore import QEvent, Qt, QTimer, Slot
 from PySide6.QtGui import QColor, QFontMetrics, QPalette
 from PySide6.QtWidgets import QWidget
 
+from app.session.device_profile import UNUSED
+from app.session.status_history import StatusHistory
+
 from .bit_cells import bit_kind
-from .device_profile import UNUSED
-from .status_history import StatusHistory
 from .theme import colors
 
 HISTORY_SPAN_S = 60.0

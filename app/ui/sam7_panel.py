@@ -36,13 +36,13 @@ from PySide6.QtWidgets import (
 )
 
 from app.session import Origin
+from app.session.device_profile import DeviceProfile, shipped_profiles
 from app.session.events import Failed, Finished, Query, Reply
 from app.sim.pulse_train import PulsePlan
 from app.usbtmc import ieee488
 
 from .bit_cells import BitCell, bit_kind, set_text
 from .board_view import BoardView
-from .device_profile import DeviceProfile, shipped_profiles
 from .theme import colors
 
 PANEL_TAG = "SAM7 panel"

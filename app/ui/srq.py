@@ -31,11 +31,11 @@ from PySide6.QtWidgets import (
 )
 
 from app.session import Origin, is_users_command
+from app.session.device_profile import UNUSED, profile_for_idn
 from app.session.events import CheckErrors, ErrorReport, Failed, Finished, Opened, Srq, Started
 from app.usbtmc import ieee488
 
 from .console import ElidedLabel
-from .device_profile import UNUSED, profile_for_idn
 from .theme import colors
 
 TIMELINE_BURST = 3  # SRQ entries shown per TIMELINE_WINDOW_S; the rest are summarised

@@ -38,14 +38,14 @@ from PySide6.QtWidgets import (
 )
 
 from app.session import FailureKind, Origin, SessionState, is_users_command
+from app.session.device_profile import GENERIC, DeviceProfile, DeviceRegister, profile_for_idn
 from app.session.events import Closed, ErrorReport, Failed, Finished, Opened, Query, Reply, Sent, SetIdlePolling, Srq, Started, StatusByte, Write
+from app.session.status_history import StatusHistory
 from app.usbtmc import ieee488
 
 from .bit_cells import ESR_ERROR_BITS, BitCell, bit_kind, set_text
-from .device_profile import GENERIC, DeviceProfile, DeviceRegister, profile_for_idn
 from .flow import FlowLayout
 from .history_strip import HistoryStrip
-from .status_history import StatusHistory
 from .transcript import format_time
 
 PANEL_TAG = "status view"

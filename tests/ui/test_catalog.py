@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.ui.catalog import complete, current_unit, header_forms, profile_for, shipped_catalogs
+from app.session.catalog import complete, current_unit, header_forms, profile_for, shipped_catalogs
 
 SAM7_IDN = "XYZ Company Ltd, SAM7-EK, 0, v1.0.000"
 

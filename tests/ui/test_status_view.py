@@ -2,12 +2,12 @@
 
 from support.ui import find_ref, open_from_browser, transcript_has, wait_idle
 
+from app.session.device_profile import GENERIC, UNUSED, profile_for_idn
 from app.session.events import Query, Write
+from app.session.status_history import StatusHistory
 from app.sim.sam7 import DebugFlag
 from app.sim.usbtmc_device import EsrBit
-from app.ui.device_profile import GENERIC, UNUSED, profile_for_idn
 from app.ui.history_strip import REPAINT_INTERVAL_MS, HistoryStrip
-from app.ui.status_history import StatusHistory
 from app.ui.status_view import register_for_query
 
 SAM7_IDN = "XYZ Company Ltd, SAM7-EK, 0, v1.0.001"

@@ -63,7 +63,7 @@ class WaveformTab(QWidget):
     @property
     def unsupported(self) -> str:
         """Why this instrument takes no waveform upload, from its device profile ("" when it may)."""
-        from ..device_profile import profile_for_idn
+        from app.session.device_profile import profile_for_idn
 
         idn = self._tab.console.idn
         return profile_for_idn(idn).no_waveform if idn else ""
