@@ -536,11 +536,18 @@ class Instrument:
         """
         if self._trace is None:
             return self._query_raw(data, abort, progress, on_sent, read_progress)
-        with self._trace.message("query", data) as entry:
+        # SessionTrace.message() spelled out: a query is the hot path the trace must not slow.
+        trace = self._trace
+        entry = trace.begin("query", data)
+        try:
             reply = self._query_raw(data, abort, progress, on_sent, read_progress)
+        except BaseException as exc:
             if entry is not None:
-                entry.reply, entry.actual = reply[:MESSAGE_CAP_BYTES], len(reply)
-            return reply
+                trace.end(entry, None, exc)
+            raise
+        if entry is not None:
+            trace.end(entry, reply)
+        return reply
 
     def _query_raw(self, data, abort, progress, on_sent, read_progress) -> bytes:
         locked = self.quirks.vendor_lock_around_query
