@@ -165,6 +165,13 @@ class Instrument:
                         break  # gone or refusing: closing goes on regardless
             self._transport.close()
 
+    def cancel_transfers(self) -> None:
+        """Cancel the transfer in flight and fail every later one at once with
+        :class:`AbortedError` (see :meth:`UsbTransport.cancel`); :meth:`close` still releases
+        the interface. Thread-safe: for another thread ending a session that is stuck in a
+        transfer, which the abort flags (read between transfers) cannot reach."""
+        self._transport.cancel()
+
     @property
     def closed(self) -> bool:
         return self._closed
