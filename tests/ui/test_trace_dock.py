@@ -91,6 +91,23 @@ def test_a_transcript_line_jumps_to_its_transfers_and_back(traced, qtbot):
     assert window.tabs.currentWidget() is tab
 
 
+def test_a_hidden_dock_takes_nothing_from_the_recorder_and_catches_up_when_shown(window, qtbot):
+    """The dock is hidden unless asked for: it must then cost the console nothing per query (a
+    soak of 10,000 queries grew the GUI's time per query and its memory with a model nobody saw)."""
+    tab = open_from_browser(window, qtbot)
+    panel = window.trace_dock.panel
+    assert not window.trace_dock.isVisible()
+    for _ in range(3):
+        send(tab, qtbot, "*IDN?")
+    assert not panel.timer.isActive() and len(panel.model) == 0 and len(window.trace) > 0
+    window.trace_dock.show()
+    assert panel.timer.isActive()
+    qtbot.waitUntil(lambda: len(panel.model) == len(window.trace), timeout=5000)
+    assert sum(r.startswith("▸ query *IDN?") for r in rows(panel)) >= 3
+    window.trace_dock.hide()
+    assert not panel.timer.isActive()
+
+
 def test_pause_holds_the_view_and_clear_empties_it(traced, qtbot):
     window, tab, panel = traced
     send(tab, qtbot, "*IDN?")
