@@ -541,10 +541,16 @@ def trace_costs(records: list[Record]) -> dict[str, float]:
         base = core.get((r.measure, r.size_bytes))
         if r.implementation != CORE_TRACED or base is None:
             continue
+        # Each round measures both, one right after the other: the median of the rounds' own
+        # ratios leaves out what the machine's load did between rounds, which a ratio of the
+        # two medians keeps (on a shared machine that swings a few per cent either way).
+        pairs = list(zip(base.rounds, r.rounds))
         if r.measure == "upload":
-            costs[f"upload {format_size(r.size_bytes)}"] = base.MBps / r.MBps - 1
+            costs[f"upload {format_size(r.size_bytes)}"] = (
+                statistics.median(b / t for b, t in pairs) - 1 if pairs else base.MBps / r.MBps - 1)
         else:
-            costs["query"] = r.round_trip_ms / base.round_trip_ms - 1
+            costs["query"] = (statistics.median(t / b for b, t in pairs) - 1 if pairs
+                              else r.round_trip_ms / base.round_trip_ms - 1)
     return costs
 
 

@@ -68,6 +68,7 @@ LIBUSB_ERROR_TIMEOUT = LibusbError.TIMEOUT
 LIBUSB_ERROR_OVERFLOW = LibusbError.OVERFLOW
 LIBUSB_ERROR_PIPE = LibusbError.PIPE
 LIBUSB_ERROR_NOT_SUPPORTED = LibusbError.NOT_SUPPORTED
+LIBUSB_ERROR_INTERRUPTED = LibusbError.INTERRUPTED
 
 _ERRORS = {
     LIBUSB_ERROR_IO: ("Input/output error", errno.EIO),
@@ -79,6 +80,7 @@ _ERRORS = {
     LIBUSB_ERROR_TIMEOUT: ("Operation timed out", errno.ETIMEDOUT),
     LIBUSB_ERROR_OVERFLOW: ("Overflow", errno.EOVERFLOW),
     LIBUSB_ERROR_PIPE: ("Pipe error", errno.EPIPE),
+    LIBUSB_ERROR_INTERRUPTED: ("System call interrupted (perhaps due to signal)", errno.EINTR),
 }
 
 
@@ -128,6 +130,11 @@ class _Handle:
         self.ref = ref
         self.claimed: set[int] = set()
         self.closed = False
+        self.cancelled = False  # cancel_transfers() was called: every transfer fails at once
+
+
+class _Cancelled(Exception):
+    """A transfer on a handle whose transfers were cancelled."""
 
 
 class VirtualBackend(usb.backend.IBackend):
@@ -328,7 +335,7 @@ class VirtualBackend(usb.backend.IBackend):
             except NoData:
                 return None
 
-        reply = self._wait(device, attempt, timeout)
+        reply = self._wait(device, attempt, timeout, dev_handle)
         if reply is None:
             raise usb_error(LIBUSB_ERROR_TIMEOUT)
         if is_in:
@@ -406,15 +413,34 @@ class VirtualBackend(usb.backend.IBackend):
         except Gone:
             raise usb_error(LIBUSB_ERROR_NO_DEVICE) from None
 
+    def cancel_transfers(self, dev_handle: _Handle) -> None:
+        """End the transfers waiting on ``dev_handle`` now, and every later one at once, with
+        LIBUSB_ERROR_INTERRUPTED (what libusb's synchronous calls report for a cancelled
+        transfer). Thread-safe: a session being closed calls it from another thread."""
+        dev_handle.cancelled = True
+        device = dev_handle.ref.device
+        with device.changed:
+            device.changed.notify_all()
+
     @staticmethod
-    def _wait(device: VirtualDevice, attempt, timeout_ms):
+    def _wait(device: VirtualDevice, attempt, timeout_ms, dev_handle: _Handle | None = None):
         timeout_s = None if not timeout_ms else timeout_ms / 1000  # libusb: 0 waits forever
+        if dev_handle is not None:
+            inner = attempt
+
+            def attempt():
+                if dev_handle.cancelled:
+                    raise _Cancelled
+                return inner()
+
         try:
             return device.wait_for(attempt, timeout_s)
         except Stall:
             raise usb_error(LIBUSB_ERROR_PIPE) from None
         except Gone:
             raise usb_error(LIBUSB_ERROR_NO_DEVICE) from None
+        except _Cancelled:
+            raise usb_error(LIBUSB_ERROR_INTERRUPTED) from None
 
     def _endpoint(self, device: VirtualDevice, ep: int, want_in: bool):
         desc = device.endpoints().get(ep)
@@ -438,7 +464,7 @@ class VirtualBackend(usb.backend.IBackend):
                 return None
 
         try:
-            data = self._wait(device, attempt, timeout)
+            data = self._wait(device, attempt, timeout, dev_handle)
         except Overflow as exc:
             _copy_into(buff, exc.received)
             raise usb_error(LIBUSB_ERROR_OVERFLOW) from None
@@ -475,7 +501,7 @@ class VirtualBackend(usb.backend.IBackend):
                 return None
 
         try:
-            written = self._wait(device, attempt, timeout)
+            written = self._wait(device, attempt, timeout, dev_handle)
         finally:
             payload.release()
         if written is None:

@@ -620,11 +620,21 @@ class TracePanel(QWidget):
 
         self._follow = True
         self.table.verticalScrollBar().valueChanged.connect(self._on_scrolled)
+        # Polls only while shown (showEvent/hideEvent): a hidden panel takes nothing from the
+        # recorder, so a console used without the dock spends no GUI time or memory on it; shown
+        # again, it catches up from the ring in budgeted ticks.
         self.timer = QTimer(self)
         self.timer.setInterval(POLL_MS)
         self.timer.timeout.connect(self.tick)
-        self.timer.start()
         self._update_count()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.timer.start()
+
+    def hideEvent(self, event) -> None:
+        super().hideEvent(event)
+        self.timer.stop()
 
     # --- live ---
 
@@ -755,6 +765,8 @@ class TracePanel(QWidget):
 
     def show_command(self, session_name: str, command_id: int) -> bool:
         """Select the first entry of the command (a transcript line's), unfolding its message."""
+        while self.model.poll():  # all of it: the panel may have been hidden (not polling) for long
+            pass
         self.tick()
         entry = self.model.find_command(session_name, command_id)
         if entry is None:

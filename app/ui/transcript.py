@@ -201,6 +201,7 @@ class Transcript(QTextBrowser):
         self.total_bytes = 0  # the same plus what the spool holds for them
         #: Entries of commands get a "trace" link (set when the session is traced).
         self.trace_links = False
+        self._clicked_block: int | None = None  # the line under a click, while it is handled
 
     # --- entries ---
 
@@ -315,7 +316,7 @@ class Transcript(QTextBrowser):
             "info": c.info, "srq": c.warning, "note": c.muted,
         }.get(e.kind, c.muted)
         parts = [
-            f"<a name='e{e.id}'></a><span style='color:{c.muted}'>{format_time(e.at)}</span>  ",
+            f"<span style='color:{c.muted}'>{format_time(e.at)}</span>  ",
             f"<span style='color:{color}'>{GLYPHS.get(e.kind, '·')} {_line(self._text_of(e))}</span>",
         ]
         if e.duration_ms is not None:
@@ -323,13 +324,13 @@ class Transcript(QTextBrowser):
         if e.tag:
             parts.append(f"  <span style='color:{c.muted}'>[{_line(e.tag)}]</span>")
         if e.spooled or e.data is not None:
-            parts.append(f"  <a style='color:{c.link}' href='raw:{e.id}'>raw</a>")
+            parts.append(f"  <a style='color:{c.link}' href='raw'>raw</a>")
             if e.block is not None:
-                parts.append(f" <a style='color:{c.link}' href='save:{e.id}'>save…</a>")
+                parts.append(f" <a style='color:{c.link}' href='save'>save…</a>")
         if e.extra.get("details") and not e.extra.get("expanded"):  # details on demand: one click away
-            parts.append(f"  <a style='color:{c.link}' href='details:{e.id}'>details</a>")
+            parts.append(f"  <a style='color:{c.link}' href='details'>details</a>")
         if self.trace_links and e.command_id and e.kind in ("sent", "received", "error", "warning"):
-            parts.append(f"  <a style='color:{c.link}' href='trace:{e.id}'>trace</a>")
+            parts.append(f"  <a style='color:{c.link}' href='trace'>trace</a>")
         if e.detail:
             parts.append(f"<br><span style='color:{c.muted}'>{_line(e.detail)}</span>")
         if e.extra.get("expanded"):
@@ -356,19 +357,36 @@ class Transcript(QTextBrowser):
         if event.type() == QEvent.Type.PaletteChange:
             self.rerender()
 
+    def mouseReleaseEvent(self, event) -> None:
+        # The links carry no entry id (see _html): remember which line was clicked, for _on_anchor,
+        # which the base class calls from here.
+        self._clicked_block = self.cursorForPosition(event.position().toPoint()).blockNumber()
+        try:
+            super().mouseReleaseEvent(event)
+        finally:
+            self._clicked_block = None
+
     @Slot(QUrl)
     def _on_anchor(self, url: QUrl) -> None:
+        # Each entry is one block, so the line a link is on names its entry. (A link naming its
+        # entry by id would give every line a character format of its own, which the document
+        # keeps for good: each new line then cost more than the last, even at the entry cap.)
         scheme, _, ident = url.toString().partition(":")
-        if not ident.isdigit():
-            return
+        if ident.isdigit():
+            entry_id = int(ident)
+        else:
+            block = self._clicked_block if self._clicked_block is not None else self.textCursor().blockNumber()
+            if not 0 <= block < len(self._entries):
+                return
+            entry_id = self._entries[block].id
         if scheme == "raw":
-            self.raw_requested.emit(int(ident))
+            self.raw_requested.emit(entry_id)
         elif scheme == "save":
-            self.save_requested.emit(int(ident))
+            self.save_requested.emit(entry_id)
         elif scheme == "trace":
-            self.trace_requested.emit(int(ident))
+            self.trace_requested.emit(entry_id)
         elif scheme == "details":
-            self.show_details(int(ident))
+            self.show_details(entry_id)
 
     def show_details(self, entry_id: int) -> None:
         """Unfold the details an entry keeps for on demand (e.g. why each quirk applies)."""
@@ -379,9 +397,11 @@ class Transcript(QTextBrowser):
 
     def scroll_to_command(self, command_id: int) -> Entry | None:
         """Bring the first entry of the command ``command_id`` into view; returns it."""
-        for e in self._entries:
+        for index, e in enumerate(self._entries):
             if e.command_id == command_id:
-                self.scrollToAnchor(f"e{e.id}")
+                block = self.document().findBlockByNumber(index)  # each entry is one block
+                top = self.document().documentLayout().blockBoundingRect(block).top()
+                self.verticalScrollBar().setValue(int(top))
                 return e
         return None
 

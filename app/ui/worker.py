@@ -215,10 +215,22 @@ class Session(QObject):
             self._closing = True
             self._tracker.set_state(SessionState.CLOSED)
             return
+        busy = self._tracker.outstanding > 0
         self.abort()
+        if busy:
+            # A command under way may be inside a transfer that waits out a long timeout; the
+            # abort flags are only read between transfers, so the transfer itself is cancelled.
+            self.cancel_transfers()
         self.submit(Close(reason=reason), origin=Origin.CLOSE)
         self._closing = True
         self._tracker.set_state(SessionState.CLOSING)
+
+    def cancel_transfers(self) -> None:
+        """Cancel the instrument's transfer in flight and fail its later ones at once (the
+        session is going away). Called from the GUI thread while the worker may be blocked."""
+        cancel = getattr(self.worker.instrument, "cancel_transfers", None)
+        if cancel is not None:
+            cancel()
 
     def wait(self, timeout_ms: int) -> bool:
         """Block until the worker thread has ended (True) or ``timeout_ms`` passed."""

@@ -191,6 +191,13 @@ class Instrument:
                         break  # gone or refusing: closing goes on regardless
             self._transport.close()
 
+    def cancel_transfers(self) -> None:
+        """Cancel the transfer in flight and fail every later one at once with
+        :class:`AbortedError` (see :meth:`UsbTransport.cancel`); :meth:`close` still releases
+        the interface. Thread-safe: for another thread ending a session that is stuck in a
+        transfer, which the abort flags (read between transfers) cannot reach."""
+        self._transport.cancel()
+
     @property
     def closed(self) -> bool:
         return self._closed
@@ -562,11 +569,18 @@ class Instrument:
         """
         if self._trace is None:
             return self._query_raw(data, abort, progress, on_sent, read_progress)
-        with self._trace.message("query", data) as entry:
+        # SessionTrace.message() spelled out: a query is the hot path the trace must not slow.
+        trace = self._trace
+        entry = trace.begin("query", data)
+        try:
             reply = self._query_raw(data, abort, progress, on_sent, read_progress)
+        except BaseException as exc:
             if entry is not None:
-                entry.reply, entry.actual = reply[:MESSAGE_CAP_BYTES], len(reply)
-            return reply
+                trace.end(entry, None, exc)
+            raise
+        if entry is not None:
+            trace.end(entry, reply)
+        return reply
 
     def _query_raw(self, data, abort, progress, on_sent, read_progress) -> bytes:
         locked = self.quirks.vendor_lock_around_query

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -137,6 +138,9 @@ class AsyncBulk:
         self._handle_events.restype = ctypes.c_int
         self._in_flight: dict[int, Pending] = {}  # transfer address -> its Pending
         self._order = 0
+        # Held while a transfer is freed and while another thread cancels (cancel_all), so
+        # a cancel never reaches a transfer that has just been freed.
+        self._free_lock = threading.Lock()
 
     @classmethod
     def create(cls, lib, ctx, handle) -> AsyncBulk | None:
@@ -199,8 +203,9 @@ class AsyncBulk:
         result = BulkResult(int(t.status), int(t.actual_length), data, pending.submitted_ns,
                             pending.finished_ns or time.perf_counter_ns())
         if pending.done.value:
-            self._free(pending.transfer)
-            pending.transfer, pending.buffer = None, None
+            with self._free_lock:
+                self._free(pending.transfer)
+                pending.transfer, pending.buffer = None, None
         else:
             # libusb still owns the transfer (its callback never came): keep it and its buffer
             # alive for good, since libusb may yet write there; freeing either could corrupt memory.
@@ -232,6 +237,15 @@ class AsyncBulk:
         :meth:`wait` then returns it as CANCELLED, or as it finished if it was faster."""
         if not pending.done.value and pending.transfer is not None:
             self._cancel(pending.transfer)
+
+    def cancel_all(self) -> None:
+        """Ask libusb to cancel every transfer in flight. The one call another thread may
+        make (closing a session whose thread waits on a transfer): libusb_cancel_transfer
+        is thread-safe, and the lock keeps :meth:`wait` from freeing a transfer meanwhile."""
+        with self._free_lock:
+            for pending in list(self._in_flight.values()):
+                if not pending.done.value and pending.transfer is not None:
+                    self._cancel(pending.transfer)  # LIBUSB_ERROR_NOT_FOUND: finishing already
 
     def _on_complete(self, address: int, status: int) -> None:
         pending = self._in_flight.pop(address, None)

@@ -41,6 +41,8 @@ from .constants import (
 from .framing import unpack_header
 from .ieee488 import STB_BITS, set_bit_names
 
+_perf_counter_ns = time.perf_counter_ns
+
 # Entry kinds: USB transfers, then the layers above them.
 CONTROL, BULK, INTERRUPT = "control", "bulk", "interrupt"
 MESSAGE, RECOVERY, MARKER = "message", "recovery", "marker"
@@ -56,8 +58,10 @@ STATUSES = (OK, TIMEOUT, STALL, GONE, CANCELLED, OVERFLOW, ERROR)
 DEFAULT_TRANSFER_CAP_BYTES = 1024
 #: The ring's default size, counted in kept data bytes plus :data:`ENTRY_OVERHEAD_BYTES` each.
 DEFAULT_TOTAL_CAP_BYTES = 32 * 1024 * 1024
-#: What one entry costs besides its data, for the ring's bound (the object and its fields).
-ENTRY_OVERHEAD_BYTES = 200
+#: What one entry costs besides its data, for the ring's bound: the heap a record really takes
+#: (measured with tracemalloc: a transfer's tuple, its timestamps and the header of its bytes
+#: object come to about 290 bytes, a message's Entry about 330), so that the cap bounds memory.
+ENTRY_OVERHEAD_BYTES = 300
 #: The bytes of a message (sent and reply) kept for a script export, per message: SCPI commands
 #: and replies whole; a waveform upload only in part (a script then says it cannot repeat it),
 #: since copying every upload whole would cost the upload a measurable share of its speed.
@@ -286,6 +290,10 @@ class SessionTrace:
         self._cap = recorder.transfer_cap_bytes
         self._group: Entry | None = None
         self._step: Entry | None = None
+        # The seqs of _group and _step (0: none), kept beside them so recording a transfer
+        # reads two ints instead of two attribute chains.
+        self._group_seq = 0
+        self._step_seq = 0
         self._last_failure: tuple | None = None  # (seq, kind, direction, setup, status) of the last failed transfer
         self._offset_ns = recorder._epoch_offset_ns
         #: Interrupt-IN reads that timed out with nothing (idle SRQ polls) are counted, not recorded.
@@ -305,21 +313,36 @@ class SessionTrace:
         if kind == INTERRUPT and status == TIMEOUT and actual == 0:
             self.idle_polls += 1
             return
-        group, step = self._group, self._step
         kept = bytes(data[: self._cap]) if data else b""
         cost = len(kept) + ENTRY_OVERHEAD_BYTES
         recorder = self.recorder
         # Recorder._add_transfer inlined: this runs on the session's thread for every transfer.
         with recorder._lock:
-            recorder._ring.append((next(recorder._seq), self.number, kind, start_ns + self._offset_ns,
-                                   end_ns - start_ns, endpoint, direction, requested, actual, status, kept, setup,
-                                   group.seq if group is not None else 0, step.seq if step is not None else 0,
-                                   self.command_id, cost))
+            seq = next(recorder._seq)
+            recorder._ring.append((seq, self.number, kind, start_ns + self._offset_ns, end_ns - start_ns, endpoint,
+                                   direction, requested, actual, status, kept, setup, self._group_seq,
+                                   self._step_seq, self.command_id, cost))
             recorder._bytes += cost
             if recorder._bytes > recorder.total_cap_bytes:
                 recorder._evict()
         if status != OK:
-            self._last_failure = (self.recorder.last_seq, kind, direction, setup, status)
+            self._last_failure = (seq, kind, direction, setup, status)
+
+    def bulk(self, endpoint: int, direction: str, requested: int, actual: int, data, start_ns: int) -> None:
+        """Record one Bulk transfer that ended well just now (it began at ``start_ns``, a
+        :meth:`now` reading): :meth:`transfer` for the hot path of every query and upload,
+        with the fewest operations (the end time is read here; status ok, no setup)."""
+        end_ns = _perf_counter_ns()
+        kept = data[: self._cap] if type(data) is bytes else bytes(data[: self._cap])
+        cost = len(kept) + ENTRY_OVERHEAD_BYTES
+        recorder = self.recorder
+        with recorder._lock:
+            recorder._ring.append((next(recorder._seq), self.number, BULK, start_ns + self._offset_ns,
+                                   end_ns - start_ns, endpoint, direction, requested, actual, OK, kept, b"",
+                                   self._group_seq, self._step_seq, self.command_id, cost))
+            recorder._bytes += cost
+            if recorder._bytes > recorder.total_cap_bytes:
+                recorder._evict()
 
     def descriptor(self, entry: Entry | None) -> None:
         """Keep a GET_DESCRIPTOR exchange for exports (outside the ring)."""
@@ -334,6 +357,36 @@ class SessionTrace:
         raises, its status becomes the error's kind and ``detail`` the error's text.
         """
         return _MessageScope(self, op, sent)
+
+    def begin(self, op: str, sent=b"") -> Entry | None:
+        """:meth:`message` without a context manager, for the hot path of a query: the
+        message's entry (None when nested), to be passed to :meth:`end` however it ends."""
+        if self._group is not None:
+            return None
+        if type(sent) is memoryview and (sent.format != "B" or sent.ndim != 1):
+            sent = sent.cast("B")
+        t_ns = _perf_counter_ns() + self._offset_ns
+        entry = Entry(0, self.number, MESSAGE, t_ns, 0, 0, "", len(sent) if sent else 0, 0,
+                      OK, bytes(sent[:MESSAGE_CAP_BYTES]) if sent else b"", b"", 0, 0, "", b"", "", op)
+        entry.command = self.command_id
+        if self.opening:
+            entry.text = message_text(entry) + ON_OPEN
+        self.recorder._append(entry)
+        self._group, self._group_seq = entry, entry.seq
+        return entry
+
+    def end(self, entry: Entry, reply: bytes | None = None, exc: BaseException | None = None) -> None:
+        """The message begun by :meth:`begin` ended, with ``reply`` (kept up to
+        :data:`MESSAGE_CAP_BYTES`; None: the caller set ``entry.reply`` itself, or none) or ``exc``."""
+        self._group, self._group_seq = None, 0
+        entry.duration_ns = _perf_counter_ns() + self._offset_ns - entry.t_ns
+        if reply is not None:
+            entry.reply, entry.actual = reply[:MESSAGE_CAP_BYTES], len(reply)
+        if entry.reply:
+            self.recorder._grew(entry, len(entry.reply))
+        if exc is not None:
+            entry.status = _error_status(exc)
+            entry.detail = str(exc)
 
     @contextlib.contextmanager
     def recovery(self, why: str) -> Iterator[Entry | None]:
@@ -353,7 +406,7 @@ class SessionTrace:
                       group=self._group.seq if self._group is not None else 0)
         entry.command = self.command_id
         self.recorder._append(entry)
-        self._step = entry
+        self._step, self._step_seq = entry, entry.seq
         try:
             yield entry
         except BaseException as exc:
@@ -361,7 +414,7 @@ class SessionTrace:
             entry.detail = entry.detail or str(exc)
             raise
         finally:
-            self._step = None
+            self._step, self._step_seq = None, 0
             entry.duration_ns = time.perf_counter_ns() - start
 
     def marker(self, text: str) -> Entry:
@@ -371,39 +424,18 @@ class SessionTrace:
 class _MessageScope:
     """:meth:`SessionTrace.message` as a plain context manager (cheaper than a generator's)."""
 
-    __slots__ = ("trace", "op", "sent", "entry", "start")
+    __slots__ = ("trace", "op", "sent", "entry")
 
     def __init__(self, trace: SessionTrace, op: str, sent) -> None:
         self.trace, self.op, self.sent, self.entry = trace, op, sent, None
 
     def __enter__(self) -> Entry | None:
-        trace = self.trace
-        if trace._group is not None:
-            return None
-        sent = self.sent
-        if isinstance(sent, memoryview) and (sent.format != "B" or sent.ndim != 1):
-            sent = sent.cast("B")
-        self.start = start = time.perf_counter_ns()
-        entry = Entry(0, trace.number, MESSAGE, start + trace._offset_ns, 0, 0, "", len(sent) if sent else 0, 0,
-                      OK, bytes(sent[:MESSAGE_CAP_BYTES]) if sent else b"", b"", 0, 0, "", b"", "", self.op)
-        entry.command = trace.command_id
-        if trace.opening:
-            entry.text = message_text(entry) + ON_OPEN
-        trace.recorder._append(entry)
-        trace._group = self.entry = entry
-        return entry
+        self.entry = self.trace.begin(self.op, self.sent)
+        return self.entry
 
     def __exit__(self, kind, exc, tb) -> None:
-        entry = self.entry
-        if entry is None:
-            return
-        self.trace._group = None
-        entry.duration_ns = time.perf_counter_ns() - self.start
-        if entry.reply:
-            self.trace.recorder._grew(entry, len(entry.reply))
-        if exc is not None:
-            entry.status = _error_status(exc)
-            entry.detail = str(exc)
+        if self.entry is not None:
+            self.trace.end(self.entry, None, exc)
 
 
 def message_text(entry: Entry) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from app.protocol.libusb import LibusbError
 
 from . import libusb_async, libusb_library, trace as tr
 from .errors import (
+    AbortedError,
     AccessError,
     BackendUnavailableError,
     DeviceGoneError,
@@ -85,6 +87,9 @@ def translate(exc: usb.core.USBError, what: str) -> TmcError:
         return StallError(f"{what}: the device answered STALL")
     if code == LibusbError.OVERFLOW or err == errno.EOVERFLOW:
         return OverflowError_(f"{what}: the device sent more data than requested")
+    if code == LibusbError.INTERRUPTED or err == errno.EINTR:
+        # A synchronous transfer that was cancelled (libusb sync.c: LIBUSB_TRANSFER_CANCELLED).
+        return AbortedError(f"{what} was cancelled: the session is closing")
     if code == LibusbError.ACCESS or err == errno.EACCES:
         return AccessError(f"{what}: access denied by the operating system ({exc.strerror or exc})")
     if code == LibusbError.BUSY or err == errno.EBUSY:
@@ -128,6 +133,7 @@ _TRACE_STATUS = {
     libusb_async.NO_DEVICE: tr.GONE, libusb_async.OVERFLOW: tr.OVERFLOW, libusb_async.CANCELLED: tr.CANCELLED,
     libusb_async.ERROR: tr.ERROR,
 }
+_perf_counter_ns = time.perf_counter_ns  # the trace's clock (SessionTrace.now)
 _SETUP = struct.Struct("<BBHHH")  # USB 2.0 Table 9-2: bmRequestType, bRequest, wValue, wIndex, wLength
 
 
@@ -140,6 +146,8 @@ def _trace_status(exc: TmcError) -> str:
         return tr.GONE
     if isinstance(exc, OverflowError_):
         return tr.OVERFLOW
+    if isinstance(exc, AbortedError):
+        return tr.CANCELLED
     return tr.ERROR
 
 # libusb transfer statuses -> the typed errors translate() gives for the synchronous calls.
@@ -150,6 +158,10 @@ _STATUS_ERRORS = {
     libusb_async.OVERFLOW: lambda what: OverflowError_(f"{what}: the device sent more data than requested"),
     libusb_async.ERROR: lambda what: TransferError(f"{what} failed"),
 }
+
+
+def _cancelled(what: str) -> AbortedError:
+    return AbortedError(f"{what} was cancelled: the session is closing")
 
 
 def _synchronous(transfer: Callable[[], Outcome]) -> Outcome:
@@ -213,6 +225,8 @@ class UsbTransport:
         self._async_checked = False
         #: The I/O trace of this session, or None (tracing off: one None check per transfer).
         self.trace: tr.SessionTrace | None = None
+        #: Set by cancel(): every transfer from then on fails at once with AbortedError.
+        self.cancelled = False
 
     @classmethod
     def open(cls, device, configuration_value: int, interface_number: int, endpoints: Endpoints) -> UsbTransport:
@@ -240,22 +254,57 @@ class UsbTransport:
     # --- transfers; timeouts in ms (pyusb treats 0 as "forever", so callers never pass 0) ---
 
     def bulk_out(self, data, timeout_ms: int) -> int:
-        if self.trace is not None:
-            return self._traced(tr.BULK, self.endpoints.bulk_out, data, 0, lambda: self._bulk_out(data, timeout_ms))
-        return self._bulk_out(data, timeout_ms)
+        trace = self.trace
+        if trace is None:
+            return self._bulk_out(data, timeout_ms)
+        # Traced: _traced() spelled out for the hot path (a closure and a call less per transfer).
+        start = _perf_counter_ns()
+        try:
+            count = self._bulk_out(data, timeout_ms)
+        except TmcError as exc:
+            trace.transfer(tr.BULK, self.endpoints.bulk_out, "out", memoryview(data).nbytes, 0, _trace_status(exc),
+                           data, start, _perf_counter_ns())
+            raise
+        trace.bulk(self.endpoints.bulk_out, "out", memoryview(data).nbytes, count, data, start)
+        return count
 
     def _bulk_out(self, data, timeout_ms: int) -> int:
+        if self.cancelled:
+            raise _cancelled("Bulk-OUT transfer")
+        engine = self._async_engine()
+        if engine is not None:
+            # On libusb 1.0 through the asynchronous engine, so that cancel() can stop it.
+            request = libusb_async.BulkRequest(self.endpoints.bulk_out, max(1, timeout_ms), data=data)
+            outcome = self._outcome(engine.run([request])[0], "Bulk-OUT transfer")
+            if outcome.error is not None:
+                raise outcome.error
+            return outcome.count
         try:
             return self.device.write(self.endpoints.bulk_out, data, timeout=max(1, timeout_ms))
         except usb.core.USBError as exc:
             raise translate(exc, "Bulk-OUT transfer") from exc
 
     def bulk_in(self, length: int, timeout_ms: int) -> bytes:
-        if self.trace is not None:
-            return self._traced(tr.BULK, self.endpoints.bulk_in, None, length, lambda: self._bulk_in(length, timeout_ms))
-        return self._bulk_in(length, timeout_ms)
+        trace = self.trace
+        if trace is None:
+            return self._bulk_in(length, timeout_ms)
+        start = _perf_counter_ns()
+        try:
+            data = self._bulk_in(length, timeout_ms)
+        except TmcError as exc:
+            trace.transfer(tr.BULK, self.endpoints.bulk_in, "in", length, 0, _trace_status(exc), None, start,
+                           _perf_counter_ns())
+            raise
+        trace.bulk(self.endpoints.bulk_in, "in", length, len(data), data, start)
+        return data
 
     def _bulk_in(self, length: int, timeout_ms: int) -> bytes:
+        if self.cancelled:
+            raise _cancelled("Bulk-IN transfer")
+        engine = self._async_engine()
+        if engine is not None:
+            request = libusb_async.BulkRequest(self.endpoints.bulk_in, max(1, timeout_ms), length=length)
+            return self._outcome(engine.run([request])[0], "Bulk-IN transfer").result()
         try:
             return self.device.read(self.endpoints.bulk_in, length, timeout=max(1, timeout_ms)).tobytes()
         except usb.core.USBError as exc:
@@ -325,7 +374,7 @@ class UsbTransport:
         transfer's failure except :class:`DeviceGoneError` from the synchronous path.
         """
         engine = self._async_engine()
-        if engine is None:
+        if engine is None or self.cancelled:
             return self._batch_one_by_one(outs, in_length, in_timeout_ms, on_sent)
         requests = [libusb_async.BulkRequest(self.endpoints.bulk_out, max(1, t), data=d) for d, t in outs]
         requests.append(libusb_async.BulkRequest(self.endpoints.bulk_in, max(1, in_timeout_ms), length=in_length))
@@ -344,7 +393,7 @@ class UsbTransport:
         elsewhere it runs to completion here.
         """
         engine = self._async_engine()
-        if engine is None:
+        if engine is None or self.cancelled:
             return _synchronous(lambda: Outcome(count=self.bulk_out(data, timeout_ms)))
         pending = engine.submit(libusb_async.BulkRequest(self.endpoints.bulk_out, max(1, timeout_ms), data=data))
         return (pending, data) if self.trace is not None else pending
@@ -369,8 +418,29 @@ class UsbTransport:
             return self._outcome(result, "Bulk-OUT transfer")
         return self._outcome(self._async.wait(token), "Bulk-OUT transfer")
 
-    @staticmethod
-    def _outcome(result: libusb_async.BulkResult, what: str) -> Outcome:
+    def cancel(self) -> None:
+        """Cancel the transfer in flight, if any, and fail every later one at once with
+        :class:`AbortedError`, until the transport is closed.
+
+        The one call that another thread may make (the GUI's, closing a session): a transfer
+        waiting out a long timeout would otherwise keep the session's thread, and the
+        process, alive that long. libusb 1.0 cancels the engine's transfers (every Bulk
+        transfer goes through it there); a backend with ``cancel_transfers(handle)`` (the
+        virtual bus) is asked to end its waiting transfers. Control transfers on libusb run
+        synchronously and end by their own (short) timeout.
+        """
+        self.cancelled = True
+        engine = self._async
+        if engine is not None:
+            engine.cancel_all()
+        hook = getattr(getattr(self.device, "backend", None), "cancel_transfers", None)
+        handle = getattr(getattr(self.device, "_ctx", None), "handle", None)
+        if hook is not None and handle is not None:
+            hook(handle)
+
+    def _outcome(self, result: libusb_async.BulkResult, what: str) -> Outcome:
+        if result.status == libusb_async.CANCELLED and self.cancelled:
+            return Outcome(result.actual_length, result.data, _cancelled(what), started=result.actual_length > 0)
         if result.status == libusb_async.CANCELLED:
             return Outcome(result.actual_length, result.data, None, started=result.actual_length > 0)
         if result.ok:
@@ -420,6 +490,8 @@ class UsbTransport:
         return self._interrupt_in(length, timeout_ms)
 
     def _interrupt_in(self, length: int, timeout_ms: int) -> bytes:
+        if self.cancelled:
+            raise _cancelled("Interrupt-IN transfer")
         try:
             return self.device.read(self.endpoints.interrupt_in, length, timeout=max(1, timeout_ms)).tobytes()
         except usb.core.USBError as exc:
@@ -435,6 +507,8 @@ class UsbTransport:
 
     def _control_in(self, request_type: int, request: int, value: int, index: int, length: int,
                     timeout_ms: int) -> bytes:
+        if self.cancelled:
+            raise _cancelled(f"control request {request}")
         try:
             return bytes(self.device.ctrl_transfer(request_type, request, value, index, length, timeout=max(1, timeout_ms)))
         except usb.core.USBError as exc:
@@ -454,6 +528,8 @@ class UsbTransport:
         self._clear_halt(endpoint)
 
     def _clear_halt(self, endpoint: int) -> None:
+        if self.cancelled:
+            raise _cancelled("CLEAR_FEATURE(ENDPOINT_HALT)")
         try:
             self.device.clear_halt(endpoint)
         except usb.core.USBError as exc:

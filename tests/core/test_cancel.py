@@ -13,6 +13,7 @@ from app.usbtmc import AbortedError, Instrument, open_interface
 from app.usbtmc.transport import Outcome, UsbTransport
 
 LOOPBACK = "USB0::0x1209::0x0002::LOOP-0001::INSTR"
+SAM7 = "USB0::0x1209::0x0001::SAM7-0001::INSTR"
 
 
 class OverlappingTransport:
@@ -83,3 +84,54 @@ def test_an_uncancelled_overlapped_upload_arrives_whole(overlapped):
                       abort_latency_ms=50)
     assert len(fake.delivered) == len(fake.started) > 10 and not fake.cancelled
     assert device.memory == payload
+
+
+def _stuck_query(inst: Instrument, message: bytes):
+    """Run a query the device never answers on a thread of its own; returns (thread, what it raised,
+    an event set once the query has gone out and its reply is awaited)."""
+    sent, raised = threading.Event(), []
+
+    def run() -> None:
+        try:
+            inst.query_raw(message, on_sent=sent.set)
+        except Exception as exc:  # noqa: BLE001 - the test looks at what it was
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, name="stuck query")
+    thread.start()
+    return thread, raised, sent
+
+
+def test_cancel_ends_a_transfer_waiting_out_a_long_timeout_and_fails_later_ones_at_once(sim):
+    """Another thread (the GUI closing a session) cancels the transfer the session's thread
+    waits in: it fails as cancelled long before its 600 s timeout, and so does every later
+    transfer; closing still releases the interface."""
+    inst = Instrument(SAM7, backend=sim, timeout_ms=600_000)
+    thread, raised, sent = _stuck_query(inst, b"NOSUCH:QUERY?\n")  # the SAM7 never answers it
+    assert sent.wait(10)
+    inst.cancel_transfers()
+    thread.join(10)  # far below the 600 s the transfer would wait
+    assert not thread.is_alive()
+    assert len(raised) == 1 and isinstance(raised[0], AbortedError) and "cancelled" in str(raised[0])
+    with pytest.raises(AbortedError, match="cancelled"):
+        inst.query("*IDN?")
+    inst.close()
+    with Instrument(SAM7, backend=sim, timeout_ms=2000) as again:  # the interface was released
+        assert again.query("*IDN?")
+
+
+def test_a_cancelled_transfer_is_traced_as_cancelled(sim):
+    from app.usbtmc.trace import CANCELLED, Recorder
+
+    recorder = Recorder()
+    inst = Instrument(SAM7, backend=sim, timeout_ms=600_000, trace=recorder)
+    thread, raised, sent = _stuck_query(inst, b"NOSUCH:QUERY?\n")
+    assert sent.wait(10)
+    inst.cancel_transfers()
+    thread.join(10)
+    assert not thread.is_alive() and isinstance(raised[0], AbortedError)
+    inst.close()
+    query = next(e for e in recorder.entries() if e.op == "query" and e.status != "ok")
+    assert query.status == CANCELLED
+    stuck = [e for e in recorder.entries() if e.group == query.seq and e.direction == "in"]
+    assert stuck and stuck[-1].status == CANCELLED

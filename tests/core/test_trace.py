@@ -101,6 +101,37 @@ def test_data_is_capped_per_transfer_and_the_ring_by_bytes(sim):
     assert big, "the descriptors outlive the ring"
 
 
+def test_the_ring_bound_holds_for_the_memory_it_really_takes():
+    """The ring's byte cap bounds the Python heap its entries take, not only the bytes it
+    counts: a full ring of query-sized records (a message and three small transfers each)
+    frees at most the cap, plus a little, when cleared."""
+    import gc
+    import tracemalloc
+
+    cap = 2 * 1024 * 1024
+    recorder = Recorder(total_cap_bytes=cap)
+    trace = recorder.open_session("x")
+    frame, request, reply = b"\x01\x05\xfa\x00" + bytes(8) + b"*IDN?\n\x00\x00", bytes(12), bytes(44)
+    tracemalloc.start()
+    try:
+        for _ in range(3 * cap // 1000):  # three times what the ring holds
+            entry = trace.begin("query", b"*IDN?\n")
+            start = trace.now()
+            trace.bulk(0x01, "out", len(frame), len(frame), frame, start)
+            trace.bulk(0x01, "out", len(request), len(request), request, start)
+            trace.bulk(0x82, "in", 64, len(reply), reply, start)
+            trace.end(entry, reply[12:40])
+        assert recorder.dropped > 0 and recorder.size_bytes <= cap
+        gc.collect()
+        full = tracemalloc.get_traced_memory()[0]
+        recorder.clear()
+        gc.collect()
+        freed = full - tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert freed <= cap * 1.1, f"a {cap:,}-byte ring held {freed:,} bytes of heap"
+
+
 def test_since_hands_a_reader_only_new_entries(sim):
     recorder = Recorder()
     with Instrument(SAM7, backend=sim, timeout_ms=300, trace=recorder) as inst:

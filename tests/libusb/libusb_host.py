@@ -243,6 +243,33 @@ def traced(args) -> dict:
 
 
 @scenario
+def cancel_stuck(args) -> dict:
+    """A query the SAM7 never answers, with a 600 s timeout, cancelled from another thread."""
+    from app.usbtmc import AbortedError, Instrument
+
+    inst = Instrument(args["resource"], timeout_ms=600_000)
+    sent, raised = threading.Event(), []
+
+    def run() -> None:
+        try:
+            inst.query_raw(b"NOSUCH:QUERY?\n", on_sent=sent.set)
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            raised.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    sent.wait(30)
+    inst.cancel_transfers()
+    thread.join(30)
+    observed = {"ended": not thread.is_alive(), "raised": [f"{type(e).__name__}: {e}" for e in raised],
+                "aborted": bool(raised) and isinstance(raised[0], AbortedError)}
+    inst.close()
+    with Instrument(args["resource"], timeout_ms=5000) as again:
+        observed["after"] = again.query("*IDN?")
+    return observed
+
+
+@scenario
 def concurrent_sessions(args) -> dict:
     """Sessions on two devices, each on its own thread, share libusb's context: either thread may
     run the other's completions. Every reply must still reach its own session intact."""

@@ -133,3 +133,13 @@ def test_a_traced_session_over_libusb_records_batched_transfers_and_the_abort(ma
     assert steps[0].startswith("INITIATE_ABORT_BULK_IN")
     clear = next(e for e in entries if e["op"] == "clear")
     assert [e["summary"] for e in entries if e["group"] == clear["seq"]][0] == "INITIATE_CLEAR: SUCCESS"
+
+
+def test_closing_cancels_a_transfer_waiting_out_a_long_timeout_over_libusb(make_bus, host):
+    """Instrument.cancel_transfers() from another thread ends a Bulk-IN that waits out a
+    600 s timeout on the real libusb (libusb_cancel_transfer on the asynchronous engine)."""
+    bus = make_bus(["sam7"])
+    result = host.run(bus, "cancel_stuck", {"resource": SAM7}, timeout_s=120)
+    assert result["ended"] and result["aborted"], result
+    assert "cancelled" in result["raised"][0]
+    assert result["after"].startswith("XYZ Company Ltd")

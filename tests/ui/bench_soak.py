@@ -2,12 +2,14 @@
 
 A measurement, not a test (nothing is asserted); run it by hand:
 
-    QT_QPA_PLATFORM=offscreen python tests/ui/bench_soak.py [QUERIES]
+    QT_QPA_PLATFORM=offscreen python tests/ui/bench_soak.py [QUERIES] [--tracemalloc]
 
 It opens the virtual SAM7 in the real main window, sends ``*IDN?`` from the console
 QUERIES times (10,000 by default), one after another as a user or a script would, and prints
 for the 100 queries ending at queries 1,000, 3,000, 5,000 and the last: the mean wall time per query,
-the GUI thread's CPU time per query, the transcript's entries and bytes, and the process's RSS.
+the GUI thread's CPU time per query, the transcript's entries and bytes, the I/O trace's
+entries and bytes, and the process's RSS. With ``--tracemalloc`` it also prints where the
+Python heap grew between the first and the last of those marks (slower; for finding growth).
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ def _rss_mib() -> float:
 
 
 def main() -> None:
-    queries = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    queries = int(args[0]) if args else 10_000
+    tracing_heap = "--tracemalloc" in sys.argv
+    if tracing_heap:
+        import tracemalloc
+
+        tracemalloc.start(8)
+    snapshots = []
     from PySide6.QtCore import QEventLoop, QSettings
     from PySide6.QtWidgets import QApplication
 
@@ -81,10 +90,18 @@ def main() -> None:
             wall = (time.perf_counter() - started_wall) / window * 1000
             cpu = (time.thread_time() - started_cpu) / window * 1000
             t = console.transcript
-            figures[n] = (wall, cpu, len(t.entries()), t.total_bytes, _rss_mib())
-    for n, (wall, cpu, entries, total, rss) in sorted(figures.items()):
+            figures[n] = (wall, cpu, len(t.entries()), t.total_bytes, _rss_mib(), len(win.trace),
+                          win.trace.size_bytes)
+            if tracing_heap:
+                snapshots.append(tracemalloc.take_snapshot())
+    for n, (wall, cpu, entries, total, rss, trace_entries, trace_bytes) in sorted(figures.items()):
         print(f"query {n:>6,}: {wall:6.2f} ms per query wall, {cpu:6.2f} ms GUI-thread CPU; transcript "
-              f"{entries:,} entries, {total / 1024:,.0f} KiB; RSS {rss:,.0f} MiB")
+              f"{entries:,} entries, {total / 1024:,.0f} KiB; I/O trace {trace_entries:,} entries, "
+              f"{trace_bytes / 1024:,.0f} KiB; RSS {rss:,.0f} MiB")
+    if len(snapshots) >= 2:
+        print("Python heap growth between the first and the last mark, by where it was allocated:")
+        for stat in snapshots[-1].compare_to(snapshots[0], "lineno")[:12]:
+            print(f"  {stat.size_diff / 1024:+9,.0f} KiB {stat.count_diff:+8,} blocks  {stat.traceback[0]}")
     if len(figures) >= 2:
         a, b = figures[min(figures)], figures[max(figures)]
         print(f"late/early: wall x{b[0] / a[0]:.2f}, GUI CPU x{b[1] / a[1]:.2f}, RSS +{b[4] - a[4]:.0f} MiB")

@@ -93,3 +93,40 @@ def test_clicking_raw_asks_for_the_raw_view(transcript, qtbot):
     with qtbot.waitSignal(transcript.raw_requested) as blocker:
         qtbot.mouseClick(transcript.viewport(), Qt.MouseButton.LeftButton, pos=point)
     assert blocker.args == [entry.id]
+
+
+def test_a_long_session_does_not_grow_the_documents_formats(transcript, monkeypatch):
+    """Every line with links used to get character formats of its own (links naming their entry),
+    which the document keeps after the line is gone: each new line then cost more than the last,
+    even at the entry cap (a 20,000-query run went from 1.5 to 32 ms per query pair, and RSS grew).
+    The formats now stay as few as the kinds of line."""
+    monkeypatch.setattr(transcript_module, "MAX_ENTRIES", 100)
+    monkeypatch.setattr(transcript_module, "TRIM_ENTRIES", 20)
+    transcript.trace_links = True
+
+    def pair(n: int) -> None:
+        transcript.add("sent", "*IDN?", command_id=n)
+        transcript.add("received", "XYZ Company Ltd,SAM7", data=b"XYZ Company Ltd,SAM7\n", duration_ms=1.0,
+                       command_id=n)
+
+    for n in range(1, 51):
+        pair(n)
+    early = len(transcript.document().allFormats())
+    for n in range(51, 1001):
+        pair(n)
+    assert len(transcript.entries()) <= 120
+    assert len(transcript.document().allFormats()) <= early + 5
+
+
+def test_a_links_line_names_its_entry_after_the_oldest_lines_went(transcript, qtbot, monkeypatch):
+    monkeypatch.setattr(transcript_module, "MAX_ENTRIES", 10)
+    monkeypatch.setattr(transcript_module, "TRIM_ENTRIES", 3)
+    for n in range(25):
+        last = transcript.add("received", f"{n}", data=f"{n}\n".encode())
+    block = transcript.document().lastBlock()
+    cursor = QTextCursor(block)
+    cursor.setPosition(block.position() + block.text().index("raw") + 1)
+    point = transcript.cursorRect(cursor).center()
+    with qtbot.waitSignal(transcript.raw_requested) as blocker:
+        qtbot.mouseClick(transcript.viewport(), Qt.MouseButton.LeftButton, pos=point)
+    assert blocker.args == [last.id]
