@@ -1,0 +1,69 @@
+"""The message level of a virtual instrument, as its network stack sees it.
+
+A LAN instrument has no USB framing: its servers hand program-message bytes to the same
+parser and take replies from the same output queue. :class:`MessagePort` waits for replies
+on the device's condition, so a delayed answer (``SYST:DELay``) arrives when it is due.
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ..usbtmc_device import UsbtmcDevice
+
+
+class MessagePort:
+    """Writes and reads of one virtual instrument's messages; shared by every LAN connection to it.
+
+    Replies go to the connection that sent the last message (``owner``), as an instrument with
+    several interfaces answers on the one a query came from; another connection's reader
+    waiting meanwhile does not take them.
+    """
+
+    def __init__(self, device: UsbtmcDevice) -> None:
+        self.device = device
+        self.owner: object = None
+
+    def write(self, chunk: bytes | bytearray | memoryview, eom: bool, owner: object = None) -> None:
+        with self.device.changed:
+            self.owner = owner
+            self.device.message_in(chunk, eom)
+
+    def read(self, max_bytes: int, timeout_s: float, *, term_char: int | None = None,
+             stop: threading.Event | None = None, owner: object = None) -> tuple[bytes, bool] | None:
+        """Up to ``max_bytes`` of the next reply and whether it ended (EOM); None when nothing
+        came for ``owner`` within ``timeout_s`` seconds or ``stop`` was set."""
+        device = self.device
+        deadline = time.monotonic() + timeout_s
+        with device.changed:
+            while True:
+                reply = device.take_reply(max_bytes, term_char) if self.owner is owner else None
+                if reply is not None:
+                    return reply
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (stop is not None and stop.is_set()):
+                    return None
+                due = device.next_deadline()
+                if due is not None:
+                    remaining = min(remaining, max(0.001, due - device.clock.now()))
+                if stop is not None:
+                    remaining = min(remaining, 0.05)  # the stop event does not notify the condition
+                device.changed.wait(remaining)
+                device.service()
+
+    def status_byte(self) -> int:
+        """The status byte as a serial poll reads it (488.2 11.2.2.1: RQS, then cleared)."""
+        with self.device.changed:
+            return self.device.read_status_byte()
+
+    def trigger(self) -> None:
+        with self.device.changed:
+            self.device.on_trigger()
+            self.device.service()
+            self.device.changed.notify_all()
+
+    def clear(self) -> None:
+        self.device.message_clear()
