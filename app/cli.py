@@ -62,6 +62,10 @@ def _recorder(args):
 
 
 def _open(args) -> Instrument:
+    from app.lan import is_lan_resource, open_lan
+
+    if is_lan_resource(args.resource):  # TCPIP::...: a raw socket, VXI-11 or HiSLIP session (docs/lan.md)
+        return open_lan(args.resource, args.timeout_ms)
     return Instrument(args.resource, backend=_backend(args), timeout_ms=args.timeout_ms, trace=_recorder(args))
 
 
@@ -133,7 +137,9 @@ def cmd_write(args) -> int:
         inst.write(command)
         if args.check == "off" or _asks_for_errors(command):
             return EXIT_OK
-        method = args.check if args.check != "auto" else ("syst_err" if inst.capabilities.scpi else "esr")
+        # A LAN session has no capabilities to ask: *ESR? is the check every 488.2 instrument answers.
+        scpi = inst.capabilities.scpi if inst.capabilities is not None else False
+        method = args.check if args.check != "auto" else ("syst_err" if scpi else "esr")
         try:
             errors = _device_errors(inst, method)
         except (TmcError, ValueError) as exc:
@@ -261,7 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout-ms", type=int, default=timeout_ms, metavar="MS",
                        help="transfer timeout (default %(default)s)")
         if resource:
-            p.add_argument("resource", help="VISA resource string, e.g. USB0::0x1209::0x0001::SERIAL::INSTR")
+            p.add_argument("resource", help="VISA resource string, e.g. USB0::0x1209::0x0001::SERIAL::INSTR, "
+                                            "TCPIP::192.168.1.5::5025::SOCKET, TCPIP::host::inst0::INSTR or "
+                                            "TCPIP::host::hislip0::INSTR")
             p.add_argument("--trace", metavar="FILE",
                            help="write an I/O trace of every transfer to FILE (.pcapng, .csv or .jsonl; docs/trace.md)")
         p.set_defaults(func=func)

@@ -408,6 +408,14 @@ class UsbtmcDevice(VirtualDevice):
         with self.changed:
             return self.has_output() or self.response_expected()
 
+    def message_abort(self) -> None:
+        """Drop a message whose sender went away before its end (a LAN connection closed mid-message)."""
+        with self.changed:
+            if self._msg or self._msg_open:
+                self._msg.clear()
+                self._forget_input()
+                self.on_message_aborted()
+
     def message_clear(self) -> None:
         """The 488.2 device clear from a transport other than USB (VXI-11 device_clear, HiSLIP
         device clear, 488.2 6.1.3): input and output queues emptied, the instrument told."""

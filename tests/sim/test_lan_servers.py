@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from app.sim.lan import serve
-from app.sim.lan.raw import MessageSplitter
+from app.protocol.raw_socket import MessageSplitter
 
 pyvisa = pytest.importorskip("pyvisa")
 pytest.importorskip("pyvisa_py")

@@ -37,6 +37,7 @@ class _Session:
         self.async_sock: socket.socket | None = None
         self.async_lock = threading.Lock()
         self.message_id = hislip.UNKNOWN_MESSAGE_ID  # of the last Data/DataEnd/Trigger received
+        self.processed = threading.Condition()  # notified when a DataEnd or Trigger has been handled
         self.client_max_bytes = hislip.DEFAULT_MAX_MESSAGE_BYTES
         self.done = threading.Event()
         self.clearing = threading.Event()
@@ -150,13 +151,17 @@ class _Handler(socketserver.BaseRequestHandler):
                 header, payload = _read_message(sock, MAX_MESSAGE_BYTES + hislip.HEADER.size)
                 kind = header.msg_type
                 if kind in (MsgType.DATA, MsgType.DATA_END):
-                    session.message_id = header.parameter
                     if header.control & 1:  # RMT-delivered
                         session.reply_undelivered = False
                     port.write(payload, kind == MsgType.DATA_END, owner=session)
+                    with session.processed:
+                        session.message_id = header.parameter
+                        session.processed.notify_all()
                 elif kind == MsgType.TRIGGER:
-                    session.message_id = header.parameter
                     port.trigger()
+                    with session.processed:
+                        session.message_id = header.parameter
+                        session.processed.notify_all()
                 elif kind == MsgType.DEVICE_CLEAR_COMPLETE:
                     port.clear()
                     session.message_id = hislip.UNKNOWN_MESSAGE_ID
@@ -173,6 +178,7 @@ class _Handler(socketserver.BaseRequestHandler):
         finally:
             server.end(session)
             sender.join(timeout=2)
+            port.release(session)
 
     # --- the asynchronous channel ---
 
@@ -193,6 +199,11 @@ class _Handler(socketserver.BaseRequestHandler):
                     reply = hislip.message(MsgType.ASYNC_MAXIMUM_MESSAGE_SIZE_RESPONSE, 0, 0,
                                            struct.pack(">Q", MAX_MESSAGE_BYTES))
                 elif kind == MsgType.ASYNC_STATUS_QUERY:
+                    # The query names the last message the client sent; its status includes that
+                    # message's effect (IVI-6.1 6.14), which the synchronous channel may still be reading.
+                    with session.processed:
+                        session.processed.wait_for(lambda: header.parameter in (
+                            session.message_id, hislip.UNKNOWN_MESSAGE_ID) or session.done.is_set(), timeout=2)
                     if header.control & 1:  # RMT-delivered
                         session.reply_undelivered = False
                     stb = port.status_byte() | (0x10 if session.reply_undelivered else 0)  # MAV
@@ -219,9 +230,12 @@ class _Handler(socketserver.BaseRequestHandler):
 
 def _send_replies(session: _Session) -> None:
     """Data messages for each reply, DataEnd for its last bytes, carrying the MessageID (IVI-6.1 6.6)."""
+    def taken(_eom: bool) -> None:
+        session.reply_undelivered = True  # MAV moves from the output queue to the session
+
     while not session.done.is_set():
         reply = session.port.read(max(1, session.client_max_bytes - hislip.HEADER.size), 0.5, stop=session.done,
-                                   owner=session)
+                                  owner=session, taken=taken)
         if reply is None or session.clearing.is_set():
             continue
         data, eom = reply
@@ -230,8 +244,6 @@ def _send_replies(session: _Session) -> None:
             session.send_sync(hislip.pack(kind, 0, session.message_id, len(data)) + data)
         except OSError:
             return
-        if eom:
-            session.reply_undelivered = True
 
 
 def _fatal(sock: socket.socket, code: int, text: str) -> None:

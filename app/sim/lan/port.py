@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from ..usbtmc_device import UsbtmcDevice
 
@@ -33,15 +34,19 @@ class MessagePort:
             self.device.message_in(chunk, eom)
 
     def read(self, max_bytes: int, timeout_s: float, *, term_char: int | None = None,
-             stop: threading.Event | None = None, owner: object = None) -> tuple[bytes, bool] | None:
+             stop: threading.Event | None = None, owner: object = None,
+             taken: Callable[[bool], None] | None = None) -> tuple[bytes, bool] | None:
         """Up to ``max_bytes`` of the next reply and whether it ended (EOM); None when nothing
-        came for ``owner`` within ``timeout_s`` seconds or ``stop`` was set."""
+        came for ``owner`` within ``timeout_s`` seconds or ``stop`` was set. ``taken(eom)`` runs
+        with the device lock still held, so a status read never sees the reply in neither place."""
         device = self.device
         deadline = time.monotonic() + timeout_s
         with device.changed:
             while True:
                 reply = device.take_reply(max_bytes, term_char) if self.owner is owner else None
                 if reply is not None:
+                    if taken is not None:
+                        taken(reply[1])
                     return reply
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or (stop is not None and stop.is_set()):
@@ -53,6 +58,15 @@ class MessagePort:
                     remaining = min(remaining, 0.05)  # the stop event does not notify the condition
                 device.changed.wait(remaining)
                 device.service()
+
+    def release(self, owner: object) -> None:
+        """A connection ended: its unfinished message and a reply still waiting for it are dropped,
+        so the next connection starts clean (an instrument resets a closed session's I/O)."""
+        with self.device.changed:
+            if self.owner is owner and owner is not None:
+                self.owner = None
+                self.device.message_abort()  # its unfinished message is not the next one's start
+                self.device.discard_output()
 
     def status_byte(self) -> int:
         """The status byte as a serial poll reads it (488.2 11.2.2.1: RQS, then cleared)."""

@@ -252,9 +252,12 @@ class Vxi11Server:
 
     def drop(self, conn_links: set[int]) -> None:
         with self._lock:
+            links = [self._links.pop(link_id, None) for link_id in conn_links]
             for link_id in conn_links:
-                self._links.pop(link_id, None)
                 self._intr.pop(link_id, None)
+        for link in links:
+            if link is not None:
+                link.port.release(link)
 
     def abort_call(self, call: oncrpc.Call) -> bytes:
         if call.prog != vxi11.DEVICE_ASYNC_PROG or call.proc != CoreProc.DEVICE_ABORT:
