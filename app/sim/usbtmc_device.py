@@ -299,6 +299,9 @@ class UsbtmcDevice(VirtualDevice):
         #: Called with the status byte on every service request, besides Interrupt-IN: how the
         #: LAN servers (app.sim.lan) hear SRQs to pass on over VXI-11 or HiSLIP.
         self.srq_listeners: list[Callable[[int], None]] = []
+        #: Chunks of message data received so far, on any transport (a LAN server tells by it
+        #: whether another host has spoken since its connection's last message).
+        self.input_chunks = 0
         self._quiet_refusals = False  # a fault injector's own damage is being parsed
         self._exec_head = bytearray()
         self._exec_tail = bytearray()
@@ -562,6 +565,7 @@ class UsbtmcDevice(VirtualDevice):
         self.on_message_data(chunk, eom)
 
     def _record_input(self, chunk: bytes, eom: bool) -> None:
+        self.input_chunks += 1
         keep = self._EXEC_KEEP_BYTES
         self._exec_bytes += len(chunk)
         room = 2 * keep - len(self._exec_head)

@@ -27,11 +27,19 @@ class MessagePort:
     def __init__(self, device: UsbtmcDevice) -> None:
         self.device = device
         self.owner: object = None
+        self._owner_mark = 0  # the device's input_chunks after the owner's last write
+        self._open = False  # the owner's last message is unfinished
 
     def write(self, chunk: bytes | bytearray | memoryview, eom: bool, owner: object = None) -> None:
         with self.device.changed:
+            if owner is not self.owner and self._open and self.device.input_chunks == self._owner_mark:
+                # Another connection starts while the last one's message is unfinished (it went
+                # away mid-message): that start is not this message's beginning.
+                self.device.message_abort()
             self.owner = owner
             self.device.message_in(chunk, eom)
+            self._owner_mark = self.device.input_chunks
+            self._open = not eom
 
     def read(self, max_bytes: int, timeout_s: float, *, term_char: int | None = None,
              stop: threading.Event | None = None, owner: object = None,
@@ -43,7 +51,8 @@ class MessagePort:
         deadline = time.monotonic() + timeout_s
         with device.changed:
             while True:
-                reply = device.take_reply(max_bytes, term_char) if self.owner is owner else None
+                mine = self.owner is owner and device.input_chunks == self._owner_mark  # no one spoke since
+                reply = device.take_reply(max_bytes, term_char) if mine else None
                 if reply is not None:
                     if taken is not None:
                         taken(reply[1])
@@ -61,9 +70,10 @@ class MessagePort:
 
     def release(self, owner: object) -> None:
         """A connection ended: its unfinished message and a reply still waiting for it are dropped,
-        so the next connection starts clean (an instrument resets a closed session's I/O)."""
+        so the next connection starts clean (an instrument resets a closed session's I/O) -- unless
+        another host (USB, another connection) has sent since, whose message and reply they are."""
         with self.device.changed:
-            if self.owner is owner and owner is not None:
+            if self.owner is owner and owner is not None and self.device.input_chunks == self._owner_mark:
                 self.owner = None
                 self.device.message_abort()  # its unfinished message is not the next one's start
                 self.device.discard_output()
