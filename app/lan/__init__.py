@@ -7,9 +7,9 @@ No Qt (the console runs these in its worker thread, the CLI directly). docs/lan.
 from __future__ import annotations
 
 from .resource import LanAddress, is_lan_resource, parse_lan_resource
-from .session import LanInfo, LanSession
+from .session import LanCapabilities, LanInfo, LanSession
 
-__all__ = ["LanAddress", "LanInfo", "LanSession", "is_lan_resource", "open_lan", "open_session",
+__all__ = ["LanAddress", "LanCapabilities", "LanInfo", "LanSession", "is_lan_resource", "open_lan", "open_session",
            "parse_lan_resource"]
 
 
@@ -29,7 +29,7 @@ def open_session(resource: str, backend=None, timeout_ms: int = 5000, *, trace=N
     """A session on ``resource``: :class:`app.usbtmc.Instrument` for USB strings (``backend`` is
     its pyusb backend), a LAN session for ``TCPIP...`` strings."""
     if is_lan_resource(resource):
-        return open_lan(resource, timeout_ms)
+        return open_lan(resource, timeout_ms)  # quirks and the USB trace do not apply
     from app.usbtmc import Instrument
 
     return Instrument(resource, backend=backend, timeout_ms=timeout_ms, trace=trace, **options)

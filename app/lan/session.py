@@ -23,6 +23,20 @@ Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
+class LanCapabilities:
+    """What a LAN session offers, under the names the console reads from USBTMC capabilities."""
+
+    trigger: bool = True  # VXI-11 device_trigger, HiSLIP Trigger, *TRG on a raw socket
+    term_char: bool = False  # reads end at a TermChar (VXI-11 device_read's termChar)
+    indicator_pulse: bool = False
+    ren_control: bool = False
+    scpi: bool | None = None  # not announced on LAN: *IDN? decides
+
+    def describe(self) -> list[tuple[str, bool]]:
+        return [("Trigger", self.trigger), ("TermChar", self.term_char)]
+
+
+@dataclass(frozen=True)
 class LanInfo:
     """What the console shows about an open LAN session (the USB side's DeviceInfo has VID/PID)."""
 
@@ -35,7 +49,27 @@ class LanInfo:
     serial: str = ""
     capabilities: object = None
     quirks: tuple = field(default=())
+    problem: str | None = None
+    diagnosis: object = None
+    address: int | None = None  # what the browser compares to see an instrument re-appear
     bus: str = "LAN"
+    # The fields a USB DeviceInfo has that LAN has not: kept so views of either need no type test.
+    vid: int = 0
+    pid: int = 0
+    interface_number: int = 0
+    endpoints: tuple = ()
+    firmware_mode_pid: int | None = None
+    #: The status byte can be read (the protocol's own read, or *STB? on a raw socket), as on USB488.
+    reads_stb: bool = True
+
+    @property
+    def vid_pid(self) -> str:
+        """Where the USB side shows VID:PID: the host and port."""
+        return f"{self.host}:{self.port}" if self.port else self.host
+
+    @property
+    def speed(self) -> str:
+        return "TCP"
 
 
 class LanSession:
@@ -47,7 +81,7 @@ class LanSession:
     #: AsyncServiceRequest); the console polls :meth:`poll_srq` only then.
     has_interrupt_in = False
     pipelined = False
-    capabilities = None
+    capabilities = LanCapabilities()
 
     def __init__(self, address: LanAddress, timeout_ms: int = 5000, *, open_timeout_ms: int | None = None,
                  write_termination: str = "\n", read_termination: str = "\n", encoding: str = "utf-8") -> None:
@@ -62,7 +96,8 @@ class LanSession:
         self._srq: deque[int] = deque()
         self._notes: list[str] = []
         self._closed = False
-        self.info = LanInfo(self.resource, self.protocol, address.host, address.port)
+        self.info = LanInfo(self.resource, self.protocol, address.host, address.port,
+                            capabilities=self.capabilities)
         self._connect()
 
     # --- lifetime ---

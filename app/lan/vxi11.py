@@ -21,7 +21,7 @@ from app.protocol.vxi11 import CoreProc, Error, Flags, Reason
 from app.usbtmc.errors import AbortedError, DeviceNotFoundError, TmcError
 
 from .errors import ConnectionLostError, LanProtocolError, LanRecovery, ReplyTimeoutError, SendTimeoutError
-from .session import LanSession
+from .session import LanCapabilities, LanSession
 from .stream import Stream
 
 RPC_MARGIN_MS = 2000  # how much longer than the io_timeout a reply may take to come back
@@ -77,6 +77,7 @@ def getport(host: str, prog: int, vers: int, timeout_ms: int, pmap_port: int = o
 
 class Vxi11Session(LanSession):
     protocol = "VXI-11"
+    capabilities = LanCapabilities(term_char=True)
 
     def _connect(self) -> None:
         host, port = self.address.host, self.address.port

@@ -644,7 +644,7 @@ class ConsolePanel(QWidget):
         info = self.info or self.session.info
         caps = info.capabilities if info is not None else None
         is_open = self.session.is_open
-        usb488 = info is not None and info.protocol == "USB488"
+        usb488 = info is not None and (info.protocol == "USB488" or getattr(info, "reads_stb", False))
 
         def enable(name: str, ok: bool, why: str) -> None:
             action = self.actions_by_name[name]

@@ -227,7 +227,8 @@ class SessionWorker(QObject):
             self._srq_timer.start(self._srq_interval_ms)
         else:
             self._srq_timer.stop()
-        if self._stb_interval_ms and self.instrument.info.protocol == "USB488":
+        if self._stb_interval_ms and (self.instrument.info.protocol == "USB488"
+                                      or getattr(self.instrument.info, "reads_stb", False)):
             self._stb_timer.start(self._stb_interval_ms)
         else:
             self._stb_timer.stop()
@@ -382,10 +383,10 @@ def _open(ctx: CommandContext) -> None:
     if worker._factory is not None:
         inst = worker._factory(cmd.resource, worker._backend, cmd.timeout_ms)
     else:
-        from app.usbtmc import Instrument
+        from app.lan import open_session  # USB, or a LAN session for TCPIP resources (docs/lan.md)
 
-        inst = Instrument(cmd.resource, backend=worker._backend, timeout_ms=cmd.timeout_ms, use_quirks=cmd.use_quirks,
-                          trace=worker._trace)
+        inst = open_session(cmd.resource, worker._backend, cmd.timeout_ms, use_quirks=cmd.use_quirks,
+                            trace=worker._trace)
     worker.instrument = inst
     caps = getattr(inst, "capabilities", None)
     if worker._term_char is not None and caps is not None and not caps.term_char:
