@@ -62,6 +62,8 @@ def test_the_console_runs_on_each_lan_protocol(lan_window, qtbot, protocol):
     assert actions["read_stb"].isEnabled()  # the protocol's own read, or *STB? on a raw socket
     actions["read_stb"].trigger()
     qtbot.waitUntil(lambda: transcript_has(console, "info", "status byte #H"), timeout=3000)
+    how = {"SOCKET": "*STB?", "VXI-11": "device_readstb", "HiSLIP": "AsyncStatusQuery"}[protocol]
+    assert any(e.tag == how for e in console.transcript.entries() if e.text.startswith("status byte #H"))
     actions["clear"].trigger()
     if protocol == "SOCKET":
         qtbot.waitUntil(lambda: transcript_has(console, "error", "no device clear"), timeout=3000)
@@ -100,3 +102,27 @@ def test_service_requests_reach_the_srq_view_on_lan(lan_window, qtbot, protocol)
     # The VXI-11 interrupt channel or HiSLIP's AsyncServiceRequest, polled by the worker.
     qtbot.waitUntil(lambda: any(e.kind == "srq" and e.text.startswith("service request: status byte")
                                 for e in console.transcript.entries()), timeout=5000)
+
+
+@pytest.mark.parametrize("protocol", ["SOCKET", "VXI-11", "HiSLIP"])
+def test_a_waveform_upload_runs_over_lan_and_feeds_the_throughput_graph(lan_window, qtbot, sim_backend, protocol):
+    import zlib
+
+    from app.sim.awg import VirtualAwg
+
+    tab = open_lan(lan_window, qtbot, lan_ref(lan_window, qtbot, protocol, "Virtual AWG"))
+    tab.panels.setCurrentWidget(tab.waveform)
+    qtbot.waitUntil(lambda: tab.waveform.built, timeout=2000)
+    panel = tab.waveform.panel()
+    qtbot.waitUntil(lambda: panel.plan is not None and panel.upload_button.isEnabled(), timeout=3000)
+    panel.points.setValue(1 << 20)  # 2 MiB of int16
+    qtbot.waitUntil(lambda: panel.plan is not None and panel.plan.source.points == 1 << 20, timeout=3000)
+    with qtbot.waitSignal(panel.upload_finished, timeout=30000) as blocker:
+        assert panel.start_upload()
+    result = blocker.args[0]
+    assert result is not None and result.verified and result.errors == ()
+    run = panel.graph.runs[-1]
+    assert run.finished and run.done_bytes[-1] == result.bytes_sent and all(r > 0 for r in run.rates_MBps)
+    # The model on the virtual bus is the one served on LAN: it holds what went over TCP.
+    stored = sim_backend.bus.find(kind=VirtualAwg).waveform("tmc_wave")
+    assert zlib.crc32(stored.data) == result.crc32
