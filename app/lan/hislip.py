@@ -22,6 +22,7 @@ from .stream import Stream
 
 CLIENT_MAX_MESSAGE_BYTES = 64 << 20  # what this session accepts per Data message
 VENDOR_ID = b"TC"
+DATA_MESSAGE_BYTES = 1 << 20
 
 
 class HislipSession(LanSession):
@@ -52,7 +53,9 @@ class HislipSession(LanSession):
                                                 struct.pack(">Q", CLIENT_MAX_MESSAGE_BYTES)), self.open_timeout_ms)
             _h, payload = self._expect_async(MsgType.ASYNC_MAXIMUM_MESSAGE_SIZE_RESPONSE, deadline)
             server_max = struct.unpack(">Q", payload)[0] if len(payload) == 8 else hislip.DEFAULT_MAX_MESSAGE_BYTES
-            self._max_payload = max(256, min(server_max, 1 << 30) - hislip.HEADER.size)
+            # Data messages of at most 1 MiB even when the server takes more: it can work on one
+            # while the next arrives (one 64 MiB message ran at half the rate on loopback).
+            self._max_payload = max(256, min(server_max - hislip.HEADER.size, DATA_MESSAGE_BYTES))
         except BaseException:
             self._disconnect()
             raise

@@ -59,6 +59,20 @@ class RpcChannel:
                     continue  # the reply to an earlier call that was given up on: skip it
                 raise LanProtocolError(f"{self.stream.name}: {exc}") from None
 
+    def send_call_with_data(self, proc: int, head: bytes, data, timeout_ms: int, abort=None) -> int:
+        """A call whose arguments end in opaque ``data`` (device_write): the data is sent from the
+        caller's buffer, not copied into the record (RFC 4506 4.10 layout: length, bytes, padding)."""
+        xid = next(self._xids) & 0xFFFF_FFFF
+        view = memoryview(data).cast("B")
+        prefix = oncrpc.pack_call(xid, self.prog, self.vers, proc, head) + Packer().uint(len(view)).bytes()
+        pad = b"\0" * oncrpc.pad4(len(view))
+        size = len(prefix) + len(view) + len(pad)
+        self.stream.send_all(oncrpc.pack_mark(size, True) + prefix, timeout_ms, abort=abort, what="an RPC call")
+        self.stream.send_all(view, timeout_ms, abort=abort, what="an RPC call")
+        if pad:
+            self.stream.send_all(pad, timeout_ms, abort=abort, what="an RPC call")
+        return xid
+
     def call(self, proc: int, args: bytes, timeout_ms: int, abort=None) -> Unpacker:
         xid = self.send_call(proc, args, timeout_ms, abort)
         return self.receive_reply(xid, time.monotonic() + timeout_ms / 1000, abort)
@@ -138,10 +152,14 @@ class Vxi11Session(LanSession):
             raise ConnectionLostError(f"{self.resource}: {what}: {text} (the instrument dropped the link)")
         raise LanProtocolError(f"{self.resource}: {what} failed: {text} (VXI-11 error {error})")
 
-    def _call(self, proc: int, args: bytes, io_timeout_ms: int, abort=None) -> Unpacker:
+    def _call(self, proc: int, args: bytes, io_timeout_ms: int, abort=None, data=None) -> Unpacker:
         """A core call whose reply may take the io_timeout plus a margin; an abort while waiting
-        sends device_abort on the abort channel (VXI-11 B.5.1) and waits for the aborted reply."""
-        xid = self._core.send_call(proc, args, io_timeout_ms, abort)
+        sends device_abort on the abort channel (VXI-11 B.5.1) and waits for the aborted reply.
+        ``data``: opaque bytes that end the arguments, sent without copying."""
+        if data is None:
+            xid = self._core.send_call(proc, args, io_timeout_ms, abort)
+        else:
+            xid = self._core.send_call_with_data(proc, args, data, io_timeout_ms, abort)
         deadline = time.monotonic() + (io_timeout_ms + RPC_MARGIN_MS) / 1000
         try:
             return self._core.receive_reply(xid, deadline, abort)
@@ -182,33 +200,39 @@ class Vxi11Session(LanSession):
 
     def _send(self, views, total, abort, progress) -> None:
         done = 0
-        consumed = 0
-        size = sum(len(view) for view in views)
-        pending = bytearray()
 
-        def flush(last: bool) -> None:
+        def write(chunk, last: bool) -> None:
             nonlocal done
             if abort is not None and abort.is_set():
                 raise AbortedError(f"the write was aborted by the user after {done} of {total} bytes", done)
-            args = vxi11.pack_write(self._link, self.timeout_ms, 0, Flags.END if last else 0, pending)
-            u = self._call(CoreProc.DEVICE_WRITE, args, self.timeout_ms + len(pending) // 1000, abort)
+            head = (Packer().int(self._link).uint(self.timeout_ms).uint(0)
+                    .uint(Flags.END if last else 0).bytes())  # Device_WriteParms before its data
+            u = self._call(CoreProc.DEVICE_WRITE, head, self.timeout_ms + len(chunk) // 1000, abort, data=chunk)
             self._check(u.uint(), "device_write", timeout_exc=SendTimeoutError)
             done += u.uint()
-            pending.clear()
             if progress is not None:
                 progress(done, total)
 
         try:
+            # Chunks of at most maxRecvSize, END on the message's last (VXI-11 B.6.3); pieces are
+            # joined only where one chunk spans two of them.
+            chunks = []
+            pending: list = []
+            size = 0
             for view in views:
                 offset = 0
                 while offset < len(view):
-                    take = min(self._max_write - len(pending), len(view) - offset)
-                    pending += view[offset:offset + take]
+                    take = min(self._max_write - size, len(view) - offset)
+                    pending.append(view[offset:offset + take])
+                    size += take
                     offset += take
-                    consumed += take
-                    if len(pending) == self._max_write and consumed < size:
-                        flush(False)  # VXI-11 B.6.3: END only on the message's last device_write
-            flush(True)
+                    if size == self._max_write:
+                        chunks.append(pending[0] if len(pending) == 1 else b"".join(pending))
+                        pending, size = [], 0
+            if pending:
+                chunks.append(pending[0] if len(pending) == 1 else b"".join(pending))
+            for i, chunk in enumerate(chunks):
+                write(chunk, i == len(chunks) - 1)
         except TmcError as exc:
             raise self._recovered(exc, "the instrument may hold part of the message") from None
 
