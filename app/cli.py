@@ -89,7 +89,26 @@ def _escape(data: bytes) -> str:
     return "".join(chr(b) if 32 <= b < 127 and b != 92 else {10: "\\n", 13: "\\r", 9: "\\t", 92: "\\\\"}.get(b, f"\\x{b:02x}") for b in data)
 
 
+def _list_lan(args) -> int:
+    """LAN instruments found by mDNS and the VXI-11 broadcast (docs/lan.md)."""
+    from app.lan.discovery import broadcast_vxi11, browse_mdns
+
+    found = broadcast_vxi11(wait_s=args.wait_s)
+    try:
+        found += browse_mdns(wait_s=args.wait_s)
+    except RuntimeError as exc:  # zeroconf missing: the broadcast still counts
+        print(f"tmc: {exc}", file=sys.stderr)
+    for entry in {f.resource: f for f in found}.values():
+        print(json.dumps({"resource": entry.resource, "found_by": entry.how, "name": entry.name}) if args.json
+              else f"{entry.resource}  [{entry.how}]{'  ' + entry.name if entry.name else ''}")
+    if not found and not args.json:
+        print("no LAN instruments answered (add them by resource string: TCPIP::host::hislip0::INSTR...)")
+    return 0
+
+
 def cmd_list(args) -> int:
+    if args.lan:
+        return _list_lan(args)
     infos = list_resources(_backend(args), probe=not args.no_probe)
     if args.json:
         for info in infos:
@@ -278,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("list", cmd_list, "list USBTMC instruments", resource=False)
     p.add_argument("--json", action="store_true", help="one JSON record per instrument")
     p.add_argument("--no-probe", action="store_true", help="do not ask instruments for their capabilities")
+    p.add_argument("--lan", action="store_true",
+                   help="LAN instruments instead: mDNS (_hislip, _scpi-raw, _vxi-11, _lxi) and the VXI-11 broadcast")
+    p.add_argument("--wait-s", type=float, default=2.0, metavar="S", help="with --lan, how long to listen (default 2)")
     p = add("query", cmd_query, "send a command and print the reply")
     p.add_argument("command", help="program message, e.g. '*IDN?'")
     p.add_argument("--raw", action="store_true", help="print the reply with escapes (binary-safe)")

@@ -656,10 +656,11 @@ class MainWindow(QMainWindow):
 
     # --- LAN instruments ------------------------------------------------------------------------
 
-    def lan_directory(self):
-        """The "lan" source: the instruments added by resource string and, while the virtual
-        instruments are shown, the virtual bus's SAM7, loopback and AWG served on 127.0.0.1."""
-        from app.lan.directory import LanDirectory
+    def lan_directory(self, discover: bool = True):
+        """The "lan" source: the instruments added by resource string, those discovery finds
+        (``discover``), and, while the virtual instruments are shown, the virtual bus's SAM7,
+        loopback and AWG served on 127.0.0.1."""
+        from app.lan.directory import LanDirectory, discover_all
 
         def start_virtual():
             from app.sim.awg import VirtualAwg
@@ -674,7 +675,7 @@ class MainWindow(QMainWindow):
             return serve(devices or None)
 
         self._lan = LanDirectory(lambda: self.settings.lan_resources, start_virtual,
-                                 lambda: self.settings.virtual_mode != "off")
+                                 lambda: self.settings.virtual_mode != "off", discover=discover_all if discover else None)
         return self._lan
 
     def add_lan_instrument(self, text: str | None = None) -> str | None:

@@ -43,7 +43,7 @@ def lan_window(qapp, size):
         raise BackendUnavailableError("libusb could not be loaded, so USB instruments cannot be reached")
 
     window = MainWindow(settings, backend_factories={"usb": no_usb, "virtual": lambda: backend,
-                                                     "lan": lambda: holder["w"].lan_directory()},
+                                                     "lan": lambda: holder["w"].lan_directory(discover=False)},
                         discovery_interval_ms=300)
     holder["w"] = window
     window.resize(*size)

@@ -18,7 +18,7 @@ def lan_window(qtbot, sim_backend, settings):
     settings.virtual_mode = "on"
     holder = {}
     win = MainWindow(settings, backend_factories={"usb": no_usb, "virtual": lambda: sim_backend,
-                                                  "lan": lambda: holder["win"].lan_directory()},
+                                                  "lan": lambda: holder["win"].lan_directory(discover=False)},
                      discovery_interval_ms=100)
     holder["win"] = win
     qtbot.addWidget(win)
