@@ -70,7 +70,9 @@ class LanDirectory:
                 listed += [entry.resource for entry in self._virtual.resources]
         return list(dict.fromkeys(listed))
 
-    def close(self) -> None:
+    def close(self, wait_s: float = 5.0) -> None:
+        """Stop discovery (waiting at most ``wait_s`` for a listen under way: its thread is a
+        daemon) and the virtual LAN servers."""
         self._stop.set()
         with self._lock:
             self._closed = True
@@ -79,7 +81,7 @@ class LanDirectory:
                 self._virtual.close()
                 self._virtual = None
         if thread is not None:
-            thread.join(timeout=5)
+            thread.join(timeout=wait_s)
 
 
 def discover_all(wait_s: float = 2.0) -> list[str]:

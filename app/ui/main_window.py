@@ -334,7 +334,8 @@ class MainWindow(QMainWindow):
         deadline = time.monotonic() + timeout_ms / 1000
         ok = self.discovery.stop(timeout_ms)
         if self._lan is not None:
-            self._lan.close()  # the virtual LAN servers of the demo mode
+            # The demo's virtual LAN servers; discovery's thread may be listening (a daemon: not waited for long).
+            self._lan.close(wait_s=0.2)
         for session in list(self._retiring):
             remaining = max(0, int((deadline - time.monotonic()) * 1000))
             if not session.wait(remaining):

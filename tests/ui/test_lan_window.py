@@ -11,9 +11,11 @@ from app.ui.browser import DeviceRef
 
 @pytest.fixture
 def lan_window(qtbot, sim_backend, settings):
-    from conftest import no_usb
-
     from app.ui.main_window import MainWindow
+    from app.usbtmc.errors import BackendUnavailableError
+
+    def no_usb():
+        raise BackendUnavailableError("libusb could not be loaded")
 
     settings.virtual_mode = "on"
     holder = {}

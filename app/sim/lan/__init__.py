@@ -62,10 +62,15 @@ class LanServers:
             self.resources.append(LanResource(f"TCPIP::{host}::{hislip_name}::INSTR", "HiSLIP", device))
 
     def close(self) -> None:
-        for server in self.raw:
-            server.close()
-        self.vxi11.close()
-        self.hislip.close()
+        # Side by side: each server's loop takes up to its poll interval to notice the stop.
+        import threading
+
+        closers = [threading.Thread(target=server.close, name="lan-server-close")
+                   for server in (*self.raw, self.vxi11, self.hislip)]
+        for thread in closers:
+            thread.start()
+        for thread in closers:
+            thread.join()
 
     def __enter__(self) -> LanServers:
         return self
