@@ -88,6 +88,15 @@ def run(sizes=DEFAULT_SIZES, queries: int = 300, rounds: int = 3, pyvisa: bool =
     awg = bus.find(kind=VirtualAwg)
     if pyvisa:
         try:
+            from app.usbtmc import default_backend
+            from app.usbtmc.errors import BackendUnavailableError
+
+            # pyvisa-py loads pyusb's default libusb when it starts: make that the one libusb-package
+            # ships (pyusb keeps the first it loaded), not the system's, for the rest of the process.
+            default_backend()
+        except BackendUnavailableError:
+            pass  # no libusb at all: pyvisa-py's LAN sessions do not need it
+        try:
             import pyvisa as pv
 
             rm = pv.ResourceManager("@py")

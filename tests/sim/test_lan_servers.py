@@ -10,8 +10,26 @@ import pytest
 from app.sim.lan import serve
 from app.protocol.raw_socket import MessageSplitter
 
+
+def _bundled_libusb_first() -> None:
+    """Importing pyvisa-py loads pyusb's default libusb, and pyusb keeps the first one it loads: load
+    the one libusb-package ships before, so later tests (the smoke test checks) still see it."""
+    from app.usbtmc import default_backend
+    from app.usbtmc.errors import BackendUnavailableError
+
+    try:
+        default_backend()
+    except BackendUnavailableError:
+        pass  # no libusb here: these tests use TCP only
+
+
+_bundled_libusb_first()
 pyvisa = pytest.importorskip("pyvisa")
 pytest.importorskip("pyvisa_py")
+
+
+def resource_manager():
+    return pyvisa.ResourceManager("@py")
 
 
 def _messages(splitter: MessageSplitter, *feeds: bytes) -> list[bytes]:
@@ -52,7 +70,7 @@ def lan():
 
 @pytest.fixture
 def rm():
-    manager = pyvisa.ResourceManager("@py")
+    manager = resource_manager()
     yield manager
     manager.close()
 
@@ -127,7 +145,7 @@ def test_tmc_sim_serve_lan_prints_resources_pyvisa_opens():
         lines = [proc.stdout.readline().rstrip("\n") for _ in range(9)]
         resources = [line.split("\t") for line in lines]
         assert [r[1] for r in resources[:3]] == ["SOCKET", "VXI-11", "HiSLIP"]
-        manager = pyvisa.ResourceManager("@py")
+        manager = resource_manager()
         try:
             for resource, protocol, label in resources:
                 if "SAM7" not in label:

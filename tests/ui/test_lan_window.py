@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import Qt
-from ui_helpers import transcript_has, wait_idle
 
 from app.ui.browser import DeviceRef
+
+
+def transcript_has(console, kind: str, text: str) -> bool:
+    return any(e.kind == kind and text in e.text for e in console.transcript.entries())
+
+
+def wait_idle(qtbot, tab, timeout=3000):
+    qtbot.waitUntil(lambda: tab.session.outstanding == 0 and tab.session.state == "idle", timeout=timeout)
 
 
 @pytest.fixture

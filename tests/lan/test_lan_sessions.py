@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-from lan_helpers import resource
 
 from app.lan import open_session
 from app.lan.hislip import HislipSession
@@ -14,6 +13,11 @@ from app.lan.vxi11 import Vxi11Session
 from app.usbtmc.errors import AbortedError, NotSupportedError, TmcTimeoutError
 
 PROTOCOLS = ["SOCKET", "VXI-11", "HiSLIP"]
+
+
+def resource(lan, protocol: str, label: str = "Loopback") -> str:
+    """The resource string ``lan`` (app.sim.lan.serve()) printed for one instrument and protocol."""
+    return next(e.resource for e in lan.resources if e.protocol == protocol and label in e.label)
 SESSION_TYPES = {"SOCKET": RawSocketSession, "VXI-11": Vxi11Session, "HiSLIP": HislipSession}
 
 
