@@ -65,7 +65,7 @@ def _open(args) -> Instrument:
     from app.lan import is_lan_resource, open_lan
 
     if is_lan_resource(args.resource):  # TCPIP::...: a raw socket, VXI-11 or HiSLIP session (docs/lan.md)
-        return open_lan(args.resource, args.timeout_ms)
+        return open_lan(args.resource, args.timeout_ms, trace=_recorder(args))
     return Instrument(args.resource, backend=_backend(args), timeout_ms=args.timeout_ms, trace=_recorder(args))
 
 

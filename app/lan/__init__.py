@@ -29,7 +29,7 @@ def open_session(resource: str, backend=None, timeout_ms: int = 5000, *, trace=N
     """A session on ``resource``: :class:`app.usbtmc.Instrument` for USB strings (``backend`` is
     its pyusb backend), a LAN session for ``TCPIP...`` strings."""
     if is_lan_resource(resource):
-        return open_lan(resource, timeout_ms)  # quirks and the USB trace do not apply
+        return open_lan(resource, timeout_ms, trace=trace)  # quirks are USB's
     from app.usbtmc import Instrument
 
     return Instrument(resource, backend=backend, timeout_ms=timeout_ms, trace=trace, **options)

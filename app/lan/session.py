@@ -7,6 +7,7 @@ events given to long transfers, which are checked between slices of at most 50 m
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from app.usbtmc import ieee488
+from app.usbtmc.trace import MESSAGE_CAP_BYTES
 from app.usbtmc.errors import AbortedError, NotSupportedError, TmcError, TmcTimeoutError, UsageError
 
 from .errors import ConnectionLostError, LanRecovery
@@ -84,7 +86,8 @@ class LanSession:
     capabilities = LanCapabilities()
 
     def __init__(self, address: LanAddress, timeout_ms: int = 5000, *, open_timeout_ms: int | None = None,
-                 write_termination: str = "\n", read_termination: str = "\n", encoding: str = "utf-8") -> None:
+                 write_termination: str = "\n", read_termination: str = "\n", encoding: str = "utf-8",
+                 trace=None) -> None:
         self.address = address
         self.resource = str(address)
         self.timeout_ms = timeout_ms
@@ -98,6 +101,10 @@ class LanSession:
         self._closed = False
         self.info = LanInfo(self.resource, self.protocol, address.host, address.port,
                             capabilities=self.capabilities)
+        # The I/O trace (app.usbtmc.trace Recorder): a LAN session records its messages (what was
+        # sent, the reply, the error and the recovery); there are no USB transfers under them.
+        self._trace = trace.open_session(f"{self.resource} ({self.protocol})", timeout_ms=timeout_ms) \
+            if trace is not None else None
         self._connect()
 
     # --- lifetime ---
@@ -123,7 +130,24 @@ class LanSession:
 
     @property
     def trace(self):
-        return None
+        """The session's :class:`~app.usbtmc.trace.SessionTrace`, or None when not traced."""
+        return self._trace
+
+    def _message(self, op: str, sent=b""):
+        return contextlib.nullcontext() if self._trace is None else self._trace.message(op, sent)
+
+    def _traced(self, op: str, sent, call):
+        """``call()`` inside the trace's record of ``op``; a bytes result is recorded as the reply."""
+        if self._trace is None:
+            return call()
+        with self._trace.message(op, sent) as entry:
+            result = call()
+            if entry is not None:
+                if isinstance(result, bytes | bytearray):
+                    entry.reply, entry.actual = bytes(result[:MESSAGE_CAP_BYTES]), len(result)
+                elif isinstance(result, int):
+                    entry.reply, entry.actual = bytes([result & 0xFF]), 1
+            return result
 
     def note(self, text: str) -> None:
         self._notes.append(text)
@@ -160,7 +184,7 @@ class LanSession:
         view = memoryview(data).cast("B")
         if not len(view):
             raise UsageError("a message holds at least one byte; nothing was sent")
-        self._send((view,), len(view), abort, progress)
+        self._traced("write", view, lambda: self._send((view,), len(view), abort, progress))
 
     def write_stream(self, pieces: Iterable, total_bytes: int | None = None, *, abort: threading.Event | None = None,
                      progress: Progress | None = None, abort_latency_ms: int | None = None) -> None:
@@ -170,7 +194,10 @@ class LanSession:
         total = sum(len(v) for v in views) if total_bytes is None else total_bytes
         if not total:
             raise UsageError("a message holds at least one byte; nothing was sent")
-        self._send(views, total, abort, progress)
+        with self._message("write") as entry:
+            if entry is not None:
+                entry.requested, entry.text = total, f"write {total} bytes (streamed)"
+            self._send(views, total, abort, progress)
 
     def write(self, message: str) -> None:
         if self.write_termination and not message.endswith(self.write_termination):
@@ -192,7 +219,7 @@ class LanSession:
         self._check_open()
         if max_bytes is not None and max_bytes <= 0:
             raise UsageError(f"a read asks for at least one byte, got max_bytes={max_bytes}")
-        return self._receive(max_bytes, abort, progress)
+        return self._traced("read", b"", lambda: self._receive(max_bytes, abort, progress))
 
     def read(self) -> str:
         return self._decode(self.read_raw())
@@ -211,10 +238,13 @@ class LanSession:
     def query_raw(self, data, *, abort=None, progress: Progress | None = None,
                   on_sent: Callable[[], None] | None = None, read_progress: Progress | None = None) -> bytes:
         """Write ``data`` as one message and read the reply; ``on_sent()`` once it has gone out."""
-        self.write_raw(data, abort=abort, progress=progress)
-        if on_sent is not None:
-            on_sent()
-        return self.read_raw(abort=abort, progress=read_progress)
+        def query() -> bytes:
+            self.write_raw(data, abort=abort, progress=progress)
+            if on_sent is not None:
+                on_sent()
+            return self.read_raw(abort=abort, progress=read_progress)
+
+        return self._traced("query", memoryview(data).cast("B"), query)
 
     def read_block(self) -> bytes:
         return ieee488.decode_block(self.read_raw())
@@ -228,7 +258,7 @@ class LanSession:
     def read_stb(self) -> int:
         """The status byte: the protocol's own read where it has one, else ``*STB?``."""
         self._check_open()
-        return self._read_stb()
+        return self._traced("stb", b"", self._read_stb)
 
     def poll_srq(self) -> list[int]:
         """Status bytes of the service requests signalled so far (none on protocols without SRQ)."""
@@ -251,11 +281,11 @@ class LanSession:
 
     def clear(self) -> None:
         self._check_open()
-        self._clear()
+        self._traced("clear", b"", self._clear)
 
     def trigger(self) -> None:
         self._check_open()
-        self._trigger()
+        self._traced("trigger", b"", self._trigger)
 
     def indicator_pulse(self) -> None:
         raise NotSupportedError(f"{self.protocol} has no indicator pulse (a USBTMC request)")

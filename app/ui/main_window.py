@@ -398,7 +398,7 @@ class MainWindow(QMainWindow):
         tab.state_changed.connect(lambda state, t=tab: self._on_tab_state(t, state))
         tab.title_changed.connect(lambda t=tab: self._retitle(t))
         tab.console.actions_changed.connect(self._update_actions)
-        tab.console.transcript.trace_links = ref.source != "lan"  # LAN sessions are not traced yet (docs/lan.md)
+        tab.console.transcript.trace_links = True
         tab.console.transcript.trace_requested.connect(lambda entry_id, t=tab: self.show_trace_of(t, entry_id))
         index = self.tabs.addTab(tab, tab.state_icon(), tab.title())
         self.tabs.setTabToolTip(index, ref.resource)

@@ -73,6 +73,9 @@ def test_the_console_runs_on_each_lan_protocol(lan_window, qtbot, protocol):
     qtbot.waitUntil(lambda: transcript_has(console, "info", "status byte #H"), timeout=3000)
     how = {"SOCKET": "*STB?", "VXI-11": "device_readstb", "HiSLIP": "AsyncStatusQuery"}[protocol]
     assert any(e.tag == how for e in console.transcript.entries() if e.text.startswith("status byte #H"))
+    # The window's I/O trace has the status read as a message of this session (docs/lan.md).
+    assert any(e.kind == "message" and e.op == "stb" and protocol in lan_window.trace.sessions[e.session].name
+               for e in lan_window.trace.entries())
     actions["clear"].trigger()
     if protocol == "SOCKET":
         qtbot.waitUntil(lambda: transcript_has(console, "error", "no device clear"), timeout=3000)
