@@ -29,13 +29,18 @@ class MessagePort:
         self.owner: object = None
         self._owner_mark = 0  # the device's input_chunks after the owner's last write
         self._open = False  # the owner's last message is unfinished
+        self._retired: set = set()  # connections whose unfinished message another one cut off
 
     def write(self, chunk: bytes | bytearray | memoryview, eom: bool, owner: object = None) -> None:
         with self.device.changed:
+            if owner is not None and owner in self._retired:
+                return  # the rest of a message another connection cut off: the parser has moved on
             if owner is not self.owner and self._open and self.device.input_chunks == self._owner_mark:
                 # Another connection starts while the last one's message is unfinished (it went
-                # away mid-message): that start is not this message's beginning.
+                # away mid-message): that start is not this message's beginning, and whatever of
+                # the old message its connection still hands over is dropped.
                 self.device.message_abort()
+                self._retired.add(self.owner)
             self.owner = owner
             self.device.message_in(chunk, eom)
             self._owner_mark = self.device.input_chunks
@@ -73,6 +78,7 @@ class MessagePort:
         so the next connection starts clean (an instrument resets a closed session's I/O) -- unless
         another host (USB, another connection) has sent since, whose message and reply they are."""
         with self.device.changed:
+            self._retired.discard(owner)
             if self.owner is owner and owner is not None and self.device.input_chunks == self._owner_mark:
                 self.owner = None
                 self.device.message_abort()  # its unfinished message is not the next one's start

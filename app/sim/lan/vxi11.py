@@ -60,7 +60,7 @@ def send_record(sock: socket.socket, body: bytes) -> None:
     sock.sendall(oncrpc.pack_mark(len(body), True) + body)
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: a link is the owner of its replies
 class _Link:
     link_id: int
     port: MessagePort
