@@ -649,6 +649,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--libusb", action="store_true",
                         help="serve the AWG through umockdev and run everything on the real libusb (Linux)")
     parser.add_argument("--json", action="store_true", help="one JSON record per implementation and measure")
+    parser.add_argument("--lan", action="store_true",
+                        help="the AWG over a raw socket, VXI-11 and HiSLIP on 127.0.0.1 beside the virtual USB bus: "
+                             "TMC Console's LAN sessions and pyvisa-py's (app/bench_lan.py)")
+    parser.add_argument("--no-peers", action="store_true", help="with --lan, leave pyvisa-py out")
 
 
 def options_from(args: argparse.Namespace) -> BenchOptions:
@@ -669,6 +673,10 @@ def options_from(args: argparse.Namespace) -> BenchOptions:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """``tmc bench``: one line on stderr and exit 1 when it cannot run."""
+    if getattr(args, "lan", False):
+        from app.bench_lan import cmd_bench_lan
+
+        return cmd_bench_lan(args)
     try:
         options = options_from(args)
         records = run(options)

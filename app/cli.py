@@ -63,7 +63,12 @@ def _recorder(args):
 
 def _open(args, *, clear: bool = True) -> Instrument:
     """A session for the command; ``clear=False`` for the commands that read what an earlier one
-    left (a reply, the status byte), which the device clear on opening would discard."""
+    left (a reply, the status byte), which the device clear on opening would discard. A
+    ``TCPIP::`` resource opens a raw socket, VXI-11 or HiSLIP session (docs/lan.md)."""
+    from app.lan import is_lan_resource, open_lan
+
+    if is_lan_resource(args.resource):
+        return open_lan(args.resource, args.timeout_ms, trace=_recorder(args))
     return Instrument(args.resource, backend=_backend(args), timeout_ms=args.timeout_ms, trace=_recorder(args),
                       clear_on_open=clear)
 
@@ -88,7 +93,26 @@ def _escape(data: bytes) -> str:
     return "".join(chr(b) if 32 <= b < 127 and b != 92 else {10: "\\n", 13: "\\r", 9: "\\t", 92: "\\\\"}.get(b, f"\\x{b:02x}") for b in data)
 
 
+def _list_lan(args) -> int:
+    """LAN instruments found by mDNS and the VXI-11 broadcast (docs/lan.md)."""
+    from app.lan.discovery import broadcast_vxi11, browse_mdns
+
+    found = broadcast_vxi11(wait_s=args.wait_s)
+    try:
+        found += browse_mdns(wait_s=args.wait_s)
+    except RuntimeError as exc:  # zeroconf missing: the broadcast still counts
+        print(f"tmc: {exc}", file=sys.stderr)
+    for entry in {f.resource: f for f in found}.values():
+        print(json.dumps({"resource": entry.resource, "found_by": entry.how, "name": entry.name}) if args.json
+              else f"{entry.resource}  [{entry.how}]{'  ' + entry.name if entry.name else ''}")
+    if not found and not args.json:
+        print("no LAN instruments answered (add them by resource string: TCPIP::host::hislip0::INSTR...)")
+    return 0
+
+
 def cmd_list(args) -> int:
+    if args.lan:
+        return _list_lan(args)
     infos = list_resources(_backend(args), probe=not args.no_probe)
     if args.json:
         for info in infos:
@@ -136,7 +160,9 @@ def cmd_write(args) -> int:
         inst.write(command)
         if args.check == "off" or _asks_for_errors(command):
             return EXIT_OK
-        method = args.check if args.check != "auto" else ("syst_err" if inst.capabilities.scpi else "esr")
+        # A LAN session has no capabilities to ask: *ESR? is the check every 488.2 instrument answers.
+        scpi = inst.capabilities.scpi if inst.capabilities is not None else False
+        method = args.check if args.check != "auto" else ("syst_err" if scpi else "esr")
         try:
             errors = _device_errors(inst, method)
         except (TmcError, ValueError) as exc:
@@ -264,7 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout-ms", type=int, default=timeout_ms, metavar="MS",
                        help="transfer timeout (default %(default)s)")
         if resource:
-            p.add_argument("resource", help="VISA resource string, e.g. USB0::0x1209::0x0001::SERIAL::INSTR")
+            p.add_argument("resource", help="VISA resource string, e.g. USB0::0x1209::0x0001::SERIAL::INSTR, "
+                                            "TCPIP::192.168.1.5::5025::SOCKET, TCPIP::host::inst0::INSTR or "
+                                            "TCPIP::host::hislip0::INSTR")
             p.add_argument("--trace", metavar="FILE",
                            help="write an I/O trace of every transfer to FILE (.pcapng, .csv or .jsonl; docs/trace.md)")
         p.set_defaults(func=func)
@@ -273,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("list", cmd_list, "list USBTMC instruments", resource=False)
     p.add_argument("--json", action="store_true", help="one JSON record per instrument")
     p.add_argument("--no-probe", action="store_true", help="do not ask instruments for their capabilities")
+    p.add_argument("--lan", action="store_true",
+                   help="LAN instruments instead: mDNS (_hislip, _scpi-raw, _vxi-11, _lxi) and the VXI-11 broadcast")
+    p.add_argument("--wait-s", type=float, default=2.0, metavar="S", help="with --lan, how long to listen (default 2)")
     p = add("query", cmd_query, "send a command and print the reply")
     p.add_argument("command", help="program message, e.g. '*IDN?'")
     p.add_argument("--raw", action="store_true", help="print the reply with escapes (binary-safe)")

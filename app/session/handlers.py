@@ -82,7 +82,9 @@ class SessionData:
     def stb_poll_ms(self) -> int:
         """How often to read the status byte while idle now (0: not at all; USB488 only)."""
         inst = self.instrument
-        if inst is None or self.stb_poll_failed or inst.info.protocol != "USB488":
+        # USB488 has READ_STATUS_BYTE; a LAN session says whether its protocol reads the STB itself.
+        if inst is None or self.stb_poll_failed or not (inst.info.protocol == "USB488"
+                                                        or getattr(inst.info, "reads_stb", False)):
             return 0
         return self.stb_interval_ms
 
@@ -199,10 +201,10 @@ def _open(ctx: CommandContext) -> None:
     if session.instrument_factory is not None:
         inst = session.instrument_factory(cmd.resource, session.backend, cmd.timeout_ms)
     else:
-        from app.usbtmc import Instrument
+        from app.lan import open_session  # USB, or a LAN session for TCPIP resources (docs/lan.md)
 
-        inst = Instrument(cmd.resource, backend=session.backend, timeout_ms=cmd.timeout_ms,
-                          use_quirks=cmd.use_quirks, trace=session.trace)
+        inst = open_session(cmd.resource, session.backend, cmd.timeout_ms, use_quirks=cmd.use_quirks,
+                            trace=session.trace)
     session.instrument = inst
     caps = getattr(inst, "capabilities", None)
     if session.term_char is not None and caps is not None and not caps.term_char:

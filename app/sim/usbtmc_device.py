@@ -296,6 +296,12 @@ class UsbtmcDevice(VirtualDevice):
         self._msg = bytearray()
         self.violations: list[str] = []
         self.executed: list[bytes] = []
+        #: Called with the status byte on every service request, besides Interrupt-IN: how the
+        #: LAN servers (app.sim.lan) hear SRQs to pass on over VXI-11 or HiSLIP.
+        self.srq_listeners: list[Callable[[int], None]] = []
+        #: Chunks of message data received so far, on any transport (a LAN server tells by it
+        #: whether another host has spoken since its connection's last message).
+        self.input_chunks = 0
         self._quiet_refusals = False  # a fault injector's own damage is being parsed
         self._exec_head = bytearray()
         self._exec_tail = bytearray()
@@ -353,6 +359,8 @@ class UsbtmcDevice(VirtualDevice):
             if self.has_interrupt_in and self.attached:
                 self.in_pipes[self.interrupt_in_ep].send(bytes([NOTIFY_SRQ, stb & 0xFF]), end=True)
                 self.changed.notify_all()
+            for listener in list(self.srq_listeners):
+                listener(stb & 0xFF)
 
     def response_expected(self) -> bool:
         """Whether an answer is still being produced although the output queue is empty; override
@@ -362,6 +370,66 @@ class UsbtmcDevice(VirtualDevice):
     def read_status_byte(self) -> int:
         """The byte READ_STATUS_BYTE returns (a serial poll, USB488 4.3.1)."""
         return self.status.serial_poll()
+
+    # --- the message level, without USB framing (the LAN servers of app.sim.lan) ---
+
+    def message_in(self, chunk: bytes | bytearray | memoryview, eom: bool) -> None:
+        """Bytes of a device-dependent message from a transport other than USB (a LAN
+        server): handed to the instrument as a Bulk-OUT transfer's data would be."""
+        with self.changed:
+            chunk = bytes(chunk)
+            self._record_input(chunk, eom)
+            self.on_message_data(chunk, eom)
+            self.service()
+            self.changed.notify_all()
+
+    def take_reply(self, max_bytes: int, term_char: int | None = None) -> tuple[bytes, bool] | None:
+        """Up to ``max_bytes`` of the output queue's first ready message, ending at ``term_char``
+        if given, and whether the message ended with them (EOM); None while nothing is ready.
+        Call with :attr:`changed` held and wait on it for more."""
+        with self.changed:
+            if not self._output:
+                return None
+            response = self._output[0]
+            if response.ready_at_s > self.clock.now() or (not response.unsent and not response.closed):
+                return None
+            count = min(response.unsent, max_bytes)
+            if term_char is not None:
+                found = response.data.find(bytes([term_char]), response.pos, response.pos + count)
+                if found >= 0:
+                    count = found + 1 - response.pos
+            chunk = bytes(response.data[response.pos:response.pos + count])
+            response.pos += count
+            eom = response.closed and not response.unsent
+            if eom:
+                self._output.popleft()
+            self.status.update()
+            return chunk, eom
+
+    def reply_expected(self) -> bool:
+        """Whether a reply is queued or still being produced (a read now would not be a query error)."""
+        with self.changed:
+            return self.has_output() or self.response_expected()
+
+    def message_abort(self) -> None:
+        """Drop a message whose sender went away before its end (a LAN connection closed mid-message)."""
+        with self.changed:
+            if self._msg or self._msg_open:
+                self._msg.clear()
+                self._forget_input()
+                self.on_message_aborted()
+
+    def message_clear(self) -> None:
+        """The 488.2 device clear from a transport other than USB (VXI-11 device_clear, HiSLIP
+        device clear, 488.2 6.1.3): input and output queues emptied, the instrument told."""
+        with self.changed:
+            self._msg.clear()
+            self._forget_input()
+            self._output.clear()
+            self.on_message_aborted()
+            self.on_device_clear()
+            self.status.update()
+            self.changed.notify_all()
 
     # --- instrument hooks ---
 
@@ -497,6 +565,7 @@ class UsbtmcDevice(VirtualDevice):
         self.on_message_data(chunk, eom)
 
     def _record_input(self, chunk: bytes, eom: bool) -> None:
+        self.input_chunks += 1
         keep = self._EXEC_KEEP_BYTES
         self._exec_bytes += len(chunk)
         room = 2 * keep - len(self._exec_head)

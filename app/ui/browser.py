@@ -36,7 +36,7 @@ REF_ROLE = Qt.ItemDataRole.UserRole
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1
 TITLE_ROLE = Qt.ItemDataRole.UserRole + 2
 
-SOURCE_TITLES = {"usb": "USB instruments", "virtual": "Virtual instruments"}
+SOURCE_TITLES = {"usb": "USB instruments", "virtual": "Virtual instruments", "lan": "LAN instruments"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ class DeviceRef:
 
 def device_title(info, alias: str = "") -> str:
     """What to call a device: its alias, else its product, else VID:PID."""
+    if getattr(info, "bus", None) == "LAN":
+        return alias or (f"{info.product} ({info.protocol})" if info.product else f"{info.protocol} {info.vid_pid}")
     return alias or info.product or f"USB device {info.vid:04X}:{info.pid:04X}"
 
 
@@ -292,7 +294,9 @@ class DeviceBrowser(QWidget):
             self._set_group_note(snap.source, snap.error, problem=True)
         elif not count:
             group.setText(0, f"{title}: none found")
-            self._set_group_note(snap.source, "No USBTMC instruments found. Plug one in; the list updates by itself.")
+            self._set_group_note(snap.source, "No LAN instruments yet: add one by resource string "
+                                              "(Instruments > Add LAN Instrument…)." if snap.source == "lan" else
+                                 "No USBTMC instruments found. Plug one in; the list updates by itself.")
         else:
             group.setText(0, f"{title} ({count})")
             self._set_group_note(snap.source, "")
@@ -385,6 +389,9 @@ class DeviceBrowser(QWidget):
         row(item, "Manufacturer", info.manufacturer or "(not given)")
         row(item, "Product", info.product or "(not given)")
         row(item, "Serial", info.serial or "(not given)")
+        if info.bus == "LAN":  # app.lan.LanInfo: no descriptors, endpoints or quirks
+            self._fill_lan(item, info, row, line, expanded)
+            return
         row(item, "VID:PID", f"{info.vid:04X}:{info.pid:04X}")
         row(item, "Speed", info.speed)
         caps = info.capabilities
@@ -406,6 +413,29 @@ class DeviceBrowser(QWidget):
         for quirk in info.quirks:
             tip = f"{quirk.reason}\nSource: {quirk.source}" if quirk.source else quirk.reason
             line(quirk_row, f"{quirk.flag} = {quirk.value!r}: {quirk.reason}", tip)
+        for i in range(item.childCount()):
+            child = item.child(i)
+            child.setExpanded(expanded.get(child.text(0), False))
+        self._fit_label_column()
+
+    def _fill_lan(self, item: QTreeWidgetItem, info, row, line, expanded: dict[str, bool]) -> None:
+        row(item, "Protocol", {"SOCKET": "raw SCPI socket", "VXI-11": "VXI-11 (ONC RPC)",
+                               "HiSLIP": "HiSLIP (IVI-6.1)"}.get(info.protocol, info.protocol))
+        row(item, "Address", info.vid_pid)
+        srq = "no (poll *STB?)" if info.protocol == "SOCKET" else "yes"
+        row(item, "Service requests", srq)
+        caps = info.capabilities
+        cap_row = row(item, "Capabilities", capability_summary(caps) if caps is not None else "(not probed)")
+        if caps is not None:
+            for label, value in caps.describe():
+                line(cap_row, f"{label}: {'yes' if value else 'no'}")
+        # One instrument with several connections: the same *IDN? serial (and model) on USB or
+        # another LAN protocol. USB lists the descriptor's serial, which instruments set to theirs.
+        twins = sorted({o.protocol if r.source == "lan" else f"USB ({SOURCE_TITLES.get(r.source, r.source)})"
+                        for r, o in self._devices.items()
+                        if o is not info and o.serial and o.serial == info.serial and o.product == info.product})
+        if twins:
+            row(item, "Also reachable", ", ".join(twins))
         for i in range(item.childCount()):
             child = item.child(i)
             child.setExpanded(expanded.get(child.text(0), False))

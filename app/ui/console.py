@@ -587,8 +587,11 @@ class ConsolePanel(QWidget):
             self._fail_script(f"{label}: {event.message}", event.command_id)
         elif isinstance(event, StatusByte) and not event.polled:
             names = ", ".join(ieee488.set_bit_names(event.value, ieee488.STB_BITS)) or "no bits set"
+            # How it was read: USB488's request, or a LAN protocol's own (app.lan) or *STB? on a raw socket.
+            how = {"VXI-11": "device_readstb", "HiSLIP": "AsyncStatusQuery", "SOCKET": "*STB?"}.get(
+                getattr(self.info, "protocol", ""), "READ_STATUS_BYTE")
             self.transcript.add("info", f"status byte #H{event.value:02X} ({event.value}): {names}",
-                                tag="READ_STATUS_BYTE", command_id=event.command_id)
+                                tag=how, command_id=event.command_id)
         elif isinstance(event, Done):
             self.transcript.add("info", f"{event.what}: done", duration_ms=event.duration_ms, command_id=event.command_id)
         elif isinstance(event, Configured):
@@ -650,7 +653,7 @@ class ConsolePanel(QWidget):
         info = self.info or self.session.info
         caps = info.capabilities if info is not None else None
         is_open = self.session.is_open
-        usb488 = info is not None and info.protocol == "USB488"
+        usb488 = info is not None and (info.protocol == "USB488" or getattr(info, "reads_stb", False))
 
         def enable(name: str, ok: bool, why: str) -> None:
             action = self.actions_by_name[name]

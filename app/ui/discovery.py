@@ -37,7 +37,7 @@ DEFAULT_INTERVAL_MS = 1500
 class Snapshot:
     """What one source holds now. ``error``: why the source cannot be scanned at all."""
 
-    source: str  # "usb" or "virtual"
+    source: str  # "usb", "virtual" or "lan"
     devices: tuple  # of app.usbtmc.DeviceInfo, sorted by resource
     error: str | None = None
     quirk_problems: tuple[str, ...] = ()  # what of the user's quirks file was skipped, with file:line
@@ -199,7 +199,10 @@ class Discovery(QObject):
     def __init__(self, backends: BackendProvider, interval_ms: int = DEFAULT_INTERVAL_MS, parent=None) -> None:
         super().__init__(parent)
         self.backends = backends
-        scanners = {source: Scanner(source, backends) for source in backends.sources}
+        from app.lan.directory import list_lan  # the "lan" source's backend is an app.lan LanDirectory
+
+        scanners = {source: Scanner(source, backends, list_lan if source == "lan" else list_resources)
+                    for source in backends.sources}
         self.thread = WorkerThread("discovery")
         self.worker = DiscoveryWorker(scanners, interval_ms)
         self.worker.moveToThread(self.thread)

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -133,7 +134,11 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("TMC Console")
         self.setWindowIcon(app_icon())
         self.settings = settings if settings is not None else Settings()
-        self.backends = BackendProvider(backend_factories or default_backend_factories())
+        factories = dict(backend_factories) if backend_factories else default_backend_factories()
+        self._lan = None  # the LanDirectory behind the "lan" source, once created
+        if backend_factories is None:
+            factories["lan"] = self.lan_directory
+        self.backends = BackendProvider(factories)
         self.discovery = Discovery(self.backends, discovery_interval_ms, self)
         self.discovery.snapshot.connect(self._on_snapshot)
         self._instrument_factory = instrument_factory
@@ -268,6 +273,9 @@ class MainWindow(QMainWindow):
         self.identify_action = self._action(device_menu, "I&dentify selected (indicator pulse)",
                                             lambda: self.identify(self.browser.selected()))
         self._action(device_menu, "Resca&n buses", self.rescan, QKeySequence.StandardKey.Refresh)
+        if "lan" in self.backends.sources:
+            self._action(device_menu, "Add &LAN instrument…", lambda: self.add_lan_instrument(), None,
+                         "Remember an instrument on the network by its VISA resource string (raw socket, VXI-11, HiSLIP)")
 
         view_menu = bar.addMenu("&View")
         toggle = self.dock.toggleViewAction()
@@ -328,6 +336,9 @@ class MainWindow(QMainWindow):
             timeout_ms = max([s.timeout_ms for s in self._retiring] + [0]) + 2000
         deadline = time.monotonic() + timeout_ms / 1000
         ok = self.discovery.stop(timeout_ms)
+        if self._lan is not None:
+            # The demo's virtual LAN servers; discovery's thread may be listening (a daemon: not waited for long).
+            self._lan.close(wait_s=0.2)
         for session in list(self._retiring):
             remaining = max(0, int((deadline - time.monotonic()) * 1000))
             if not session.wait(remaining):
@@ -667,7 +678,9 @@ class MainWindow(QMainWindow):
 
     def _update_bus_label(self) -> None:
         parts = []
-        for source, name in (("usb", "USB"), ("virtual", "Virtual")):
+        for source, name in (("usb", "USB"), ("virtual", "Virtual"), ("lan", "LAN")):
+            if source not in self.backends.sources:
+                continue
             if not self.browser.is_source_visible(source) and source == "virtual":
                 parts.append("Virtual: hidden")
                 continue
@@ -678,6 +691,51 @@ class MainWindow(QMainWindow):
             else:
                 parts.append(f"{name}: {len(self.browser.devices(source))}")
         self.bus_label.setText("  ·  ".join(parts))
+
+    # --- LAN instruments ------------------------------------------------------------------------
+
+    def lan_directory(self, discover: bool = True):
+        """The "lan" source: the instruments added by resource string, those discovery finds
+        (``discover``), and, while the virtual instruments are shown, the virtual bus's SAM7,
+        loopback and AWG served on 127.0.0.1."""
+        from app.lan.directory import LanDirectory, discover_all
+
+        def start_virtual():
+            from app.sim.awg import VirtualAwg
+            from app.sim.lan import serve
+            from app.sim.sam7 import Sam7Counter
+            from app.sim.scpi_device import VirtualLoopback
+
+            bus = self._virtual_bus()
+            kinds = (Sam7Counter, VirtualLoopback, VirtualAwg)
+            # The same models as on the virtual bus: one instrument, two connections.
+            devices = [d for d in bus.devices() if type(d) in kinds] if bus is not None else None
+            return serve(devices or None)
+
+        self._lan = LanDirectory(lambda: self.settings.lan_resources, start_virtual,
+                                 lambda: self.settings.virtual_mode != "off", discover=discover_all if discover else None)
+        return self._lan
+
+    def add_lan_instrument(self, text: str | None = None) -> str | None:
+        """Remember a LAN instrument by resource string (asked for when ``text`` is None); returns
+        the canonical string, or None when the string is not a LAN resource (the status bar says why)."""
+        if text is None:
+            text, ok = QInputDialog.getText(self, "Add LAN instrument",
+                                            "VISA resource string, e.g. TCPIP::192.168.1.5::5025::SOCKET,\n"
+                                            "TCPIP::192.168.1.5::inst0::INSTR or TCPIP::192.168.1.5::hislip0::INSTR")
+            if not ok or not text.strip():
+                return None
+        from app.lan import parse_lan_resource
+
+        try:
+            resource = str(parse_lan_resource(text.strip()))
+        except ResourceError as exc:
+            self.statusBar().showMessage(f"Not added: {exc}", 10000)
+            return None
+        self.settings.lan_resources = [*self.settings.lan_resources, resource]
+        self.statusBar().showMessage(f"Added {resource}; it is listed under LAN instruments", 8000)
+        self.rescan()
+        return resource
 
     # --- virtual instruments and theme ---------------------------------------------------------
 

@@ -118,6 +118,17 @@ class Settings:
         self.q.setValue("virtual/quirky", bool(on))
 
     @property
+    def lan_resources(self) -> list[str]:
+        """The LAN instruments the user added, by VISA resource string (docs/lan.md)."""
+        value = self.q.value("lan/resources", [])
+        items = [value] if isinstance(value, str) else list(value or [])
+        return [str(item) for item in items if str(item).strip()]
+
+    @lan_resources.setter
+    def lan_resources(self, resources: list[str]) -> None:
+        self.q.setValue("lan/resources", list(dict.fromkeys(resources)))
+
+    @property
     def reopen_sessions(self) -> bool:
         """Whether the instruments open at quit are opened again at the next start."""
         return str(self.q.value("session/reopen", "true")).lower() in ("true", "1")

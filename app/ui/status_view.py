@@ -441,7 +441,7 @@ class StatusView(QWidget):
 
     def _usb488(self) -> bool:
         info = self.session.info
-        return info is not None and info.protocol == "USB488"
+        return info is not None and (info.protocol == "USB488" or getattr(info, "reads_stb", False))  # LAN: app.lan
 
     def _apply_polling(self) -> None:
         """Tell the worker to poll the status byte while someone shows it, and not otherwise."""

@@ -448,9 +448,9 @@ def message_text(entry: Entry) -> str:
 
 
 def _error_status(exc: BaseException) -> str:
-    name = type(exc).__name__
-    return {"TmcTimeoutError": TIMEOUT, "StallError": STALL, "DeviceGoneError": GONE,
-            "AbortedError": CANCELLED}.get(name, ERROR)
+    # By kind, subclasses included (the LAN sessions' ReplyTimeoutError is a TmcTimeoutError).
+    kinds = {"TmcTimeoutError": TIMEOUT, "StallError": STALL, "DeviceGoneError": GONE, "AbortedError": CANCELLED}
+    return next((kinds[c.__name__] for c in type(exc).__mro__ if c.__name__ in kinds), ERROR)
 
 
 def escape(data: bytes) -> str:

@@ -87,4 +87,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
     check = actions.add_parser("check", help="say whether umockdev can be used here, and what to install if not")
     check.set_defaults(func=_check)
+    from app.sim.lan.cli import register as register_lan
+
+    register_lan(actions)
     return sim

@@ -1,0 +1,111 @@
+"""Finding LAN instruments: mDNS/DNS-SD (LXI Device Specification 2022 section 10, IVI-6.1 for
+``_hislip._tcp``) and the VXI-11 broadcast to portmappers (RFC 1833 GETPORT over UDP).
+
+Each finding is a resource string the sessions open. Qt-free; the zeroconf package is needed for
+mDNS only.
+"""
+
+from __future__ import annotations
+
+import random
+import select
+import socket
+import time
+from dataclasses import dataclass
+
+from app.protocol import oncrpc, vxi11
+from app.protocol.oncrpc import XdrError
+
+from .resource import HISLIP_PORT
+
+#: DNS-SD service types instruments announce, and the protocol each one's port speaks.
+SERVICE_TYPES = {
+    "_hislip._tcp.local.": "HiSLIP",
+    "_scpi-raw._tcp.local.": "SOCKET",
+    "_vxi-11._tcp.local.": "VXI-11",
+    "_lxi._tcp.local.": "LXI",  # the instrument's web page: an LXI device answers VXI-11 too
+}
+
+
+@dataclass(frozen=True)
+class Found:
+    resource: str
+    how: str  # "mDNS _hislip._tcp", "VXI-11 broadcast"...
+    name: str = ""  # the announced instance name, when there is one
+
+
+def resource_for(protocol: str, address: str, port: int) -> str | None:
+    host = f"[{address}]" if ":" in address else address
+    if protocol == "HiSLIP":
+        return f"TCPIP::{host}::hislip0::INSTR" if port == HISLIP_PORT else f"TCPIP::{host}::hislip0,{port}::INSTR"
+    if protocol == "SOCKET":
+        return f"TCPIP::{host}::{port}::SOCKET"
+    if protocol in ("VXI-11", "LXI"):
+        return f"TCPIP::{host}::inst0::INSTR"  # the portmapper gives the core port
+    return None
+
+
+def browse_mdns(wait_s: float = 2.0, interfaces=None) -> list[Found]:
+    """Instruments announcing :data:`SERVICE_TYPES` on the local network within ``wait_s`` seconds."""
+    try:
+        from zeroconf import ServiceBrowser, Zeroconf
+    except ImportError as exc:  # an install without it: say what is missing
+        raise RuntimeError("mDNS discovery needs the zeroconf package (pip install zeroconf)") from exc
+    zc = Zeroconf() if interfaces is None else Zeroconf(interfaces=interfaces)
+    seen: list[tuple[str, str]] = []
+
+    class Listener:
+        def add_service(self, zc_, type_, name):
+            seen.append((type_, name))
+
+        def update_service(self, zc_, type_, name):
+            pass
+
+        def remove_service(self, zc_, type_, name):
+            pass
+
+    try:
+        browser = ServiceBrowser(zc, list(SERVICE_TYPES), Listener())
+        time.sleep(wait_s)  # the announcements come when they come: this is how long we listen
+        browser.cancel()
+        found = []
+        for type_, name in dict.fromkeys(seen):
+            info = zc.get_service_info(type_, name, timeout=1000)
+            if info is None or not info.port:
+                continue
+            for address in info.parsed_addresses():
+                resource = resource_for(SERVICE_TYPES[type_], address, info.port)
+                if resource is not None:
+                    found.append(Found(resource, f"mDNS {type_.split('.')[0]}", name.split(".")[0]))
+        return list({f.resource: f for f in found}.values())
+    finally:
+        zc.close()
+
+
+def broadcast_vxi11(address: str = "255.255.255.255", port: int = oncrpc.PMAP_PORT,
+                    wait_s: float = 1.0) -> list[Found]:
+    """Hosts whose portmapper knows a VXI-11 core channel: one GETPORT call sent to ``address``
+    (a broadcast address, or one host), every reply within ``wait_s`` seconds."""
+    xid = random.getrandbits(32)
+    call = oncrpc.pack_call(xid, oncrpc.PMAP_PROG, oncrpc.PMAP_VERS, oncrpc.PmapProc.GETPORT,
+                            oncrpc.pack_mapping(vxi11.DEVICE_CORE_PROG, vxi11.DEVICE_VERS, oncrpc.IPPROTO_TCP, 0))
+    found = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.setblocking(False)
+        sock.sendto(call, (address, port))
+        deadline = time.monotonic() + wait_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([sock], [], [], remaining)
+            if not readable:
+                break
+            try:
+                data, (host, _port) = sock.recvfrom(65536)
+                core_port = oncrpc.parse_reply(data, xid).uint()
+            except (OSError, XdrError):
+                continue  # another host's garbage: the others still count
+            if core_port:
+                # A portmapper off its standard port (a virtual one) cannot be found by VISA: name the core port.
+                where = host if port == oncrpc.PMAP_PORT else f"{host},{core_port}"
+                found.append(Found(f"TCPIP::{where}::inst0::INSTR", "VXI-11 broadcast"))
+    return list({f.resource: f for f in found}.values())
