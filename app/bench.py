@@ -672,11 +672,8 @@ def options_from(args: argparse.Namespace) -> BenchOptions:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """``tmc bench``: one line on stderr and exit 1 when it cannot run."""
-    if getattr(args, "lan", False):
-        from app.bench_lan import cmd_bench_lan
-
-        return cmd_bench_lan(args)
+    """``tmc bench``: one line on stderr and exit 1 when it cannot run (``--lan`` is
+    :func:`app.bench_lan.cmd_bench_lan`, which the command line picks)."""
     try:
         options = options_from(args)
         records = run(options)
@@ -698,6 +695,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.host:
         return _host_main(args.host)
+    if getattr(args, "lan", False):
+        print("python -m app.bench: the LAN benchmark runs as `tmc bench --lan`", file=sys.stderr)
+        return 2
     return cmd_bench(args)
 
 

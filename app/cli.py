@@ -343,8 +343,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     text = "upload and query benchmark: TMC Console's core, python-usbtmc and pyvisa-py on the virtual AWG"
     bench.add_arguments(sub.add_parser("bench", help=text, description=text))
-    sub.choices["bench"].set_defaults(func=bench.cmd_bench)
+    sub.choices["bench"].set_defaults(func=_cmd_bench)
     return parser
+
+
+def _cmd_bench(args) -> int:
+    """``tmc bench``; with ``--lan`` the LAN benchmark, which builds on the USB one."""
+    if getattr(args, "lan", False):
+        from app.bench_lan import cmd_bench_lan
+
+        return cmd_bench_lan(args)
+    from app.bench import cmd_bench
+
+    return cmd_bench(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,7 @@ def test_every_part_of_the_application_has_its_layer():
     assert parts - placed == set(), f"add these to the layers contract in pyproject.toml: {sorted(parts - placed)}"
     qt_free = next(c for c in contracts if c["type"] == "forbidden" and "PySide6" in c["forbidden_modules"]
                    and "app.session" in c["source_modules"])
-    below_ui = placed - {"app.cli", "app.bench", "app.ui"}
+    below_ui = placed - {"app.cli", "app.bench_lan", "app.bench", "app.ui"}
     assert set(qt_free["source_modules"]) == below_ui
 
 
