@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from app.usbtmc import ieee488
+from app.usbtmc.text import TextMessages
 from app.usbtmc.trace import MESSAGE_CAP_BYTES
 from app.usbtmc.errors import AbortedError, NotSupportedError, TmcError, TmcTimeoutError, UsageError
 
@@ -74,7 +75,7 @@ class LanInfo:
         return "TCP"
 
 
-class LanSession:
+class LanSession(TextMessages):
     """A session with one LAN instrument; subclasses implement the protocol's ``_send``,
     ``_receive``, ``_read_stb``, ``_clear``, ``_connect`` and ``_disconnect``."""
 
@@ -199,19 +200,6 @@ class LanSession:
                 entry.requested, entry.text = total, f"write {total} bytes (streamed)"
             self._send(views, total, abort, progress)
 
-    def write(self, message: str) -> None:
-        if self.write_termination and not message.endswith(self.write_termination):
-            message += self.write_termination
-        self.write_raw(message.encode(self.encoding))
-
-    def write_block(self, prefix, payload, *, abort=None, progress: Progress | None = None) -> None:
-        if isinstance(prefix, str):
-            prefix = prefix.encode(self.encoding)
-        view = memoryview(payload).cast("B")
-        head = bytes(prefix) + ieee488.block_header(len(view))
-        tail = self.write_termination.encode(self.encoding)
-        self.write_stream((head, view, tail), len(head) + len(view) + len(tail), abort=abort, progress=progress)
-
     # --- reading ---
 
     def read_raw(self, max_bytes: int | None = None, *, abort=None, progress: Progress | None = None) -> bytes:
@@ -220,20 +208,6 @@ class LanSession:
         if max_bytes is not None and max_bytes <= 0:
             raise UsageError(f"a read asks for at least one byte, got max_bytes={max_bytes}")
         return self._traced("read", b"", lambda: self._receive(max_bytes, abort, progress))
-
-    def read(self) -> str:
-        return self._decode(self.read_raw())
-
-    def _decode(self, data: bytes) -> str:
-        text = data.decode(self.encoding, errors="backslashreplace")
-        if self.read_termination and text.endswith(self.read_termination):
-            text = text[: -len(self.read_termination)]
-        return text.rstrip("\r") if self.read_termination == "\n" else text
-
-    def query(self, message: str) -> str:
-        if self.write_termination and not message.endswith(self.write_termination):
-            message += self.write_termination
-        return self._decode(self.query_raw(message.encode(self.encoding)))
 
     def query_raw(self, data, *, abort=None, progress: Progress | None = None,
                   on_sent: Callable[[], None] | None = None, read_progress: Progress | None = None) -> bytes:

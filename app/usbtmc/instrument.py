@@ -41,6 +41,7 @@ from .recovery import Recovery, RecoveryReport
 from .resource import Resource, parse_resource
 from .trace import MESSAGE_CAP_BYTES, Recorder, SessionTrace
 from .transport import Outcome, StallError
+from .text import TextMessages
 from .writer import MessageWriter, short_write_as_timeout
 
 Progress = Callable[[int, int], None]
@@ -60,7 +61,7 @@ def open_instrument(resource: str | Resource, backend=None, timeout_ms: int = 50
     return Instrument(resource, backend, timeout_ms, **options)
 
 
-class Instrument:
+class Instrument(TextMessages):
     """A USBTMC session on a claimed interface.
 
     ``interface`` is an :class:`~app.usbtmc.discovery.OpenedInterface` (from
@@ -476,25 +477,6 @@ class Instrument:
             self._writer.write_stream(pieces, total_bytes, abort=abort, progress=progress,
                                       abort_latency_ms=abort_latency_ms)
 
-    def write(self, message: str) -> None:
-        """Send a program message, adding the write termination if it is missing."""
-        if self.write_termination and not message.endswith(self.write_termination):
-            message += self.write_termination
-        self.write_raw(message.encode(self.encoding))
-
-    def write_block(self, prefix, payload, *, abort=None, progress: Progress | None = None) -> None:
-        """Send ``prefix`` followed by ``payload`` as a definite-length block and the termination.
-
-        The payload is not copied into one big message.
-        """
-        if isinstance(prefix, str):
-            prefix = prefix.encode(self.encoding)
-        view = memoryview(payload).cast("B")
-        head = bytes(prefix) + ieee488.block_header(len(view))
-        tail = self.write_termination.encode(self.encoding)
-        total = len(head) + len(view) + len(tail)
-        self.write_stream((head, view, tail), total, abort=abort, progress=progress)
-
     def trigger(self) -> None:
         """The USB488 TRIGGER message (USB488 1.0 section 3.2.1.1)."""
         self._check_open()
@@ -539,22 +521,6 @@ class Instrument:
             if entry is not None:
                 entry.reply, entry.actual = reply[:MESSAGE_CAP_BYTES], len(reply)
             return reply
-
-    def read(self) -> str:
-        """Read a response message as text, without its read termination."""
-        return self._decode(self.read_raw())
-
-    def _decode(self, data: bytes) -> str:
-        text = data.decode(self.encoding, errors="backslashreplace")
-        if self.read_termination and text.endswith(self.read_termination):
-            text = text[: -len(self.read_termination)]
-        return text.rstrip("\r") if self.read_termination == "\n" else text
-
-    def query(self, message: str) -> str:
-        """Write ``message`` and read the response as text."""
-        if self.write_termination and not message.endswith(self.write_termination):
-            message += self.write_termination
-        return self._decode(self.query_raw(message.encode(self.encoding)))
 
     def query_raw(self, data, *, abort=None, progress: Progress | None = None,
                   on_sent: Callable[[], None] | None = None, read_progress: Progress | None = None) -> bytes:
