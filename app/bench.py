@@ -125,12 +125,14 @@ class Peer:
 
 
 class CorePeer(Peer):
+    """The core's own calls on an open session (``inst``: any session with the Instrument interface)."""
+
     name = CORE
 
-    def __init__(self, backend) -> None:
+    def __init__(self, backend, resource: str = RESOURCE) -> None:
         from app.usbtmc import Instrument
 
-        self.inst = Instrument(RESOURCE, backend=backend, timeout_ms=TIMEOUT_MS)
+        self.inst = Instrument(resource, backend=backend, timeout_ms=TIMEOUT_MS)
 
     def upload(self, message: bytes) -> None:
         self.inst.write_raw(message)

@@ -16,46 +16,25 @@ import gc
 import statistics
 import sys
 
-from app.bench import MIB, TIMEOUT_MS, BenchError, Peer, _measure_queries, _measure_upload, waveform_message
+from app.bench import MIB, TIMEOUT_MS, BenchError, CorePeer, Peer, _measure_queries, _measure_upload, waveform_message
 
 PROTOCOLS = ("SOCKET", "VXI-11", "HiSLIP")
 USB_CORE = "app.usbtmc USB"
 DEFAULT_SIZES = (1 * MIB, 8 * MIB, 64 * MIB)
 
 
-class UsbPeer(Peer):
+class UsbPeer(CorePeer):
     name = USB_CORE
 
-    def __init__(self, backend, resource: str) -> None:
-        from app.usbtmc import Instrument
 
-        self.inst = Instrument(resource, backend=backend, timeout_ms=TIMEOUT_MS)
+class LanPeer(CorePeer):
+    """The core's calls on a LAN session: the same as on USB once it is open."""
 
-    def upload(self, message: bytes) -> None:
-        self.inst.write_raw(message)
-
-    def query(self, text: str) -> str:
-        return self.inst.query(text)
-
-    def close(self) -> None:
-        self.inst.close()
-
-
-class LanPeer(Peer):
     def __init__(self, resource: str, protocol: str) -> None:
         from app.lan import open_lan
 
         self.name = f"app.lan {protocol}"
         self.inst = open_lan(resource, TIMEOUT_MS)
-
-    def upload(self, message: bytes) -> None:
-        self.inst.write_raw(message)
-
-    def query(self, text: str) -> str:
-        return self.inst.query(text)
-
-    def close(self) -> None:
-        self.inst.close()
 
 
 class PyvisaLanPeer(Peer):
