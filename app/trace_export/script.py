@@ -27,6 +27,17 @@ Generated from the session's I/O trace (docs/trace.md).
 """
 '''
 
+# Both scripts compare each reply with the recorded one the same way.
+_CHECK_FUNCTION = (
+    "    differ = 0",
+    "",
+    "    def check(step, got, recorded):",
+    "        nonlocal differ",
+    '        print(f"step {step}: {got!r}")',
+    "        if recorded is not None and got != recorded:",
+    "            differ += 1",
+    '            print(f"step {step}: differs; recorded {recorded!r}", file=sys.stderr)',
+)
 
 def _steps(recorder: tr.Recorder, session: int) -> list[tr.Entry]:
     """The session's messages, without those it sent by itself while opening (the script's
@@ -63,14 +74,7 @@ def python_script(recorder: tr.Recorder, session: int, name: str = "replay.py") 
              "        from app.sim import backend as sim_backend",
              "",
              "        backend = sim_backend()",
-             "    differ = 0",
-             "",
-             "    def check(step, got, recorded):",
-             "        nonlocal differ",
-             '        print(f"step {step}: {got!r}")',
-             "        if recorded is not None and got != recorded:",
-             "            differ += 1",
-             '            print(f"step {step}: differs; recorded {recorded!r}", file=sys.stderr)',
+             *_CHECK_FUNCTION,
              "",
              "    def failed(step, exc, recorded):",
              '        print(f"step {step}: {type(exc).__name__} ({recorded} when recorded): {exc}")',
@@ -145,14 +149,7 @@ def pyvisa_script(recorder: tr.Recorder, session: int, name: str = "replay_pyvis
              "    rm = pyvisa.ResourceManager(args.visa_library)",
              "    inst = rm.open_resource(args.resource)",
              "    inst.timeout = TIMEOUT_MS",
-             "    differ = 0",
-             "",
-             "    def check(step, got, recorded):",
-             "        nonlocal differ",
-             '        print(f"step {step}: {got!r}")',
-             "        if recorded is not None and got != recorded:",
-             "            differ += 1",
-             '            print(f"step {step}: differs; recorded {recorded!r}", file=sys.stderr)',
+             *_CHECK_FUNCTION,
              "",
              "    try:"]
     body = []
