@@ -66,20 +66,15 @@ class HislipServer:
         self._lock = threading.Lock()
         self.server = TcpServer(_Handler, host, tcp_port).start()
         self.server.hislip = self
-        self._listeners = []
-        for port in devices.values():
-            listener = self._make_listener(port)
-            port.device.srq_listeners.append(listener)
-            self._listeners.append((port, listener))
+        self._stop_listening = [port.listen_srq(self._make_listener(port)) for port in devices.values()]
 
     @property
     def tcp_port(self) -> int:
         return self.server.tcp_port
 
     def close(self) -> None:
-        for port, listener in self._listeners:
-            if listener in port.device.srq_listeners:
-                port.device.srq_listeners.remove(listener)
+        for stop in self._stop_listening:
+            stop()
         self.server.close()
 
     def _make_listener(self, port: MessagePort):

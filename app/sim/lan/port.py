@@ -31,6 +31,16 @@ class MessagePort:
         self._open = False  # the owner's last message is unfinished
         self._retired: set = set()  # connections whose unfinished message another one cut off
 
+    def listen_srq(self, listener: Callable) -> Callable[[], None]:
+        """Call ``listener`` on each service request of the device; returns what stops it."""
+        self.device.srq_listeners.append(listener)
+
+        def stop() -> None:
+            if listener in self.device.srq_listeners:
+                self.device.srq_listeners.remove(listener)
+
+        return stop
+
     def write(self, chunk: bytes | bytearray | memoryview, eom: bool, owner: object = None) -> None:
         with self.device.changed:
             if owner is not None and owner in self._retired:

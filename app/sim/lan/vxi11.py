@@ -89,11 +89,7 @@ class Vxi11Server:
         for server in (self.pmap_tcp, self.core, self.abort):
             server.start()
         self.pmap_udp = _UdpPortmapper(self, host, self.pmap_tcp.tcp_port)
-        self._listeners = []
-        for port in devices.values():
-            listener = self._make_listener(port)
-            port.device.srq_listeners.append(listener)
-            self._listeners.append((port, listener))
+        self._stop_listening = [port.listen_srq(self._make_listener(port)) for port in devices.values()]
 
     @property
     def core_port(self) -> int:
@@ -104,9 +100,8 @@ class Vxi11Server:
         return self.pmap_tcp.tcp_port
 
     def close(self) -> None:
-        for port, listener in self._listeners:
-            if listener in port.device.srq_listeners:
-                port.device.srq_listeners.remove(listener)
+        for stop in self._stop_listening:
+            stop()
         for server in (self.core, self.abort, self.pmap_tcp):
             server.close()
         self.pmap_udp.close()
