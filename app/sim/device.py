@@ -370,19 +370,10 @@ class BulkInPipe:
         room = self._xfer_length - len(got)
         mp = self.max_packet
         while True:
-            if self._ends:
-                position, mode = self._ends[0]
-                span = position - self._head
-                if span == 0:
-                    self._ends.popleft()
-                    if self._sends_zlp(mode):
-                        self.toggle ^= 1
-                        return self._finish()  # a zero-length packet ends the host transfer
-                    continue
-                ended = True
-            else:
-                span = len(self._buf)
-                ended = False
+            pending = self._pending_span()
+            if pending is None:
+                return self._finish()  # a zero-length packet ends the host transfer
+            span, ended = pending
             if span >= mp:
                 if room < mp:
                     self._babble(mp, room)
@@ -412,30 +403,34 @@ class BulkInPipe:
         if self._xfer is not None:
             return False
         mp = self.max_packet
-        while True:
-            if self._ends:
-                position, mode = self._ends[0]
-                span = position - self._head
-                if span == 0:
-                    self._ends.popleft()
-                    if self._sends_zlp(mode):
-                        self.toggle ^= 1
-                        return True
-                    continue
-                ended = True
-            else:
-                span = len(self._buf)
-                ended = False
-            if span < mp and not ended:
-                return False
-            count = min(span, mp)
-            del self._buf[:count]
-            self._head += count
-            self.delivered_bytes += count
-            if count < mp:
-                self._ends.popleft()
-            self.toggle ^= 1
-            return True
+        pending = self._pending_span()
+        if pending is None:
+            return True  # the packet was a zero-length one
+        span, ended = pending
+        if span < mp and not ended:
+            return False
+        count = min(span, mp)
+        del self._buf[:count]
+        self._head += count
+        self.delivered_bytes += count
+        if count < mp:
+            self._ends.popleft()
+        self.toggle ^= 1
+        return True
+
+    def _pending_span(self) -> tuple[int, bool] | None:
+        """The bytes queued up to the next message end (``ended`` True) or all queued bytes
+        (False); None when the next packet is a zero-length one, which this sends (its toggle flips)."""
+        while self._ends:
+            position, mode = self._ends[0]
+            span = position - self._head
+            if span:
+                return span, True
+            self._ends.popleft()
+            if self._sends_zlp(mode):
+                self.toggle ^= 1
+                return None
+        return len(self._buf), False
 
     def _sends_zlp(self, mode: int) -> bool:
         return mode == _FORCED or (self.zlp and mode != _NO_ZLP)
