@@ -6,11 +6,12 @@ file in the same folder, so a failed export never destroys the file it replaces.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 
 from app.usbtmc import trace as tr
+from app.usbtmc.errors import SaveError
+from app.usbtmc.files import save_with
 
 FORMATS = (".pcapng", ".csv", ".jsonl")
 DISSECTOR_NAME = "usbtmc.lua"
@@ -41,27 +42,23 @@ def export(recorder: tr.Recorder, path, session: int | None = None) -> int:
                           f"use one of {', '.join(FORMATS)}")
     entries = [e for e in recorder.entries() if session is None or e.session == session]
     sessions = {n: i for n, i in recorder.sessions.items() if session is None or n == session}
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
-    except OSError as exc:
-        raise ExportError(f"cannot write the trace to {path}: {exc.strerror or exc}") from None
-    try:
+    counted = []
+
+    def write(out) -> None:
         if suffix == ".pcapng":
             from .pcapng import write_pcapng
 
-            with os.fdopen(fd, "wb") as out:
-                count = write_pcapng(out, entries, sessions)
-        else:
-            from .tables import write_csv, write_jsonl
+            counted.append(write_pcapng(out, entries, sessions))
+            return
+        from .tables import write_csv, write_jsonl
 
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-                count = (write_csv if suffix == ".csv" else write_jsonl)(out, entries, sessions)
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-    return count
+        text = io.TextIOWrapper(out, encoding="utf-8", newline="")
+        counted.append((write_csv if suffix == ".csv" else write_jsonl)(text, entries, sessions))
+        text.flush()
+        text.detach()  # the file stays open for save_with to finish
+
+    try:
+        save_with(path, write)  # a failed export leaves the file it would replace as it was
+    except SaveError as exc:
+        raise ExportError(f"cannot write the trace ({exc})") from None
+    return counted[0]

@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.usbtmc import trace as tr
+from app.usbtmc.files import save_text
 
 from .theme import colors
 from .transcript import format_ms
@@ -830,29 +831,11 @@ class TracePanel(QWidget):
         make = python_script if flavour == "python" else pyvisa_script
         text = make(self.recorder, number, Path(path).name)
         try:
-            _write_new(Path(path), text)
+            save_text(path, text)  # a failed write leaves the file it would replace as it was
         except OSError as exc:
             QMessageBox.warning(self, "Export a script", f"The script was not written: {exc.strerror or exc}")
             return
         self.window().statusBar().showMessage(f"Script written to {path}", 8000)
-
-
-def _write_new(path, text: str) -> None:
-    """Write through a temporary file beside ``path``, so a failure leaves the old file as it was."""
-    import os
-    import tempfile
-
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
 
 
 def describe(entry: tr.Entry, summary: str, info: tr.SessionInfo | None) -> str:
