@@ -45,9 +45,14 @@ def _backend(args):
     return None
 
 
-def _one_shot(message: str) -> str:
-    """An error message for a command that ends with it: whether a session stays usable means nothing here."""
-    return message.replace("; the session is usable", "").replace(" (the session is usable)", "")
+def _one_shot(exc: BaseException) -> str:
+    """The error of a command that ends with it, on one line: what recovery ran is said, but not
+    that the session stays usable, which means nothing to a one-shot command."""
+    report = getattr(exc, "report", None)
+    if report is not None and report.usable:
+        base, ran = exc.args[0] if exc.args else "", report.what_ran()
+        return " ".join((f"{base} ({ran})" if ran else str(base)).split()) or type(exc).__name__
+    return _one_line(exc)
 
 
 def _recorder(args):
@@ -167,7 +172,7 @@ def cmd_write(args) -> int:
             errors = _device_errors(inst, method)
         except (TmcError, ValueError) as exc:
             query = "SYST:ERR?" if method == "syst_err" else "*ESR?"
-            print(f"tmc: the command was sent, but the error check ({query}) failed: {_one_shot(str(exc))}",
+            print(f"tmc: the command was sent, but the error check ({query}) failed: {_one_shot(exc)}",
                   file=sys.stderr)
             return EXIT_ERROR
     for error in errors:
@@ -374,10 +379,10 @@ def main(argv: list[str] | None = None) -> int:
             _say_quirk_problems()
         return args.func(args)
     except (UsageError, ResourceError, RequestError) as exc:  # the command line asked for something impossible
-        print(f"tmc: {_one_shot(_one_line(exc))}", file=sys.stderr)
+        print(f"tmc: {_one_shot(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except TmcError as exc:
-        print(f"tmc: {_one_shot(_one_line(exc))}", file=sys.stderr)
+        print(f"tmc: {_one_shot(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("tmc: interrupted", file=sys.stderr)

@@ -16,6 +16,10 @@ class LanRecovery:
     text: str
     usable: bool
 
+    def what_ran(self) -> str:
+        """The recovery, without the verdict on the session (for a command that ends with the error)."""
+        return self.text
+
     def __str__(self) -> str:
         return f"{self.text}; the session is usable" if self.usable else f"{self.text}; the session is not usable"
 

@@ -47,6 +47,10 @@ class RecoveryReport:
     usable: bool = True
     problem: str = ""
 
+    def what_ran(self) -> str:
+        """The steps, without the verdict on the session (for a command that ends with the error)."""
+        return "; ".join(self.steps)
+
     def __str__(self) -> str:
         parts = list(self.steps)
         if self.usable:
