@@ -149,7 +149,7 @@ class ConsolePeer(Peer):
     thread, driven as the GUI drives it. A query is the console's typed ``Query`` command
     (the core's batched query, the line shown as sent when the command has left); an upload
     is the cancellable ``WriteStream`` command, with an abort flag and paced for a 50 ms
-    Cancel as the waveform panel's uploads are. Commands go to the worker by queued signal
+    Cancel as the waveform panel's uploads are. Commands go to the worker's inbox
     and its events come back to this thread's event loop, as to the window's."""
 
     name = CONSOLE

@@ -37,6 +37,14 @@ class Command:
 
     id: int = field(default=0, kw_only=True)
 
+    def with_id(self, command_id: int) -> Command:
+        """A copy of this command carrying ``command_id`` (what ``dataclasses.replace`` gives,
+        without running the dataclass machinery on every command a session sends)."""
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        object.__setattr__(copy, "id", command_id)
+        return copy
+
     def describe(self) -> str:
         """A short label for status lines and transcripts."""
         return type(self).__name__

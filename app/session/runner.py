@@ -12,7 +12,6 @@ thread, for scripts and tests.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import threading
@@ -28,20 +27,39 @@ from .states import FailureKind
 log = logging.getLogger(__name__)
 
 
+class AbortFlag:
+    """One command's abort request: set by any thread, read by the one running the command
+    between transfers. The core asks only ``is_set()``; nobody waits on it, so it needs no
+    lock or condition (a ``threading.Event`` would cost a lock and a condition per command)."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True  # one attribute store: atomic for the reading thread
+
+    def is_set(self) -> bool:
+        return self._set
+
+
 class AbortFlags:
-    """A ``threading.Event`` per outstanding command, shared by the submitting thread and the runner."""
+    """An :class:`AbortFlag` per outstanding command, shared by the submitting thread and the runner."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._flags: dict[int, threading.Event] = {}
+        self._flags: dict[int, AbortFlag] = {}
 
-    def register(self, command_id: int) -> threading.Event:
+    def register(self, command_id: int) -> AbortFlag:
         with self._lock:
-            return self._flags.setdefault(command_id, threading.Event())
+            flag = self._flags.get(command_id)
+            if flag is None:
+                flag = self._flags[command_id] = AbortFlag()
+            return flag
 
-    def get(self, command_id: int) -> threading.Event:
-        with self._lock:
-            return self._flags.setdefault(command_id, threading.Event())
+    def get(self, command_id: int) -> AbortFlag:
+        return self.register(command_id)
 
     def abort(self, command_id: int | None = None) -> None:
         """Abort one command, or every outstanding one (None)."""
@@ -205,7 +223,7 @@ class DirectSession:
 
     def run(self, command: Command) -> list[Event]:
         """Run ``command`` (its id assigned here) and return every event emitted meanwhile."""
-        command = dataclasses.replace(command, id=next(self._ids))
+        command = command.with_id(next(self._ids))
         self.runner.flags.register(command.id)
         self._events.clear()
         self.runner.execute(command)

@@ -8,7 +8,6 @@ feeds it from the GUI thread and passes its state changes on as a signal.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import time
 from collections.abc import Callable
@@ -56,10 +55,12 @@ class SessionTracker:
     def submit(self, command: Command, origin: str, send: Callable[[Command], None]) -> int:
         """Give ``command`` its id, record it, ``send`` it (with the id) and return the id."""
         cid = next(self._ids)
-        command = dataclasses.replace(command, id=cid)
-        self.flags.register(cid)
-        self._records[cid] = CommandRecord(cid, command, origin, time.time())
+        command = command.with_id(cid)
+        self.flags.register(cid)  # before it is sent: the runner releases it when done
+        # Sent before the bookkeeping: the thread that runs it wakes meanwhile. Its events are
+        # handled in this thread, after this returns.
         send(command)
+        self._records[cid] = CommandRecord(cid, command, origin, time.time())
         if self.state == SessionState.IDLE and not is_background(origin):
             self.set_state(SessionState.BUSY)
         return cid

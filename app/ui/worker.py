@@ -1,21 +1,24 @@
-"""One worker thread per open instrument session: the QThread bridge to ``app.session``.
+"""One worker thread per open instrument session: the thread bridge to ``app.session``.
 
 Thread contract (also in docs/architecture.md):
 
-* A :class:`SessionWorker` lives in its own :class:`WorkerThread` and runs an
+* A :class:`SessionWorker` runs in its own :class:`SessionThread` an
   ``app.session.SessionRunner``, the only code that touches its ``app.usbtmc.Instrument``.
   The GUI never calls the core.
-* The GUI talks to it through :class:`Session`: ``submit()`` emits a queued
-  signal carrying a frozen command from ``app.session.events``; the worker runs
-  commands one at a time in order and answers with frozen events through its
-  ``event`` signal (queued back to the GUI thread).
-* The one object shared between threads is ``app.session.AbortFlags``: a
-  ``threading.Event`` per command that the GUI sets and the core checks between
-  transfers. A queued "abort" command would wait behind the transfer it is
-  meant to stop.
-* While idle the worker polls interrupt-IN for SRQ notifications (and, when asked,
-  the status byte). Polls are timer events of the worker's own event loop, so they
-  run only between commands and never collide with a transfer.
+* The GUI talks to it through :class:`Session`: ``submit()`` puts a frozen command from
+  ``app.session.events`` in the worker's inbox (a ``queue.SimpleQueue``); the worker runs
+  commands one at a time in order and answers with frozen events in its outbox.
+* Events reach the GUI thread in batches: the worker wakes it (one queued signal, never two
+  outstanding) when a command has ended, for the progress of a long transfer, and for events
+  no command caused (SRQ, idle status polls). While a command runs, the GUI collects its
+  other events (Started, Sent...) once a frame (:data:`FRAME_MS`). A sub-millisecond query so
+  costs one wake each way instead of one queued signal per event.
+* The one object shared between threads besides the two queues is ``app.session.AbortFlags``:
+  a flag per command that the GUI sets and the core checks between transfers. A queued
+  "abort" command would wait behind the transfer it is meant to stop.
+* While idle the worker polls interrupt-IN for SRQ notifications (and, when asked, the
+  status byte) at the intervals the session asks for. Polls run only between commands and
+  never collide with a transfer.
 * ``Close`` closes the instrument, emits ``Closed`` and ends the thread.
 
 What each command does is in ``app.session.handlers``; this module only moves commands and
@@ -25,14 +28,18 @@ events between threads and keeps the session's state for the GUI.
 from __future__ import annotations
 
 import collections
+import logging
+import queue
 import time
 import weakref
 
-from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from app.session import AbortFlags, Origin, SessionData, SessionRunner, SessionState
-from app.session.events import Close, Command, Event, Open
+from app.session.events import Close, Command, Event, Open, Progress
 from app.session.tracker import CommandRecord, SessionTracker
+
+log = logging.getLogger(__name__)
 
 _threads: weakref.WeakSet[QThread] = weakref.WeakSet()
 
@@ -61,80 +68,128 @@ def live_threads() -> list[QThread]:
 class SessionWorker(QObject):
     """Runs one session's commands in its thread through an ``app.session.SessionRunner``.
 
+    The thread runs :meth:`serve`: it takes commands from ``inbox`` (a ``queue.SimpleQueue``
+    the GUI thread puts them in) and, while none is waiting, runs the idle polls when they are
+    due. A command costs one wake of this thread and (see :meth:`_post`) one of the GUI
+    thread; a Qt event loop here would add a queued signal's delivery to every command.
+
     New command types are taught to every session with ``app.session.register()``.
     """
 
-    event = Signal(object)  # an app.session.events.Event
+    wake = Signal()  # the outbox has events the GUI thread has not been woken for
 
     def __init__(self, backend, flags: AbortFlags, instrument_factory=None, trace=None) -> None:
         super().__init__()
         data = SessionData(backend=backend, instrument_factory=instrument_factory, trace=trace)
-        self.runner = SessionRunner(data, self.event.emit, flags, polling_changed=self._apply_polling)
-        self._srq_timer: QTimer | None = None
-        self._stb_timer: QTimer | None = None
+        self.inbox: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self.outbox: collections.deque[Event] = collections.deque()
+        self.wake_pending = False
+        self.runner = SessionRunner(data, self._post, flags, polling_changed=self._apply_polling)
+        # When each idle poll is next due (time.monotonic()), or None while it is off.
+        self._srq_due: float | None = None
+        self._stb_due: float | None = None
 
     @property
     def instrument(self):
         return self.runner.instrument
 
-    # --- thread lifetime -------------------------------------------------------
+    # --- the thread's loop -----------------------------------------------------
 
-    @Slot()
-    def start(self) -> None:
-        """Runs in the worker thread when it starts: create the idle-poll timers there."""
-        self._srq_timer = QTimer(self)
-        self._srq_timer.timeout.connect(self._poll_srq)
-        self._stb_timer = QTimer(self)
-        self._stb_timer.timeout.connect(self._poll_stb)
+    def serve(self) -> None:
+        """The session thread's body: run commands in order until ``Close``, polling while idle."""
+        while True:
+            try:
+                command = self.inbox.get(timeout=self._until_next_poll())
+            except queue.Empty:
+                try:
+                    self._run_due_polls()
+                except Exception:  # the runner reports failed polls; this is a bug in it
+                    log.exception("session thread: idle poll")
+                self._wake_gui()
+                continue
+            try:
+                self.runner.execute(command)
+            except Exception:  # the runner reports a command's own failures; this is a bug in it
+                log.exception("session thread: command %r", command)
+            closing = isinstance(command, Close)
+            if closing:
+                self._srq_due = self._stb_due = None
+            # The command's events go to the GUI thread as this one is about to wait: woken any
+            # earlier, the GUI thread would wait for this thread's last lines to take the interpreter.
+            self._wake_gui()
+            if closing:
+                return
 
-    @Slot()
-    def _poll_srq(self) -> None:
-        self.runner.poll_srq()
+    def _until_next_poll(self) -> float | None:
+        due = [t for t in (self._srq_due, self._stb_due) if t is not None]
+        return max(0.0, min(due) - time.monotonic()) if due else None
 
-    @Slot()
-    def _poll_stb(self) -> None:
-        self.runner.poll_stb()
+    def _run_due_polls(self) -> None:
+        data = self.runner.session
+        now = time.monotonic()
+        if self._srq_due is not None and now >= self._srq_due:
+            self._srq_due = now + data.srq_poll_ms / 1000 if data.srq_poll_ms else None
+            self.runner.poll_srq()
+        if self._stb_due is not None and now >= self._stb_due:
+            self._stb_due = now + data.stb_poll_ms / 1000 if data.stb_poll_ms else None
+            self.runner.poll_stb()
 
     def _apply_polling(self) -> None:
         """Start or stop the idle polls as the session's state now asks (after open, close,
-        a settings change or a failed poll)."""
+        a settings change or a failed poll); a poll that goes on restarts its interval."""
         data = self.runner.session
-        for timer, interval_ms in ((self._srq_timer, data.srq_poll_ms), (self._stb_timer, data.stb_poll_ms)):
-            if timer is None:
-                continue
-            if interval_ms:
-                timer.start(interval_ms)
-            else:
-                timer.stop()
+        now = time.monotonic()
+        self._srq_due = now + data.srq_poll_ms / 1000 if data.srq_poll_ms else None
+        self._stb_due = now + data.stb_poll_ms / 1000 if data.stb_poll_ms else None
 
-    def _finish_thread(self) -> None:
-        """Stop polling and end the thread; the worker goes back to the GUI thread to be freed there."""
-        for timer in (self._srq_timer, self._stb_timer):
-            if timer is not None:
-                timer.stop()
-                timer.setParent(None)
-                timer.deleteLater()
-        self._srq_timer = self._stb_timer = None
-        app = QCoreApplication.instance()
-        if app is not None:
-            self.moveToThread(app.thread())
-        QThread.currentThread().quit()
+    # --- events to the GUI thread ------------------------------------------------
 
-    # --- running commands ------------------------------------------------------
+    def _post(self, event: Event) -> None:
+        """Put ``event`` in the outbox; wake the GUI thread at once only for the progress of a long
+        transfer or an event no command caused (an SRQ, an idle poll's status byte).
 
-    @Slot(object)
-    def execute(self, command: Command) -> None:
-        try:
-            self.runner.execute(command)
-        finally:
-            if isinstance(command, Close):
-                self._finish_thread()
+        A command's other events (Started, Sent, Reply, Finished...) go when the command has
+        ended (:meth:`serve`), or reach the GUI by its frame timer while the command runs:
+        waking the GUI thread for each would make it take the interpreter lock from this thread
+        four times in a sub-millisecond query.
+        """
+        self.outbox.append(event)
+        if _wakes(event):
+            self._wake_gui()
+
+    def _wake_gui(self) -> None:
+        if self.outbox and not self.wake_pending:
+            self.wake_pending = True
+            self.wake.emit()
+
+
+def _wakes(event: Event) -> bool:
+    """Whether ``event`` should reach the GUI thread at once, not when its command ends
+    (see ``SessionWorker._post``): progress of a long transfer, and what no command caused."""
+    if isinstance(event, Progress):
+        # The last one (all bytes moved) comes just before its command's Finished: it waits for it.
+        return not event.total_bytes or event.done_bytes < event.total_bytes
+    return not event.command_id
+
+
+class SessionThread(WorkerThread):
+    """The thread a :class:`SessionWorker` serves in (no Qt event loop: see ``SessionWorker``)."""
+
+    def __init__(self, name: str, worker: SessionWorker, parent: QObject | None = None) -> None:
+        super().__init__(name, parent)
+        self._worker = worker
+
+    def run(self) -> None:
+        self._worker.serve()
 
 
 # The GUI thread handles a session's events for at most this long at a time, then lets the event
 # loop run (timers, repaints, input) before the next slice: a burst of hundreds of queued commands
 # answered at once would otherwise hold the loop until every event had been shown.
 EVENT_SLICE_S = 0.015
+# While a command runs, its events that did not wake the GUI thread reach it within this long (one
+# frame at 60 Hz): a typed query's line shows as sent before a person could tell the difference.
+FRAME_MS = 16
 
 
 class Session(QObject):
@@ -148,7 +203,6 @@ class Session(QObject):
 
     event = Signal(object)
     state_changed = Signal(str)
-    _to_worker = Signal(object)
 
     def __init__(
         self,
@@ -171,12 +225,11 @@ class Session(QObject):
         self._tracker = SessionTracker(self.state_changed.emit)
         self._flags = self._tracker.flags
         self._closing = False
-        self.thread = WorkerThread(f"session {resource}")
         self.trace = trace  # the I/O trace Recorder its transfers go to, or None
+        # The worker object stays in this thread (its wake signal is queued here from the
+        # session thread); only its serve() runs in the session thread.
         self.worker = SessionWorker(backend, self._flags, instrument_factory, trace)
-        self.worker.moveToThread(self.thread)
-        self.thread.started.connect(self.worker.start)
-        self._to_worker.connect(self.worker.execute)
+        self.thread = SessionThread(f"session {resource}", self.worker)
         self._arrived: collections.deque = collections.deque()  # events from the worker, not yet handled
         self._draining = False
         self._slice_end = 0.0  # monotonic time at which the current slice of event handling ends
@@ -184,7 +237,11 @@ class Session(QObject):
         self._drain_timer.setSingleShot(True)
         self._drain_timer.setInterval(0)
         self._drain_timer.timeout.connect(self._next_slice)
-        self.worker.event.connect(self._arrive)
+        # While commands are outstanding, events that woke nobody are collected once a frame.
+        self._frame_timer = QTimer(self)
+        self._frame_timer.setInterval(FRAME_MS)
+        self._frame_timer.timeout.connect(self._collect)
+        self.worker.wake.connect(self._on_wake)
         self.thread.finished.connect(self._on_thread_finished)
 
     # --- commands ---
@@ -201,7 +258,9 @@ class Session(QObject):
         """Queue ``command`` for the worker; returns its id (0 when the session is closing)."""
         if self._closing or not self.thread.isRunning():
             return 0
-        return self._tracker.submit(command, origin, self._to_worker.emit)
+        if not self._frame_timer.isActive():
+            self._frame_timer.start()
+        return self._tracker.submit(command, origin, self.worker.inbox.put)
 
     def abort(self, command_id: int | None = None) -> None:
         """Abort one command, or everything outstanding; takes effect between transfers."""
@@ -266,9 +325,22 @@ class Session(QObject):
 
     # --- events ---
 
-    @Slot(object)
-    def _arrive(self, event: Event) -> None:
-        self._arrived.append(event)
+    @Slot()
+    def _on_wake(self) -> None:
+        # Cleared before the outbox is taken: an event posted meanwhile either is taken now or wakes again.
+        self.worker.wake_pending = False
+        self._collect()
+
+    @Slot()
+    def _collect(self) -> None:
+        """Take the worker's events into this thread and handle them (in slices)."""
+        outbox = self.worker.outbox
+        if not outbox:
+            if not self._tracker.outstanding:
+                self._frame_timer.stop()
+            return
+        while outbox:
+            self._arrived.append(outbox.popleft())
         if self._draining or self._drain_timer.isActive():
             return  # handled in order by the drain under way or the next slice
         if time.monotonic() < self._slice_end:
@@ -298,6 +370,9 @@ class Session(QObject):
     def drain_events(self) -> None:
         """Handle every event that has arrived from the worker now (for shutdown)."""
         self._drain_timer.stop()
+        outbox = self.worker.outbox
+        while outbox:
+            self._arrived.append(outbox.popleft())
         while self._arrived:
             self._on_event(self._arrived.popleft())
 

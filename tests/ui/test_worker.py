@@ -22,6 +22,7 @@ from app.session.events import (
     Reply,
     Sent,
     Started,
+    SetIdlePolling,
     StatusByte,
     Write,
     WriteStream,
@@ -245,3 +246,42 @@ def test_background_work_leaves_the_session_idle_and_the_error_check_keeps_it_bu
     assert states == ["busy", "idle"]
     s.close()
     qtbot.waitUntil(lambda: not s.thread.isRunning(), timeout=3000)
+
+
+def test_a_quick_command_wakes_the_gui_thread_once_with_all_its_events_in_order(session, qtbot):
+    s, rec = session
+    wakes = []
+    s.worker.wake.connect(lambda: wakes.append(1))
+    cid = s.submit(Query(b"*IDN?\n"))
+    qtbot.waitUntil(lambda: rec.finished(cid), timeout=3000)
+    assert [type(e) for e in rec.of(cid)] == [Started, Sent, Reply, Finished]
+    # One queued signal carried the four events (one per event before): with the SRQ poll of
+    # an idle session possibly adding its own, never four.
+    assert 1 <= len(wakes) <= 2
+
+
+def test_a_long_commands_first_events_arrive_while_it_is_still_running(session, qtbot):
+    s, rec = session
+    cid = s.submit(Query(b"NOSUCH?\n"))  # never answered: the read waits for the 300 ms timeout
+    qtbot.waitUntil(lambda: bool(rec.of(cid, Sent)), timeout=3000)
+    assert not rec.finished(cid), "the line shows as sent while the instrument has not answered"
+    assert s.outstanding == 1
+    qtbot.waitUntil(lambda: rec.finished(cid), timeout=3000)
+    assert rec.of(cid, Failed)[0].kind == "timeout"
+
+
+def test_idle_polls_run_at_the_interval_asked_and_stop_when_turned_off(session, qtbot):
+    s, rec = session
+    polled = lambda: [e for e in rec.events if isinstance(e, StatusByte) and e.polled]
+    s.submit(SetIdlePolling(stb_interval_ms=20))
+    qtbot.waitUntil(lambda: len(polled()) >= 3, timeout=3000)
+    cid = s.submit(Query(b"*IDN?\n"))  # a command between polls is answered as ever
+    qtbot.waitUntil(lambda: rec.finished(cid), timeout=3000)
+    assert b"SAM7" in rec.of(cid, Reply)[0].data
+    off = s.submit(SetIdlePolling(stb_interval_ms=0))
+    qtbot.waitUntil(lambda: rec.finished(off), timeout=3000)
+    count = len(polled())
+    marker = s.submit(Query(b"*IDN?\n"))
+    qtbot.waitUntil(lambda: rec.finished(marker), timeout=3000)
+    qtbot.wait(150)  # seven intervals of the poll that was turned off
+    assert len(polled()) == count
