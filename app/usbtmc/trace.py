@@ -212,6 +212,11 @@ class Recorder:
             old = ring.popleft()
             if type(old) is tuple:
                 self._bytes -= old[-1]
+            elif type(old) is list:
+                self._bytes -= old[19]
+                old[19] = -1  # gone from the ring
+                if old[20] is not None:
+                    old[20].cost = -1
             else:
                 self._bytes -= old.cost
                 old.cost = -1  # gone from the ring
@@ -238,12 +243,13 @@ class Recorder:
             first = _seq_of(self._ring[0])
             start = max(0, seq + 1 - first) if seq >= first else 0
             # seqs in the ring are consecutive, so the position is the difference
-            items = list(itertools.islice(self._ring, start, None if limit is None else start + limit))
+            items = [_listed(item) if type(item) is list else item
+                     for item in itertools.islice(self._ring, start, None if limit is None else start + limit)]
         return [_entry(item) if type(item) is tuple else item for item in items]
 
     def entries(self) -> list[Entry]:
         with self._lock:
-            items = list(self._ring)
+            items = [_listed(item) if type(item) is list else item for item in self._ring]
         return [_entry(item) if type(item) is tuple else item for item in items]
 
     @property
@@ -270,7 +276,11 @@ class Recorder:
             if self._ring:
                 self.cleared_before = _seq_of(self._ring[-1]) + 1
             for entry in self._ring:
-                if type(entry) is not tuple:
+                if type(entry) is list:
+                    entry[19] = -1
+                    if entry[20] is not None:
+                        entry[20].cost = -1
+                elif type(entry) is not tuple:
                     entry.cost = -1
             self._ring.clear()
             self._bytes = 0
@@ -288,7 +298,7 @@ class SessionTrace:
         self.info = info
         self.number = info.number
         self._cap = recorder.transfer_cap_bytes
-        self._group: Entry | None = None
+        self._group: Entry | list | None = None  # the message being recorded (a list: open_message)
         self._step: Entry | None = None
         # The seqs of _group and _step (0: none), kept beside them so recording a transfer
         # reads two ints instead of two attribute chains.
@@ -344,6 +354,57 @@ class SessionTrace:
             if recorder._bytes > recorder.total_cap_bytes:
                 recorder._evict()
 
+    def bulks(self, records: list) -> None:
+        """Record Bulk transfers that ran one after the other (a query's message, read request
+        and first read): ``records`` holds ``(endpoint, direction, requested, actual, status,
+        data, start_ns, end_ns)`` tuples. One call and one lock for all of them, which is what
+        keeps a traced query within a few per cent of an untraced one."""
+        cap, offset, group, step, command, number = (self._cap, self._offset_ns, self._group_seq, self._step_seq,
+                                                     self.command_id, self.number)
+        recorder = self.recorder
+        failure = None
+        with recorder._lock:
+            ring, seqs, added = recorder._ring, recorder._seq, 0
+            for endpoint, direction, requested, actual, status, data, start_ns, end_ns in records:
+                kept = (data if type(data) is bytes and len(data) <= cap else bytes(data[:cap])) if data else b""
+                cost = len(kept) + ENTRY_OVERHEAD_BYTES
+                seq = next(seqs)
+                ring.append((seq, number, BULK, start_ns + offset, end_ns - start_ns, endpoint, direction, requested,
+                             actual, status, kept, b"", group, step, command, cost))
+                added += cost
+                if status != OK:
+                    failure = (seq, BULK, direction, b"", status)
+            recorder._bytes += added
+            if recorder._bytes > recorder.total_cap_bytes:
+                recorder._evict()
+        if failure is not None:
+            self._last_failure = failure
+
+    def batch(self, out_endpoint: int, outs, counts: list[int], in_endpoint: int, in_length: int, reply: bytes,
+              times: list[int]) -> None:
+        """Record Bulk-OUT transfers ``outs`` (``(data, timeout_ms)``; ``counts`` bytes taken) and
+        the Bulk-IN read of ``in_length`` that brought ``reply``, all ended well: a query's
+        message, read request and first read, in one call and one lock (the hot path of every
+        query). ``times`` holds :meth:`now` readings: each transfer's start, then the last end."""
+        cap, offset, group, step, command, number = (self._cap, self._offset_ns, self._group_seq, self._step_seq,
+                                                     self.command_id, self.number)
+        kept = reply if len(reply) <= cap else reply[:cap]
+        recorder = self.recorder
+        with recorder._lock:
+            ring, seqs, added = recorder._ring, recorder._seq, 0
+            for i, (data, _timeout_ms) in enumerate(outs):
+                out = bytes(data) if len(data) <= cap else bytes(data[:cap])  # whole: one copy, not two
+                cost = len(out) + ENTRY_OVERHEAD_BYTES
+                ring.append((next(seqs), number, BULK, times[i] + offset, times[i + 1] - times[i], out_endpoint,
+                             "out", len(data), counts[i], OK, out, b"", group, step, command, cost))
+                added += cost
+            cost = len(kept) + ENTRY_OVERHEAD_BYTES
+            ring.append((next(seqs), number, BULK, times[-2] + offset, times[-1] - times[-2], in_endpoint, "in",
+                         in_length, len(reply), OK, kept, b"", group, step, command, cost))
+            recorder._bytes += added + cost
+            if recorder._bytes > recorder.total_cap_bytes:
+                recorder._evict()
+
     def descriptor(self, entry: Entry | None) -> None:
         """Keep a GET_DESCRIPTOR exchange for exports (outside the ring)."""
         if entry is not None:
@@ -371,8 +432,16 @@ class SessionTrace:
         entry.command = self.command_id
         if self.opening:
             entry.text = message_text(entry) + ON_OPEN
-        self.recorder._append(entry)
-        self._group, self._group_seq = entry, entry.seq
+        # Recorder._append() inlined (the hot path of every query).
+        cost = entry.cost = len(entry.data) + ENTRY_OVERHEAD_BYTES
+        recorder = self.recorder
+        with recorder._lock:
+            seq = entry.seq = next(recorder._seq)
+            recorder._ring.append(entry)
+            recorder._bytes += cost
+            if recorder._bytes > recorder.total_cap_bytes:
+                recorder._evict()
+        self._group, self._group_seq = entry, seq
         return entry
 
     def end(self, entry: Entry, reply: bytes | None = None, exc: BaseException | None = None) -> None:
@@ -383,10 +452,63 @@ class SessionTrace:
         if reply is not None:
             entry.reply, entry.actual = reply[:MESSAGE_CAP_BYTES], len(reply)
         if entry.reply:
-            self.recorder._grew(entry, len(entry.reply))
+            recorder = self.recorder
+            with recorder._lock:  # Recorder._grew() inlined
+                if entry.cost >= 0:
+                    entry.cost += len(entry.reply)
+                    recorder._bytes += len(entry.reply)
         if exc is not None:
             entry.status = _error_status(exc)
             entry.detail = str(exc)
+
+    def open_message(self, op: str, sent) -> list | None:
+        """:meth:`begin` for the hot paths (a query, a write): the message is kept as a list in
+        :class:`Entry`'s field order (building one costs a fifth of an :class:`Entry`) and
+        becomes an :class:`Entry` only when read. Returns the token for :meth:`close_message`
+        (None when nested, or while opening: then use :meth:`begin`)."""
+        if self._group is not None or self.opening:
+            return None
+        if type(sent) is bytes:
+            size = len(sent)
+            if size > MESSAGE_CAP_BYTES:
+                sent = sent[:MESSAGE_CAP_BYTES]
+        else:
+            view = memoryview(sent).cast("B")
+            size, sent = len(view), bytes(view[:MESSAGE_CAP_BYTES])
+        cost = len(sent) + ENTRY_OVERHEAD_BYTES
+        recorder = self.recorder
+        with recorder._lock:
+            seq = next(recorder._seq)
+            item = [seq, self.number, MESSAGE, _perf_counter_ns() + self._offset_ns, 0, 0, "", size, 0, OK,
+                    sent, b"", 0, 0, "", b"", "", op, self.command_id, cost, None]
+            recorder._ring.append(item)
+            recorder._bytes += cost
+            if recorder._bytes > recorder.total_cap_bytes:
+                recorder._evict()
+        self._group, self._group_seq = item, seq
+        return item
+
+    def close_message(self, item: list, reply: bytes | None, exc: BaseException | None = None) -> None:
+        """The message begun by :meth:`open_message` ended, with ``reply`` (None: none) or ``exc``."""
+        self._group, self._group_seq = None, 0
+        duration_ns = _perf_counter_ns() + self._offset_ns - item[3]
+        if reply is not None and len(reply) > MESSAGE_CAP_BYTES:
+            kept, actual = reply[:MESSAGE_CAP_BYTES], len(reply)
+        else:
+            kept, actual = reply or b"", len(reply) if reply is not None else 0
+        status, detail = (OK, "") if exc is None else (_error_status(exc), str(exc))
+        recorder = self.recorder
+        with recorder._lock:
+            # Under the lock: a reader may be turning the list into its Entry right now.
+            item[4], item[8], item[9], item[15], item[16] = duration_ns or 1, actual, status, kept, detail
+            if item[19] >= 0:
+                item[19] += len(kept)
+                recorder._bytes += len(kept)
+            entry = item[20]
+            if entry is not None:
+                entry.actual, entry.status, entry.reply, entry.detail = actual, status, kept, detail
+                entry.cost = item[19]
+                entry.duration_ns = item[4]  # last: a duration says the message has ended
 
     @contextlib.contextmanager
     def recovery(self, why: str) -> Iterator[Entry | None]:
@@ -403,7 +525,7 @@ class SessionTrace:
             why = f"{why} ({_transfer_name(kind, direction, setup)} {status})"
         start = time.perf_counter_ns()
         entry = Entry(0, self.number, RECOVERY, self.recorder.wall_ns(start), text=why,
-                      group=self._group.seq if self._group is not None else 0)
+                      group=self._group_seq)
         entry.command = self.command_id
         self.recorder._append(entry)
         self._step, self._step_seq = entry, entry.seq
@@ -471,7 +593,17 @@ def _transfer_name(kind: str, direction: str, setup: bytes) -> str:
 
 
 def _seq_of(item) -> int:
-    return item[0] if type(item) is tuple else item.seq
+    return item.seq if type(item) is Entry else item[0]
+
+
+def _listed(item: list) -> Entry:
+    """A message kept as a list (:meth:`SessionTrace.open_message`) as its :class:`Entry`, made
+    once (under the recorder's lock) and updated by :meth:`SessionTrace.close_message` from then on."""
+    entry = item[20]
+    if entry is None:
+        entry = item[20] = Entry(*item[:18])
+        entry.command, entry.cost = item[18], item[19]
+    return entry
 
 
 def _entry(t: tuple) -> Entry:
