@@ -379,9 +379,14 @@ class UsbTransport:
         requests = [libusb_async.BulkRequest(self.endpoints.bulk_out, max(1, t), data=d) for d, t in outs]
         requests.append(libusb_async.BulkRequest(self.endpoints.bulk_in, max(1, in_timeout_ms), length=in_length))
         results = engine.run(requests, after=len(outs), then=on_sent)
-        if self.trace is not None:
-            for request, result in zip(requests, results):
-                self._trace_async(request.endpoint, request.data, request.length, result)
+        if self.trace is not None:  # one call and one lock for the batch, as _batch_traced()
+            now = _perf_counter_ns()
+            self.trace.bulks([
+                (r.endpoint, "in" if r.endpoint & 0x80 else "out",
+                 memoryview(r.data).nbytes if r.data is not None else r.length, result.actual_length,
+                 _TRACE_STATUS.get(result.status, tr.ERROR), result.data if r.endpoint & 0x80 else r.data,
+                 result.submitted_ns or now, result.finished_ns or result.submitted_ns or now)
+                for r, result in zip(requests, results)])
         return [self._outcome(result, "Bulk-IN transfer" if index == len(outs) else "Bulk-OUT transfer")
                 for index, result in enumerate(results)]
 
