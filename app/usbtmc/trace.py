@@ -38,15 +38,29 @@ from .constants import (
     Status,
     TransferAttr,
 )
+from app.protocol import hislip as hislip_proto
+from app.protocol import oncrpc
+from app.protocol import vxi11 as vxi11_proto
+
 from .framing import unpack_header
 from .ieee488 import STB_BITS, set_bit_names
 
 _perf_counter_ns = time.perf_counter_ns
 
-# Entry kinds: USB transfers, then the layers above them.
-CONTROL, BULK, INTERRUPT = "control", "bulk", "interrupt"
+# Entry kinds: USB transfers, a LAN session's socket sends and receives, then the layers above them.
+CONTROL, BULK, INTERRUPT, TCP = "control", "bulk", "interrupt", "tcp"
 MESSAGE, RECOVERY, MARKER = "message", "recovery", "marker"
-TRANSFER_KINDS = (CONTROL, BULK, INTERRUPT)
+USB_KINDS = (CONTROL, BULK, INTERRUPT)
+TRANSFER_KINDS = (CONTROL, BULK, INTERRUPT, TCP)
+
+# The channels of LAN sessions, kept in a TCP record's ``endpoint``: the high nibble names the
+# protocol (1 raw SCPI, 2 ONC RPC/VXI-11, 3 HiSLIP), so a decoder needs nothing else.
+LAN_RAW = 0x10
+LAN_VXI11_CORE, LAN_VXI11_ABORT, LAN_VXI11_INTR, LAN_PORTMAP = 0x20, 0x21, 0x22, 0x23
+LAN_HISLIP_SYNC, LAN_HISLIP_ASYNC = 0x30, 0x31
+LAN_CHANNELS = {LAN_RAW: "raw SCPI", LAN_VXI11_CORE: "VXI-11 core", LAN_VXI11_ABORT: "VXI-11 abort",
+                LAN_VXI11_INTR: "VXI-11 interrupt", LAN_PORTMAP: "portmapper", LAN_HISLIP_SYNC: "HiSLIP sync",
+                LAN_HISLIP_ASYNC: "HiSLIP async"}
 
 # Transfer statuses.
 OK, TIMEOUT, STALL, GONE, CANCELLED, OVERFLOW, ERROR = (
@@ -125,6 +139,18 @@ class Entry:
                 f"{self.actual}/{self.requested} {self.status} {self.op or ''}{self.text!r}>")
 
 
+@dataclass(frozen=True)
+class Connection:
+    """One TCP connection of a LAN session's channel: the addresses a pcapng export puts in the
+    IPv4 and TCP headers it writes around the recorded bytes. A channel that reconnects (the
+    recovery of a raw socket) has one per connection, told apart by ``since_ns``."""
+
+    endpoint: int  # the channel (LAN_RAW, LAN_HISLIP_SYNC, ...)
+    local: tuple[str, int]  # the host's address and port
+    remote: tuple[str, int]  # the instrument's
+    since_ns: int  # wall time (ns since the epoch) it was opened
+
+
 @dataclass
 class SessionInfo:
     """What an export needs to know about one session's device."""
@@ -140,6 +166,8 @@ class SessionInfo:
     bulk_in_packet_bytes: int = 512
     #: the session's transfer timeout (a script export repeats it).
     timeout_ms: int = 5000
+    #: A LAN session's TCP connections, oldest first (none for USB).
+    connections: list[Connection] = field(default_factory=list)
 
 
 class Recorder:
@@ -405,6 +433,21 @@ class SessionTrace:
             if recorder._bytes > recorder.total_cap_bytes:
                 recorder._evict()
 
+    def connection(self, endpoint: int, sock) -> None:
+        """A LAN channel (``endpoint``: LAN_RAW, ...) opened a TCP connection on ``sock``."""
+        try:
+            local, remote = sock.getsockname()[:2], sock.getpeername()[:2]
+        except OSError:
+            return  # not connected after all: nothing will be recorded on it
+        self.info.connections.append(Connection(endpoint, local, remote, self.recorder.wall_ns(_perf_counter_ns())))
+
+    def packet(self, endpoint: int, direction: str, requested: int, actual: int, status: str, data,
+               start_ns: int) -> None:
+        """Record one socket send (``direction`` "out", ``requested`` bytes offered) or receive
+        ("in", ``requested`` bytes asked for) of a LAN channel that ended just now; ``start_ns``
+        is a :meth:`now` reading taken before it waited."""
+        self.transfer(TCP, endpoint, direction, requested, actual, status, data, start_ns, _perf_counter_ns())
+
     def descriptor(self, entry: Entry | None) -> None:
         """Keep a GET_DESCRIPTOR exchange for exports (outside the ring)."""
         if entry is not None:
@@ -569,6 +612,11 @@ def message_text(entry: Entry) -> str:
     return f"{entry.op} {escape(entry.data[:80])}" + ("…" if entry.requested > 80 else "")
 
 
+def status_of(exc: BaseException) -> str:
+    """The trace status for an error (``timeout``, ``device gone``, ...)."""
+    return _error_status(exc)
+
+
 def _error_status(exc: BaseException) -> str:
     # By kind, subclasses included (the LAN sessions' ReplyTimeoutError is a TmcTimeoutError).
     kinds = {"TmcTimeoutError": TIMEOUT, "StallError": STALL, "DeviceGoneError": GONE, "AbortedError": CANCELLED}
@@ -589,6 +637,8 @@ def escape(data: bytes) -> str:
 def _transfer_name(kind: str, direction: str, setup: bytes) -> str:
     if kind == CONTROL:
         return f"control {_request_name(setup)}"
+    if kind == TCP:
+        return "socket send" if direction == "out" else "socket receive"
     return f"{'Bulk' if kind == BULK else 'Interrupt'}-{direction.upper()}"
 
 
@@ -762,14 +812,54 @@ def _decode_interrupt(entry: Entry) -> Decoded:
     return Decoded(usb, f"vendor notification 0x{data[0]:02X}")
 
 
+# --- LAN channels: a socket's bytes are a stream, so a decoder follows where its PDUs end ---
+
+_HISLIP_TYPES = {t.value: t.name for t in hislip_proto.MsgType}
+_HISLIP_DATA = (hislip_proto.MsgType.DATA, hislip_proto.MsgType.DATA_END)
+_RPC_PROGRAMS = {vxi11_proto.DEVICE_CORE_PROG: "DEVICE_CORE", vxi11_proto.DEVICE_ASYNC_PROG: "DEVICE_ASYNC",
+                 vxi11_proto.DEVICE_INTR_PROG: "DEVICE_INTR", oncrpc.PMAP_PROG: "PORTMAP"}
+
+
+def _rpc_procedure(prog: int, proc: int) -> str:
+    """VXI-11 B.6 procedure names as Wireshark's vxi11 dissector spells them (device_write, ...)."""
+    if prog == oncrpc.PMAP_PROG:
+        try:
+            return oncrpc.PmapProc(proc).name
+        except ValueError:
+            return f"portmapper procedure {proc}"
+    try:
+        return vxi11_proto.CoreProc(proc).name.lower()
+    except ValueError:
+        return f"procedure {proc}"
+
+
+class _StreamState:
+    """Where one direction of one LAN channel stands: bytes left of the current PDU and, for
+    RPC, whether the next byte starts a record's body (its record mark came alone)."""
+
+    __slots__ = ("left", "name", "body_next")
+
+    def __init__(self) -> None:
+        self.left, self.name, self.body_next = 0, "", False
+
+
+def _text_preview(data: bytes) -> str:
+    return escape(data[:60]) + ("…" if len(data) > 60 else "")
+
+
 class Decoder:
     """Decodes a session's entries in order: it tracks where each Bulk-IN transfer of the
-    device ends, so a continuation read is not mistaken for a new header."""
+    device ends, so a continuation read is not mistaken for a new header, and where each
+    LAN channel's HiSLIP messages and RPC records end."""
 
     def __init__(self) -> None:
         self._in_left: dict[int, int] = {}  # session -> Bulk-IN bytes still to come of the device's transfer
+        self._streams: dict[tuple, _StreamState] = {}  # (session, channel, direction) -> state
+        self._rpc_calls: dict[tuple[int, int], str] = {}  # (session, xid) -> procedure, to name replies
 
     def decode(self, entry: Entry) -> Decoded:
+        if entry.kind == TCP:
+            return self._decode_tcp(entry)
         if entry.kind == CONTROL:
             return _decode_control(entry)
         if entry.kind == INTERRUPT:
@@ -810,6 +900,130 @@ class Decoder:
         if entry.status != OK:
             text += f" [{entry.status}]"
         return Decoded(usb, text, fields, HEADER_BYTES)
+
+
+    def _decode_tcp(self, entry: Entry) -> Decoded:
+        channel = LAN_CHANNELS.get(entry.endpoint, f"LAN channel 0x{entry.endpoint:02X}")
+        way = "to the instrument" if entry.direction == "out" else "from the instrument"
+        line = f"TCP {channel} {way}: {entry.actual}/{entry.requested} bytes {entry.status}"
+        if entry.actual == 0:
+            return Decoded(line, f"{channel}: {'send' if entry.direction == 'out' else 'receive'} [{entry.status}]")
+        state = self._streams.setdefault((entry.session, entry.endpoint, entry.direction), _StreamState())
+        protocol = entry.endpoint >> 4
+        if protocol == 3:
+            parts, fields = self._hislip(entry, state)
+        elif protocol == 2:
+            parts, fields = self._rpc(entry, state)
+        else:
+            parts, fields = [f"SCPI {_text_preview(entry.data)}"], {}
+        text = "; ".join(parts[:3]) + (f"; +{len(parts) - 3} more" if len(parts) > 3 else "")
+        if entry.status != OK:
+            text += f" [{entry.status}]"
+        return Decoded(line, text, fields)
+
+    @staticmethod
+    def _hislip(entry: Entry, state: _StreamState) -> tuple[list[str], dict]:
+        """HiSLIP messages (IVI-6.1 3.1: 16-byte header, then the payload) in one socket chunk."""
+        data, moved, pos = entry.data, entry.actual, 0
+        parts: list[str] = []
+        fields: dict = {}
+        while pos < moved:
+            if state.left:
+                take = min(state.left, moved - pos)
+                kept = data[pos:pos + take]
+                text = f"{state.name} payload, {take} bytes"
+                if state.name in ("DATA", "DATA_END") and kept:
+                    text += f": {_text_preview(kept)}"
+                parts.append(text)
+                state.left -= take
+                pos += take
+                continue
+            if pos + hislip_proto.HEADER.size > len(data) or data[pos:pos + 2] != hislip_proto.PROLOGUE:
+                parts.append(f"{moved - pos} bytes, not a HiSLIP header" if pos + 2 <= len(data)
+                             else f"{moved - pos} bytes not kept")
+                break  # out of step (or beyond the kept bytes): the next chunk starts afresh
+            _prologue, kind, control, parameter, size = hislip_proto.HEADER.unpack_from(data, pos)
+            name = _HISLIP_TYPES.get(kind, f"message type {kind}")
+            if not fields:
+                fields = {"MessageType": name, "ControlCode": control, "MessageParameter": parameter,
+                          "PayloadLength": size}
+            text = f"HiSLIP {name}"
+            if kind in _HISLIP_DATA:
+                text += f" MessageID 0x{parameter:08X}"
+            elif kind == hislip_proto.MsgType.ASYNC_SERVICE_REQUEST or kind == hislip_proto.MsgType.ASYNC_STATUS_RESPONSE:
+                text += f": {stb_text(control)}"
+            pos += hislip_proto.HEADER.size
+            payload = data[pos:pos + min(size, moved - pos)]
+            if size and kind in _HISLIP_DATA and payload:
+                text += f", {size} bytes: {_text_preview(payload)}"
+            elif size:
+                text += f", {size} bytes"
+            parts.append(text)
+            take = min(size, moved - pos)
+            state.left, state.name = size - take, name
+            pos += take
+        return parts, fields
+
+    def _rpc(self, entry: Entry, state: _StreamState) -> tuple[list[str], dict]:
+        """ONC RPC records over TCP (RFC 5531 section 11: a 4-byte record mark, then the
+        fragment): calls by program and procedure, replies by the call they answer."""
+        data, moved, pos = entry.data, entry.actual, 0
+        parts: list[str] = []
+        fields: dict = {}
+        while pos < moved:
+            if state.left and not state.body_next:
+                take = min(state.left, moved - pos)
+                text = f"{state.name} continued, {take} bytes"
+                if state.name.endswith(("device_write", "device_read")) and data[pos:pos + take]:
+                    text += f": {_text_preview(data[pos:pos + take])}"
+                parts.append(text)
+                state.left -= take
+                pos += take
+                continue
+            if not state.body_next:
+                if pos + 4 > len(data):
+                    parts.append(f"{moved - pos} bytes not kept")
+                    break
+                mark = int.from_bytes(data[pos:pos + 4], "big")
+                state.left, state.body_next, state.name = mark & 0x7FFF_FFFF, True, "RPC record"
+                pos += 4
+                if pos >= moved:
+                    parts.append(f"RPC record mark: {state.left} bytes follow")
+                    break
+            state.body_next = False
+            take = min(state.left, moved - pos)
+            text, found = self._rpc_body(entry.session, data[pos:pos + take])
+            if found and not fields:
+                fields = found
+            state.name = text.split(" xid")[0] if found else state.name
+            parts.append(text)
+            state.left -= take
+            pos += take
+        return parts, fields
+
+    def _rpc_body(self, session: int, body: bytes) -> tuple[str, dict]:
+        if len(body) < 8:
+            return f"RPC fragment, {len(body)} bytes", {}
+        xid, mtype = struct.unpack_from(">II", body)
+        if mtype == oncrpc.MsgType.CALL and len(body) >= 24:
+            _rpcvers, prog, _vers, proc = struct.unpack_from(">IIII", body, 8)
+            name = _rpc_procedure(prog, proc)
+            self._rpc_calls[(session, xid)] = name
+            text = f"RPC call {name} xid 0x{xid:08X} ({_RPC_PROGRAMS.get(prog, f'program {prog}')})"
+            # device_write's data, after AUTH_NONE credentials and link, timeouts and flags (VXI-11 B.6.3)
+            if name == "device_write" and len(body) >= 64 and body[28:32] == bytes(4) and body[36:40] == bytes(4):
+                size = int.from_bytes(body[56:60], "big")
+                text += f": {_text_preview(body[60:60 + size])}"
+            return text, {"xid": xid, "msg_type": "CALL", "program": prog, "procedure": name}
+        if mtype == oncrpc.MsgType.REPLY:
+            name = self._rpc_calls.pop((session, xid), "")
+            text = f"RPC reply{' ' + name if name else ''} xid 0x{xid:08X}"
+            # device_read's data, after an accepted AUTH_NONE header and error, reason (VXI-11 B.6.4)
+            if name == "device_read" and len(body) >= 36 and body[8:12] == bytes(4):
+                error, _reason, size = struct.unpack_from(">III", body, 24)
+                text += f": {_text_preview(body[36:36 + size])}" if not error else f": error {error}"
+            return text, {"xid": xid, "msg_type": "REPLY", "procedure": name}
+        return f"RPC message xid 0x{xid:08X} type {mtype}", {}
 
 
 def decode(entry: Entry) -> Decoded:
