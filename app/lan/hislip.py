@@ -14,6 +14,7 @@ import time
 
 from app.protocol import hislip
 from app.protocol.hislip import MsgType
+from app.usbtmc import trace as tr
 from app.usbtmc.errors import AbortedError, DeviceNotFoundError, TmcError
 
 from .errors import ConnectionLostError, LanProtocolError, LanRecovery
@@ -31,7 +32,7 @@ class HislipSession(LanSession):
 
     def _connect(self) -> None:
         host, port, name = self.address.host, self.address.port, self.address.device
-        self._sync = Stream.open(host, port, self.open_timeout_ms, self.resource)
+        self._sync = Stream.open(host, port, self.open_timeout_ms, self.resource).traced(self._trace, tr.LAN_HISLIP_SYNC)
         self._async: Stream | None = None
         try:
             deadline = time.monotonic() + self.open_timeout_ms / 1000
@@ -46,7 +47,8 @@ class HislipSession(LanSession):
                 raise LanProtocolError(f"{self.resource}: Initialize was answered with message type {header.msg_type}")
             self._overlapped = bool(header.control & 1)
             _version, session_id = hislip.session_of(header.parameter)
-            self._async = Stream.open(host, port, self.open_timeout_ms, f"{self.resource} (async)")
+            self._async = Stream.open(host, port, self.open_timeout_ms, f"{self.resource} (async)").traced(
+                self._trace, tr.LAN_HISLIP_ASYNC)
             self._async.send_all(hislip.message(MsgType.ASYNC_INITIALIZE, 0, session_id), self.open_timeout_ms)
             self._expect_async(MsgType.ASYNC_INITIALIZE_RESPONSE, deadline)
             self._async.send_all(hislip.message(MsgType.ASYNC_MAXIMUM_MESSAGE_SIZE, 0, 0,

@@ -12,6 +12,7 @@ import time
 from collections import deque
 
 from app.protocol.raw_socket import MessageSplitter
+from app.usbtmc import trace as tr
 from app.usbtmc.errors import AbortedError, NotSupportedError, TmcError
 
 from .session import LanSession
@@ -25,7 +26,8 @@ class RawSocketSession(LanSession):
     has_interrupt_in = False
 
     def _connect(self) -> None:
-        self._stream = Stream.open(self.address.host, self.address.port, self.open_timeout_ms, self.resource)
+        self._stream = Stream.open(self.address.host, self.address.port, self.open_timeout_ms,
+                                   self.resource).traced(self._trace, tr.LAN_RAW)
         self._splitter = MessageSplitter()
         self._chunks: deque[tuple[bytes, bool]] = deque()  # received, not yet read
 

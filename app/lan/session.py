@@ -103,7 +103,8 @@ class LanSession(TextMessages):
         self.info = LanInfo(self.resource, self.protocol, address.host, address.port,
                             capabilities=self.capabilities)
         # The I/O trace (app.usbtmc.trace Recorder): a LAN session records its messages (what was
-        # sent, the reply, the error and the recovery); there are no USB transfers under them.
+        # sent, the reply, the error and the recovery) and, under them, every send and receive
+        # of its connections (app.lan.stream.Stream.traced), as a USB session its transfers.
         self._trace = trace.open_session(f"{self.resource} ({self.protocol})", timeout_ms=timeout_ms) \
             if trace is not None else None
         self._connect()

@@ -13,7 +13,8 @@ import socket
 import threading
 import time
 
-from app.usbtmc.errors import AbortedError
+from app.usbtmc import trace as tr
+from app.usbtmc.errors import AbortedError, TmcError
 
 from .errors import ConnectionLostError, HostUnreachableError, RefusedError, ReplyTimeoutError, SendTimeoutError
 
@@ -52,6 +53,18 @@ class Stream:
         self.sock = sock
         self.name = name
         self._closed = False
+        #: The I/O trace this connection records its sends and receives in (None: not traced),
+        #: and its channel there (app.usbtmc.trace.LAN_RAW, ...).
+        self.trace: tr.SessionTrace | None = None
+        self.channel = 0
+
+    def traced(self, trace: tr.SessionTrace | None, channel: int) -> Stream:
+        """Record every send and receive of this connection in ``trace`` as ``channel``
+        (nothing when ``trace`` is None); returns the stream."""
+        if trace is not None:
+            self.trace, self.channel = trace, channel
+            trace.connection(channel, self.sock)
+        return self
 
     @classmethod
     def open(cls, host: str, port: int, timeout_ms: int, name: str) -> Stream:
@@ -96,14 +109,25 @@ class Stream:
         total = len(view) if total is None else total
         sent = 0
         while sent < len(view):
-            self._wait(False, time.monotonic() + timeout_ms / 1000, abort, what, done_before + sent, total)
+            trace = self.trace
+            start = trace.now() if trace is not None else 0
             try:
-                n = self.sock.send(view[sent:sent + SEND_CHUNK_BYTES])
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise ConnectionLostError(f"{self.name}: the connection broke during {what} after "
-                                          f"{done_before + sent} of {total} bytes ({exc.strerror or exc})") from None
+                self._wait(False, time.monotonic() + timeout_ms / 1000, abort, what, done_before + sent, total)
+                try:
+                    n = self.sock.send(view[sent:sent + SEND_CHUNK_BYTES])
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    raise ConnectionLostError(f"{self.name}: the connection broke during {what} after "
+                                              f"{done_before + sent} of {total} bytes ({exc.strerror or exc})") from None
+            except TmcError as exc:
+                if trace is not None:
+                    trace.packet(self.channel, "out", min(len(view) - sent, SEND_CHUNK_BYTES), 0, tr.status_of(exc),
+                                 None, start)
+                raise
+            if trace is not None:
+                trace.packet(self.channel, "out", min(len(view) - sent, SEND_CHUNK_BYTES), n, tr.OK,
+                             view[sent:sent + n], start)
             sent += n
             if progress is not None:
                 progress(done_before + sent, total)
@@ -112,16 +136,25 @@ class Stream:
                   what: str = "the read", done: int = 0, total: int = 0) -> bytes:
         """At least one byte (at most ``max_bytes``) by ``deadline`` (time.monotonic seconds)."""
         while True:
-            self._wait(True, deadline, abort, what, done, total)
+            trace = self.trace
+            start = trace.now() if trace is not None else 0
             try:
-                data = self.sock.recv(max_bytes)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise ConnectionLostError(f"{self.name}: the connection broke during {what} "
-                                          f"({exc.strerror or exc})") from None
-            if not data:
-                raise ConnectionLostError(f"{self.name}: the instrument closed the connection during {what}")
+                self._wait(True, deadline, abort, what, done, total)
+                try:
+                    data = self.sock.recv(max_bytes)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    raise ConnectionLostError(f"{self.name}: the connection broke during {what} "
+                                              f"({exc.strerror or exc})") from None
+                if not data:
+                    raise ConnectionLostError(f"{self.name}: the instrument closed the connection during {what}")
+            except TmcError as exc:
+                if trace is not None:
+                    trace.packet(self.channel, "in", max_bytes, 0, tr.status_of(exc), None, start)
+                raise
+            if trace is not None:
+                trace.packet(self.channel, "in", max_bytes, len(data), tr.OK, data, start)
             return data
 
     def recv_exact(self, size: int, deadline: float, *, abort: threading.Event | None = None,
@@ -130,16 +163,25 @@ class Stream:
         view = memoryview(buf)
         got = 0
         while got < size:
-            self._wait(True, deadline, abort, what, got, size)
+            trace = self.trace
+            start = trace.now() if trace is not None else 0
             try:
-                n = self.sock.recv_into(view[got:])
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise ConnectionLostError(f"{self.name}: the connection broke during {what} "
-                                          f"({exc.strerror or exc})") from None
-            if not n:
-                raise ConnectionLostError(f"{self.name}: the instrument closed the connection during {what}")
+                self._wait(True, deadline, abort, what, got, size)
+                try:
+                    n = self.sock.recv_into(view[got:])
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    raise ConnectionLostError(f"{self.name}: the connection broke during {what} "
+                                              f"({exc.strerror or exc})") from None
+                if not n:
+                    raise ConnectionLostError(f"{self.name}: the instrument closed the connection during {what}")
+            except TmcError as exc:
+                if trace is not None:
+                    trace.packet(self.channel, "in", size - got, 0, tr.status_of(exc), None, start)
+                raise
+            if trace is not None:
+                trace.packet(self.channel, "in", size - got, n, tr.OK, view[got:got + n], start)
             got += n
         return bytes(buf)
 

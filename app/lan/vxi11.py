@@ -18,6 +18,7 @@ import time
 from app.protocol import oncrpc, vxi11
 from app.protocol.oncrpc import Packer, Unpacker, XdrError
 from app.protocol.vxi11 import CoreProc, Error, Flags, Reason
+from app.usbtmc import trace as tr
 from app.usbtmc.errors import AbortedError, DeviceNotFoundError, TmcError
 
 from .errors import ConnectionLostError, LanProtocolError, LanRecovery, ReplyTimeoutError, SendTimeoutError
@@ -78,9 +79,11 @@ class RpcChannel:
         return self.receive_reply(xid, time.monotonic() + timeout_ms / 1000, abort)
 
 
-def getport(host: str, prog: int, vers: int, timeout_ms: int, pmap_port: int = oncrpc.PMAP_PORT) -> int:
-    """The TCP port the portmapper on ``host`` has for ``prog``/``vers`` (0: not registered)."""
-    stream = Stream.open(host, pmap_port, timeout_ms, f"the portmapper on {host}")
+def getport(host: str, prog: int, vers: int, timeout_ms: int, pmap_port: int = oncrpc.PMAP_PORT,
+            trace: tr.SessionTrace | None = None) -> int:
+    """The TCP port the portmapper on ``host`` has for ``prog``/``vers`` (0: not registered);
+    the exchange is recorded in ``trace`` when one is given."""
+    stream = Stream.open(host, pmap_port, timeout_ms, f"the portmapper on {host}").traced(trace, tr.LAN_PORTMAP)
     try:
         u = RpcChannel(stream, oncrpc.PMAP_PROG, oncrpc.PMAP_VERS).call(
             oncrpc.PmapProc.GETPORT, oncrpc.pack_mapping(prog, vers, oncrpc.IPPROTO_TCP, 0), timeout_ms)
@@ -96,11 +99,11 @@ class Vxi11Session(LanSession):
     def _connect(self) -> None:
         host, port = self.address.host, self.address.port
         if port is None:
-            port = getport(host, vxi11.DEVICE_CORE_PROG, vxi11.DEVICE_VERS, self.open_timeout_ms)
+            port = getport(host, vxi11.DEVICE_CORE_PROG, vxi11.DEVICE_VERS, self.open_timeout_ms, trace=self._trace)
             if not port:
                 raise DeviceNotFoundError(f"{host}: the portmapper knows no VXI-11 server (DEVICE_CORE)")
-        self._core = RpcChannel(Stream.open(host, port, self.open_timeout_ms, self.resource),
-                                vxi11.DEVICE_CORE_PROG, vxi11.DEVICE_VERS)
+        self._core = RpcChannel(Stream.open(host, port, self.open_timeout_ms, self.resource).traced(
+                                    self._trace, tr.LAN_VXI11_CORE), vxi11.DEVICE_CORE_PROG, vxi11.DEVICE_VERS)
         self._abort_channel: RpcChannel | None = None
         self._intr_listener: socket.socket | None = None
         self._intr_conns: list[socket.socket] = []
@@ -169,7 +172,8 @@ class Vxi11Session(LanSession):
 
     def _device_abort(self) -> None:
         if self._abort_channel is None:
-            stream = Stream.open(self.address.host, self._abort_port, self.open_timeout_ms, f"{self.resource} abort")
+            stream = Stream.open(self.address.host, self._abort_port, self.open_timeout_ms,
+                                 f"{self.resource} abort").traced(self._trace, tr.LAN_VXI11_ABORT)
             self._abort_channel = RpcChannel(stream, vxi11.DEVICE_ASYNC_PROG, vxi11.DEVICE_VERS)
         u = self._abort_channel.call(CoreProc.DEVICE_ABORT, Packer().int(self._link).bytes(), 1000)
         self._check(u.uint(), "device_abort")
@@ -314,13 +318,18 @@ class Vxi11Session(LanSession):
                 except OSError:
                     continue
                 conn.setblocking(False)
+                if self._trace is not None:
+                    self._trace.connection(tr.LAN_VXI11_INTR, conn)
                 self._intr_conns.append(conn)
                 self._intr_buffers[conn] = bytearray()
                 continue
+            start = tr.SessionTrace.now()
             try:
                 data = sock.recv(65536)
             except OSError:
                 data = b""
+            if self._trace is not None and data:  # the instrument's device_intr_srq calls (VXI-11 B.7)
+                self._trace.packet(tr.LAN_VXI11_INTR, "in", 65536, len(data), tr.OK, data, start)
             if not data:
                 sock.close()
                 self._intr_conns.remove(sock)

@@ -21,7 +21,7 @@ def timestamp(t_ns: int) -> str:
 
 
 def _layer(entry: tr.Entry) -> str:
-    return {tr.MESSAGE: "SCPI", tr.RECOVERY: "recovery", tr.MARKER: "marker"}.get(entry.kind, "USB")
+    return {tr.MESSAGE: "SCPI", tr.RECOVERY: "recovery", tr.MARKER: "marker", tr.TCP: "LAN"}.get(entry.kind, "USB")
 
 
 def _call(entry: tr.Entry) -> str:
@@ -31,7 +31,16 @@ def _call(entry: tr.Entry) -> str:
         return entry.kind
     if entry.kind == tr.CONTROL:
         return "control"
+    if entry.kind == tr.TCP:
+        return "send" if entry.direction == "out" else "receive"
     return f"{'bulk' if entry.kind == tr.BULK else 'interrupt'} {entry.direction}"
+
+
+def endpoint_name(entry: tr.Entry) -> str:
+    """``0x82`` for a USB endpoint, the channel's name (``HiSLIP sync``) for a LAN one."""
+    if entry.kind == tr.TCP:
+        return tr.LAN_CHANNELS.get(entry.endpoint, f"0x{entry.endpoint:02X}")
+    return f"0x{entry.endpoint:02X}" if entry.is_transfer else ""
 
 
 def rows(entries: Iterable[tr.Entry], sessions: dict[int, tr.SessionInfo]) -> Iterable[dict]:
@@ -50,7 +59,7 @@ def rows(entries: Iterable[tr.Entry], sessions: dict[int, tr.SessionInfo]) -> It
             "seq": entry.seq, "time": timestamp(entry.t_ns), "t_ns": entry.t_ns,
             "duration_us": round(entry.duration_ns / 1000, 1), "session": info.name if info else "",
             "layer": _layer(entry), "call": _call(entry),
-            "endpoint": f"0x{entry.endpoint:02X}" if entry.is_transfer else "",
+            "endpoint": endpoint_name(entry),
             "direction": entry.direction, "requested": entry.requested, "actual": entry.actual,
             "status": entry.status, "description": description, "fields": decoded.fields,
             "message": entry.group, "recovery": entry.step,

@@ -56,9 +56,9 @@ SLACK = 0.2
 COLUMNS = ("#", "Time", "Kind", "Description", "Status", "Duration", "Bytes", "Endpoint", "Session")
 DESCRIPTION = COLUMNS.index("Description")
 LAYERS = {"All layers": None, "SCPI messages": (tr.MESSAGE, tr.RECOVERY, tr.MARKER),
-          "USB transfers": tr.TRANSFER_KINDS}
+          "USB transfers": tr.USB_KINDS, "LAN packets": (tr.TCP,)}
 KINDS = {"All kinds": None, "Control": (tr.CONTROL,), "Bulk": (tr.BULK,), "Interrupt": (tr.INTERRUPT,),
-         "Messages": (tr.MESSAGE,), "Recovery": (tr.RECOVERY,), "Markers": (tr.MARKER,)}
+         "TCP": (tr.TCP,), "Messages": (tr.MESSAGE,), "Recovery": (tr.RECOVERY,), "Markers": (tr.MARKER,)}
 PROBLEMS = "Problems and SRQs"
 
 
@@ -69,6 +69,8 @@ def kind_label(entry: tr.Entry) -> str:
         return f"intr {entry.direction}"
     if entry.kind == tr.CONTROL:
         return f"ctrl {entry.direction}"
+    if entry.kind == tr.TCP:
+        return f"tcp {entry.direction}"
     return entry.op or entry.kind if entry.kind == tr.MESSAGE else entry.kind
 
 
@@ -79,6 +81,9 @@ def short_name(name: str) -> str:
 
 
 def is_srq(entry: tr.Entry) -> bool:
+    if entry.kind == tr.TCP:  # HiSLIP AsyncServiceRequest (IVI-6.1 6.17), VXI-11 device_intr_srq (B.7)
+        return (entry.endpoint == tr.LAN_HISLIP_ASYNC and entry.data[:3] == b"HS\x14") or (
+            entry.endpoint == tr.LAN_VXI11_INTR and entry.actual > 0)
     return entry.kind == tr.INTERRUPT and entry.data[:1] == b"\x81"
 
 
@@ -189,6 +194,8 @@ class TraceModel(QAbstractTableModel):
         if name == "Kind":
             return kind_label(e)
         if name == "Endpoint":
+            if e.kind == tr.TCP:
+                return tr.LAN_CHANNELS.get(e.endpoint, f"0x{e.endpoint:02X}")
             return f"0x{e.endpoint:02X}" if e.kind in (tr.BULK, tr.INTERRUPT) else ""
         if name == "Bytes":
             if e.is_transfer:
@@ -844,7 +851,15 @@ def describe(entry: tr.Entry, summary: str, info: tr.SessionInfo | None) -> str:
     t = entry.t_ns // 1000
     lines.append(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t // 1_000_000)) + f".{t % 1_000_000:06d}"
                  + (f"  took {format_ms(entry.duration_ns / 1e6)}" if entry.duration_ns else ""))
-    if entry.is_transfer:
+    if entry.kind == tr.TCP:
+        decoded = tr.decode(entry)
+        lines += ["", decoded.usb, summary or decoded.summary]
+        if decoded.summary == summary:  # decoded alone as in order: it starts a PDU, whose fields these are
+            lines += [f"    {key}: {value}" for key, value in decoded.fields.items()]
+        if entry.truncated:
+            lines.append(f"(kept {len(entry.data)} of {entry.actual} bytes: the trace's cap per transfer)")
+        data = entry.data
+    elif entry.is_transfer:
         decoded = tr.decode(entry)
         lines += ["", "USB: " + decoded.usb]
         if entry.setup:

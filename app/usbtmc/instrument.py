@@ -450,8 +450,20 @@ class Instrument(TextMessages):
         is called after each one. An empty message raises :class:`UsageError`.
         """
         self._check_open()
-        with self._message("write", data):
+        trace = self._trace
+        if trace is None:
+            return self._writer.write_raw(data, abort=abort, progress=progress)
+        # SessionTrace.message() spelled out, as for a query: an upload's own hot path.
+        item = trace.open_message("write", data)
+        if item is None:
+            with trace.message("write", data):
+                return self._writer.write_raw(data, abort=abort, progress=progress)
+        try:
             self._writer.write_raw(data, abort=abort, progress=progress)
+        except BaseException as exc:
+            trace.close_message(item, None, exc)
+            raise
+        trace.close_message(item, None)
 
     def write_stream(
         self,
@@ -537,6 +549,18 @@ class Instrument(TextMessages):
             return self._query_raw(data, abort, progress, on_sent, read_progress)
         # SessionTrace.message() spelled out: a query is the hot path the trace must not slow.
         trace = self._trace
+        item = trace.open_message("query", data)
+        if item is None:  # nested, or while the session opens
+            return self._query_traced(trace, data, abort, progress, on_sent, read_progress)
+        try:
+            reply = self._query_raw(data, abort, progress, on_sent, read_progress)
+        except BaseException as exc:
+            trace.close_message(item, None, exc)
+            raise
+        trace.close_message(item, reply)
+        return reply
+
+    def _query_traced(self, trace: SessionTrace, data, abort, progress, on_sent, read_progress) -> bytes:
         entry = trace.begin("query", data)
         try:
             reply = self._query_raw(data, abort, progress, on_sent, read_progress)

@@ -38,15 +38,29 @@ from .constants import (
     Status,
     TransferAttr,
 )
+from app.protocol import hislip as hislip_proto
+from app.protocol import oncrpc
+from app.protocol import vxi11 as vxi11_proto
+
 from .framing import unpack_header
 from .ieee488 import STB_BITS, set_bit_names
 
 _perf_counter_ns = time.perf_counter_ns
 
-# Entry kinds: USB transfers, then the layers above them.
-CONTROL, BULK, INTERRUPT = "control", "bulk", "interrupt"
+# Entry kinds: USB transfers, a LAN session's socket sends and receives, then the layers above them.
+CONTROL, BULK, INTERRUPT, TCP = "control", "bulk", "interrupt", "tcp"
 MESSAGE, RECOVERY, MARKER = "message", "recovery", "marker"
-TRANSFER_KINDS = (CONTROL, BULK, INTERRUPT)
+USB_KINDS = (CONTROL, BULK, INTERRUPT)
+TRANSFER_KINDS = (CONTROL, BULK, INTERRUPT, TCP)
+
+# The channels of LAN sessions, kept in a TCP record's ``endpoint``: the high nibble names the
+# protocol (1 raw SCPI, 2 ONC RPC/VXI-11, 3 HiSLIP), so a decoder needs nothing else.
+LAN_RAW = 0x10
+LAN_VXI11_CORE, LAN_VXI11_ABORT, LAN_VXI11_INTR, LAN_PORTMAP = 0x20, 0x21, 0x22, 0x23
+LAN_HISLIP_SYNC, LAN_HISLIP_ASYNC = 0x30, 0x31
+LAN_CHANNELS = {LAN_RAW: "raw SCPI", LAN_VXI11_CORE: "VXI-11 core", LAN_VXI11_ABORT: "VXI-11 abort",
+                LAN_VXI11_INTR: "VXI-11 interrupt", LAN_PORTMAP: "portmapper", LAN_HISLIP_SYNC: "HiSLIP sync",
+                LAN_HISLIP_ASYNC: "HiSLIP async"}
 
 # Transfer statuses.
 OK, TIMEOUT, STALL, GONE, CANCELLED, OVERFLOW, ERROR = (
@@ -125,6 +139,18 @@ class Entry:
                 f"{self.actual}/{self.requested} {self.status} {self.op or ''}{self.text!r}>")
 
 
+@dataclass(frozen=True)
+class Connection:
+    """One TCP connection of a LAN session's channel: the addresses a pcapng export puts in the
+    IPv4 and TCP headers it writes around the recorded bytes. A channel that reconnects (the
+    recovery of a raw socket) has one per connection, told apart by ``since_ns``."""
+
+    endpoint: int  # the channel (LAN_RAW, LAN_HISLIP_SYNC, ...)
+    local: tuple[str, int]  # the host's address and port
+    remote: tuple[str, int]  # the instrument's
+    since_ns: int  # wall time (ns since the epoch) it was opened
+
+
 @dataclass
 class SessionInfo:
     """What an export needs to know about one session's device."""
@@ -140,6 +166,8 @@ class SessionInfo:
     bulk_in_packet_bytes: int = 512
     #: the session's transfer timeout (a script export repeats it).
     timeout_ms: int = 5000
+    #: A LAN session's TCP connections, oldest first (none for USB).
+    connections: list[Connection] = field(default_factory=list)
 
 
 class Recorder:
@@ -212,6 +240,11 @@ class Recorder:
             old = ring.popleft()
             if type(old) is tuple:
                 self._bytes -= old[-1]
+            elif type(old) is list:
+                self._bytes -= old[19]
+                old[19] = -1  # gone from the ring
+                if old[20] is not None:
+                    old[20].cost = -1
             else:
                 self._bytes -= old.cost
                 old.cost = -1  # gone from the ring
@@ -238,12 +271,13 @@ class Recorder:
             first = _seq_of(self._ring[0])
             start = max(0, seq + 1 - first) if seq >= first else 0
             # seqs in the ring are consecutive, so the position is the difference
-            items = list(itertools.islice(self._ring, start, None if limit is None else start + limit))
+            items = [_listed(item) if type(item) is list else item
+                     for item in itertools.islice(self._ring, start, None if limit is None else start + limit)]
         return [_entry(item) if type(item) is tuple else item for item in items]
 
     def entries(self) -> list[Entry]:
         with self._lock:
-            items = list(self._ring)
+            items = [_listed(item) if type(item) is list else item for item in self._ring]
         return [_entry(item) if type(item) is tuple else item for item in items]
 
     @property
@@ -270,7 +304,11 @@ class Recorder:
             if self._ring:
                 self.cleared_before = _seq_of(self._ring[-1]) + 1
             for entry in self._ring:
-                if type(entry) is not tuple:
+                if type(entry) is list:
+                    entry[19] = -1
+                    if entry[20] is not None:
+                        entry[20].cost = -1
+                elif type(entry) is not tuple:
                     entry.cost = -1
             self._ring.clear()
             self._bytes = 0
@@ -288,7 +326,7 @@ class SessionTrace:
         self.info = info
         self.number = info.number
         self._cap = recorder.transfer_cap_bytes
-        self._group: Entry | None = None
+        self._group: Entry | list | None = None  # the message being recorded (a list: open_message)
         self._step: Entry | None = None
         # The seqs of _group and _step (0: none), kept beside them so recording a transfer
         # reads two ints instead of two attribute chains.
@@ -344,6 +382,72 @@ class SessionTrace:
             if recorder._bytes > recorder.total_cap_bytes:
                 recorder._evict()
 
+    def bulks(self, records: list) -> None:
+        """Record Bulk transfers that ran one after the other (a query's message, read request
+        and first read): ``records`` holds ``(endpoint, direction, requested, actual, status,
+        data, start_ns, end_ns)`` tuples. One call and one lock for all of them, which is what
+        keeps a traced query within a few per cent of an untraced one."""
+        cap, offset, group, step, command, number = (self._cap, self._offset_ns, self._group_seq, self._step_seq,
+                                                     self.command_id, self.number)
+        recorder = self.recorder
+        failure = None
+        with recorder._lock:
+            ring, seqs, added = recorder._ring, recorder._seq, 0
+            for endpoint, direction, requested, actual, status, data, start_ns, end_ns in records:
+                kept = (data if type(data) is bytes and len(data) <= cap else bytes(data[:cap])) if data else b""
+                cost = len(kept) + ENTRY_OVERHEAD_BYTES
+                seq = next(seqs)
+                ring.append((seq, number, BULK, start_ns + offset, end_ns - start_ns, endpoint, direction, requested,
+                             actual, status, kept, b"", group, step, command, cost))
+                added += cost
+                if status != OK:
+                    failure = (seq, BULK, direction, b"", status)
+            recorder._bytes += added
+            if recorder._bytes > recorder.total_cap_bytes:
+                recorder._evict()
+        if failure is not None:
+            self._last_failure = failure
+
+    def batch(self, out_endpoint: int, outs, counts: list[int], in_endpoint: int, in_length: int, reply: bytes,
+              times: list[int]) -> None:
+        """Record Bulk-OUT transfers ``outs`` (``(data, timeout_ms)``; ``counts`` bytes taken) and
+        the Bulk-IN read of ``in_length`` that brought ``reply``, all ended well: a query's
+        message, read request and first read, in one call and one lock (the hot path of every
+        query). ``times`` holds :meth:`now` readings: each transfer's start, then the last end."""
+        cap, offset, group, step, command, number = (self._cap, self._offset_ns, self._group_seq, self._step_seq,
+                                                     self.command_id, self.number)
+        kept = reply if len(reply) <= cap else reply[:cap]
+        recorder = self.recorder
+        with recorder._lock:
+            ring, seqs, added = recorder._ring, recorder._seq, 0
+            for i, (data, _timeout_ms) in enumerate(outs):
+                out = bytes(data) if len(data) <= cap else bytes(data[:cap])  # whole: one copy, not two
+                cost = len(out) + ENTRY_OVERHEAD_BYTES
+                ring.append((next(seqs), number, BULK, times[i] + offset, times[i + 1] - times[i], out_endpoint,
+                             "out", len(data), counts[i], OK, out, b"", group, step, command, cost))
+                added += cost
+            cost = len(kept) + ENTRY_OVERHEAD_BYTES
+            ring.append((next(seqs), number, BULK, times[-2] + offset, times[-1] - times[-2], in_endpoint, "in",
+                         in_length, len(reply), OK, kept, b"", group, step, command, cost))
+            recorder._bytes += added + cost
+            if recorder._bytes > recorder.total_cap_bytes:
+                recorder._evict()
+
+    def connection(self, endpoint: int, sock) -> None:
+        """A LAN channel (``endpoint``: LAN_RAW, ...) opened a TCP connection on ``sock``."""
+        try:
+            local, remote = sock.getsockname()[:2], sock.getpeername()[:2]
+        except OSError:
+            return  # not connected after all: nothing will be recorded on it
+        self.info.connections.append(Connection(endpoint, local, remote, self.recorder.wall_ns(_perf_counter_ns())))
+
+    def packet(self, endpoint: int, direction: str, requested: int, actual: int, status: str, data,
+               start_ns: int) -> None:
+        """Record one socket send (``direction`` "out", ``requested`` bytes offered) or receive
+        ("in", ``requested`` bytes asked for) of a LAN channel that ended just now; ``start_ns``
+        is a :meth:`now` reading taken before it waited."""
+        self.transfer(TCP, endpoint, direction, requested, actual, status, data, start_ns, _perf_counter_ns())
+
     def descriptor(self, entry: Entry | None) -> None:
         """Keep a GET_DESCRIPTOR exchange for exports (outside the ring)."""
         if entry is not None:
@@ -371,8 +475,16 @@ class SessionTrace:
         entry.command = self.command_id
         if self.opening:
             entry.text = message_text(entry) + ON_OPEN
-        self.recorder._append(entry)
-        self._group, self._group_seq = entry, entry.seq
+        # Recorder._append() inlined (the hot path of every query).
+        cost = entry.cost = len(entry.data) + ENTRY_OVERHEAD_BYTES
+        recorder = self.recorder
+        with recorder._lock:
+            seq = entry.seq = next(recorder._seq)
+            recorder._ring.append(entry)
+            recorder._bytes += cost
+            if recorder._bytes > recorder.total_cap_bytes:
+                recorder._evict()
+        self._group, self._group_seq = entry, seq
         return entry
 
     def end(self, entry: Entry, reply: bytes | None = None, exc: BaseException | None = None) -> None:
@@ -383,10 +495,63 @@ class SessionTrace:
         if reply is not None:
             entry.reply, entry.actual = reply[:MESSAGE_CAP_BYTES], len(reply)
         if entry.reply:
-            self.recorder._grew(entry, len(entry.reply))
+            recorder = self.recorder
+            with recorder._lock:  # Recorder._grew() inlined
+                if entry.cost >= 0:
+                    entry.cost += len(entry.reply)
+                    recorder._bytes += len(entry.reply)
         if exc is not None:
             entry.status = _error_status(exc)
             entry.detail = str(exc)
+
+    def open_message(self, op: str, sent) -> list | None:
+        """:meth:`begin` for the hot paths (a query, a write): the message is kept as a list in
+        :class:`Entry`'s field order (building one costs a fifth of an :class:`Entry`) and
+        becomes an :class:`Entry` only when read. Returns the token for :meth:`close_message`
+        (None when nested, or while opening: then use :meth:`begin`)."""
+        if self._group is not None or self.opening:
+            return None
+        if type(sent) is bytes:
+            size = len(sent)
+            if size > MESSAGE_CAP_BYTES:
+                sent = sent[:MESSAGE_CAP_BYTES]
+        else:
+            view = memoryview(sent).cast("B")
+            size, sent = len(view), bytes(view[:MESSAGE_CAP_BYTES])
+        cost = len(sent) + ENTRY_OVERHEAD_BYTES
+        recorder = self.recorder
+        with recorder._lock:
+            seq = next(recorder._seq)
+            item = [seq, self.number, MESSAGE, _perf_counter_ns() + self._offset_ns, 0, 0, "", size, 0, OK,
+                    sent, b"", 0, 0, "", b"", "", op, self.command_id, cost, None]
+            recorder._ring.append(item)
+            recorder._bytes += cost
+            if recorder._bytes > recorder.total_cap_bytes:
+                recorder._evict()
+        self._group, self._group_seq = item, seq
+        return item
+
+    def close_message(self, item: list, reply: bytes | None, exc: BaseException | None = None) -> None:
+        """The message begun by :meth:`open_message` ended, with ``reply`` (None: none) or ``exc``."""
+        self._group, self._group_seq = None, 0
+        duration_ns = _perf_counter_ns() + self._offset_ns - item[3]
+        if reply is not None and len(reply) > MESSAGE_CAP_BYTES:
+            kept, actual = reply[:MESSAGE_CAP_BYTES], len(reply)
+        else:
+            kept, actual = reply or b"", len(reply) if reply is not None else 0
+        status, detail = (OK, "") if exc is None else (_error_status(exc), str(exc))
+        recorder = self.recorder
+        with recorder._lock:
+            # Under the lock: a reader may be turning the list into its Entry right now.
+            item[4], item[8], item[9], item[15], item[16] = duration_ns or 1, actual, status, kept, detail
+            if item[19] >= 0:
+                item[19] += len(kept)
+                recorder._bytes += len(kept)
+            entry = item[20]
+            if entry is not None:
+                entry.actual, entry.status, entry.reply, entry.detail = actual, status, kept, detail
+                entry.cost = item[19]
+                entry.duration_ns = item[4]  # last: a duration says the message has ended
 
     @contextlib.contextmanager
     def recovery(self, why: str) -> Iterator[Entry | None]:
@@ -403,7 +568,7 @@ class SessionTrace:
             why = f"{why} ({_transfer_name(kind, direction, setup)} {status})"
         start = time.perf_counter_ns()
         entry = Entry(0, self.number, RECOVERY, self.recorder.wall_ns(start), text=why,
-                      group=self._group.seq if self._group is not None else 0)
+                      group=self._group_seq)
         entry.command = self.command_id
         self.recorder._append(entry)
         self._step, self._step_seq = entry, entry.seq
@@ -447,6 +612,11 @@ def message_text(entry: Entry) -> str:
     return f"{entry.op} {escape(entry.data[:80])}" + ("…" if entry.requested > 80 else "")
 
 
+def status_of(exc: BaseException) -> str:
+    """The trace status for an error (``timeout``, ``device gone``, ...)."""
+    return _error_status(exc)
+
+
 def _error_status(exc: BaseException) -> str:
     # By kind, subclasses included (the LAN sessions' ReplyTimeoutError is a TmcTimeoutError).
     kinds = {"TmcTimeoutError": TIMEOUT, "StallError": STALL, "DeviceGoneError": GONE, "AbortedError": CANCELLED}
@@ -467,11 +637,23 @@ def escape(data: bytes) -> str:
 def _transfer_name(kind: str, direction: str, setup: bytes) -> str:
     if kind == CONTROL:
         return f"control {_request_name(setup)}"
+    if kind == TCP:
+        return "socket send" if direction == "out" else "socket receive"
     return f"{'Bulk' if kind == BULK else 'Interrupt'}-{direction.upper()}"
 
 
 def _seq_of(item) -> int:
-    return item[0] if type(item) is tuple else item.seq
+    return item.seq if type(item) is Entry else item[0]
+
+
+def _listed(item: list) -> Entry:
+    """A message kept as a list (:meth:`SessionTrace.open_message`) as its :class:`Entry`, made
+    once (under the recorder's lock) and updated by :meth:`SessionTrace.close_message` from then on."""
+    entry = item[20]
+    if entry is None:
+        entry = item[20] = Entry(*item[:18])
+        entry.command, entry.cost = item[18], item[19]
+    return entry
 
 
 def _entry(t: tuple) -> Entry:
@@ -630,14 +812,54 @@ def _decode_interrupt(entry: Entry) -> Decoded:
     return Decoded(usb, f"vendor notification 0x{data[0]:02X}")
 
 
+# --- LAN channels: a socket's bytes are a stream, so a decoder follows where its PDUs end ---
+
+_HISLIP_TYPES = {t.value: t.name for t in hislip_proto.MsgType}
+_HISLIP_DATA = (hislip_proto.MsgType.DATA, hislip_proto.MsgType.DATA_END)
+_RPC_PROGRAMS = {vxi11_proto.DEVICE_CORE_PROG: "DEVICE_CORE", vxi11_proto.DEVICE_ASYNC_PROG: "DEVICE_ASYNC",
+                 vxi11_proto.DEVICE_INTR_PROG: "DEVICE_INTR", oncrpc.PMAP_PROG: "PORTMAP"}
+
+
+def _rpc_procedure(prog: int, proc: int) -> str:
+    """VXI-11 B.6 procedure names as Wireshark's vxi11 dissector spells them (device_write, ...)."""
+    if prog == oncrpc.PMAP_PROG:
+        try:
+            return oncrpc.PmapProc(proc).name
+        except ValueError:
+            return f"portmapper procedure {proc}"
+    try:
+        return vxi11_proto.CoreProc(proc).name.lower()
+    except ValueError:
+        return f"procedure {proc}"
+
+
+class _StreamState:
+    """Where one direction of one LAN channel stands: bytes left of the current PDU and, for
+    RPC, whether the next byte starts a record's body (its record mark came alone)."""
+
+    __slots__ = ("left", "name", "body_next")
+
+    def __init__(self) -> None:
+        self.left, self.name, self.body_next = 0, "", False
+
+
+def _text_preview(data: bytes) -> str:
+    return escape(data[:60]) + ("…" if len(data) > 60 else "")
+
+
 class Decoder:
     """Decodes a session's entries in order: it tracks where each Bulk-IN transfer of the
-    device ends, so a continuation read is not mistaken for a new header."""
+    device ends, so a continuation read is not mistaken for a new header, and where each
+    LAN channel's HiSLIP messages and RPC records end."""
 
     def __init__(self) -> None:
         self._in_left: dict[int, int] = {}  # session -> Bulk-IN bytes still to come of the device's transfer
+        self._streams: dict[tuple, _StreamState] = {}  # (session, channel, direction) -> state
+        self._rpc_calls: dict[tuple[int, int], str] = {}  # (session, xid) -> procedure, to name replies
 
     def decode(self, entry: Entry) -> Decoded:
+        if entry.kind == TCP:
+            return self._decode_tcp(entry)
         if entry.kind == CONTROL:
             return _decode_control(entry)
         if entry.kind == INTERRUPT:
@@ -678,6 +900,130 @@ class Decoder:
         if entry.status != OK:
             text += f" [{entry.status}]"
         return Decoded(usb, text, fields, HEADER_BYTES)
+
+
+    def _decode_tcp(self, entry: Entry) -> Decoded:
+        channel = LAN_CHANNELS.get(entry.endpoint, f"LAN channel 0x{entry.endpoint:02X}")
+        way = "to the instrument" if entry.direction == "out" else "from the instrument"
+        line = f"TCP {channel} {way}: {entry.actual}/{entry.requested} bytes {entry.status}"
+        if entry.actual == 0:
+            return Decoded(line, f"{channel}: {'send' if entry.direction == 'out' else 'receive'} [{entry.status}]")
+        state = self._streams.setdefault((entry.session, entry.endpoint, entry.direction), _StreamState())
+        protocol = entry.endpoint >> 4
+        if protocol == 3:
+            parts, fields = self._hislip(entry, state)
+        elif protocol == 2:
+            parts, fields = self._rpc(entry, state)
+        else:
+            parts, fields = [f"SCPI {_text_preview(entry.data)}"], {}
+        text = "; ".join(parts[:3]) + (f"; +{len(parts) - 3} more" if len(parts) > 3 else "")
+        if entry.status != OK:
+            text += f" [{entry.status}]"
+        return Decoded(line, text, fields)
+
+    @staticmethod
+    def _hislip(entry: Entry, state: _StreamState) -> tuple[list[str], dict]:
+        """HiSLIP messages (IVI-6.1 3.1: 16-byte header, then the payload) in one socket chunk."""
+        data, moved, pos = entry.data, entry.actual, 0
+        parts: list[str] = []
+        fields: dict = {}
+        while pos < moved:
+            if state.left:
+                take = min(state.left, moved - pos)
+                kept = data[pos:pos + take]
+                text = f"{state.name} payload, {take} bytes"
+                if state.name in ("DATA", "DATA_END") and kept:
+                    text += f": {_text_preview(kept)}"
+                parts.append(text)
+                state.left -= take
+                pos += take
+                continue
+            if pos + hislip_proto.HEADER.size > len(data) or data[pos:pos + 2] != hislip_proto.PROLOGUE:
+                parts.append(f"{moved - pos} bytes, not a HiSLIP header" if pos + 2 <= len(data)
+                             else f"{moved - pos} bytes not kept")
+                break  # out of step (or beyond the kept bytes): the next chunk starts afresh
+            _prologue, kind, control, parameter, size = hislip_proto.HEADER.unpack_from(data, pos)
+            name = _HISLIP_TYPES.get(kind, f"message type {kind}")
+            if not fields:
+                fields = {"MessageType": name, "ControlCode": control, "MessageParameter": parameter,
+                          "PayloadLength": size}
+            text = f"HiSLIP {name}"
+            if kind in _HISLIP_DATA:
+                text += f" MessageID 0x{parameter:08X}"
+            elif kind == hislip_proto.MsgType.ASYNC_SERVICE_REQUEST or kind == hislip_proto.MsgType.ASYNC_STATUS_RESPONSE:
+                text += f": {stb_text(control)}"
+            pos += hislip_proto.HEADER.size
+            payload = data[pos:pos + min(size, moved - pos)]
+            if size and kind in _HISLIP_DATA and payload:
+                text += f", {size} bytes: {_text_preview(payload)}"
+            elif size:
+                text += f", {size} bytes"
+            parts.append(text)
+            take = min(size, moved - pos)
+            state.left, state.name = size - take, name
+            pos += take
+        return parts, fields
+
+    def _rpc(self, entry: Entry, state: _StreamState) -> tuple[list[str], dict]:
+        """ONC RPC records over TCP (RFC 5531 section 11: a 4-byte record mark, then the
+        fragment): calls by program and procedure, replies by the call they answer."""
+        data, moved, pos = entry.data, entry.actual, 0
+        parts: list[str] = []
+        fields: dict = {}
+        while pos < moved:
+            if state.left and not state.body_next:
+                take = min(state.left, moved - pos)
+                text = f"{state.name} continued, {take} bytes"
+                if state.name.endswith(("device_write", "device_read")) and data[pos:pos + take]:
+                    text += f": {_text_preview(data[pos:pos + take])}"
+                parts.append(text)
+                state.left -= take
+                pos += take
+                continue
+            if not state.body_next:
+                if pos + 4 > len(data):
+                    parts.append(f"{moved - pos} bytes not kept")
+                    break
+                mark = int.from_bytes(data[pos:pos + 4], "big")
+                state.left, state.body_next, state.name = mark & 0x7FFF_FFFF, True, "RPC record"
+                pos += 4
+                if pos >= moved:
+                    parts.append(f"RPC record mark: {state.left} bytes follow")
+                    break
+            state.body_next = False
+            take = min(state.left, moved - pos)
+            text, found = self._rpc_body(entry.session, data[pos:pos + take])
+            if found and not fields:
+                fields = found
+            state.name = text.split(" xid")[0] if found else state.name
+            parts.append(text)
+            state.left -= take
+            pos += take
+        return parts, fields
+
+    def _rpc_body(self, session: int, body: bytes) -> tuple[str, dict]:
+        if len(body) < 8:
+            return f"RPC fragment, {len(body)} bytes", {}
+        xid, mtype = struct.unpack_from(">II", body)
+        if mtype == oncrpc.MsgType.CALL and len(body) >= 24:
+            _rpcvers, prog, _vers, proc = struct.unpack_from(">IIII", body, 8)
+            name = _rpc_procedure(prog, proc)
+            self._rpc_calls[(session, xid)] = name
+            text = f"RPC call {name} xid 0x{xid:08X} ({_RPC_PROGRAMS.get(prog, f'program {prog}')})"
+            # device_write's data, after AUTH_NONE credentials and link, timeouts and flags (VXI-11 B.6.3)
+            if name == "device_write" and len(body) >= 64 and body[28:32] == bytes(4) and body[36:40] == bytes(4):
+                size = int.from_bytes(body[56:60], "big")
+                text += f": {_text_preview(body[60:60 + size])}"
+            return text, {"xid": xid, "msg_type": "CALL", "program": prog, "procedure": name}
+        if mtype == oncrpc.MsgType.REPLY:
+            name = self._rpc_calls.pop((session, xid), "")
+            text = f"RPC reply{' ' + name if name else ''} xid 0x{xid:08X}"
+            # device_read's data, after an accepted AUTH_NONE header and error, reason (VXI-11 B.6.4)
+            if name == "device_read" and len(body) >= 36 and body[8:12] == bytes(4):
+                error, _reason, size = struct.unpack_from(">III", body, 24)
+                text += f": {_text_preview(body[36:36 + size])}" if not error else f": error {error}"
+            return text, {"xid": xid, "msg_type": "REPLY", "procedure": name}
+        return f"RPC message xid 0x{xid:08X} type {mtype}", {}
 
 
 def decode(entry: Entry) -> Decoded:

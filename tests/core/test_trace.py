@@ -101,12 +101,15 @@ def test_data_is_capped_per_transfer_and_the_ring_by_bytes(sim):
     assert big, "the descriptors outlive the ring"
 
 
-def test_the_ring_bound_holds_for_the_memory_it_really_takes():
+@pytest.mark.parametrize("path", ["general", "hot"])
+def test_the_ring_bound_holds_for_the_memory_it_really_takes(path):
     """The ring's byte cap bounds the Python heap its entries take, not only the bytes it
     counts: a full ring of query-sized records (a message and three small transfers each)
-    frees at most the cap, plus a little, when cleared."""
+    frees at most the cap, plus a little, when cleared; on the general path (an Entry and a
+    record per transfer) as on a query's hot one (a listed message, one call for the batch)."""
     import gc
     import tracemalloc
+    from array import array
 
     cap = 2 * 1024 * 1024
     recorder = Recorder(total_cap_bytes=cap)
@@ -115,8 +118,14 @@ def test_the_ring_bound_holds_for_the_memory_it_really_takes():
     tracemalloc.start()
     try:
         for _ in range(3 * cap // 1000):  # three times what the ring holds
-            entry = trace.begin("query", b"*IDN?\n")
             start = trace.now()
+            if path == "hot":
+                item = trace.open_message("query", b"*IDN?\n")
+                trace.batch(0x01, [(array("B", frame), 100), (request, 100)], [len(frame), len(request)], 0x82, 64,
+                            reply, [start, start + 1, start + 2, start + 3])
+                trace.close_message(item, reply[12:40])
+                continue
+            entry = trace.begin("query", b"*IDN?\n")
             trace.bulk(0x01, "out", len(frame), len(frame), frame, start)
             trace.bulk(0x01, "out", len(request), len(request), request, start)
             trace.bulk(0x82, "in", 64, len(reply), reply, start)
@@ -144,6 +153,43 @@ def test_since_hands_a_reader_only_new_entries(sim):
         assert recorder.since(new[-1].seq)[0].text == "here"
         recorder.clear()
         assert len(recorder) == 0 and recorder.since(0) == []
+
+
+def test_a_message_read_while_it_runs_is_completed_in_place_when_it_ends():
+    """A query's message is kept in the ring in a cheap form and becomes an Entry when read;
+    a reader that took it while it ran (the dock) sees it end: same object, reply and duration."""
+    recorder = Recorder()
+    trace = recorder.open_session("x")
+    item = trace.open_message("query", memoryview(b"MEAS:VOLT?\n"))
+    (running,) = recorder.since(0)
+    assert running.kind == tr.MESSAGE and running.op == "query" and running.duration_ns == 0
+    assert running.data == b"MEAS:VOLT?\n" and running.requested == 11
+    start = trace.now()
+    trace.bulk(0x01, "out", 24, 24, bytes(24), start)
+    trace.close_message(item, b"+1.5E+00\n")
+    assert running.duration_ns > 0 and running.reply == b"+1.5E+00\n" and running.actual == 9
+    assert running.cost == len(running.data) + len(running.reply) + tr.ENTRY_OVERHEAD_BYTES
+    assert recorder.entries()[0] is running and recorder.entries()[1].group == running.seq
+    failed = trace.open_message("write", b"x" * 10_000)
+    trace.close_message(failed, None, TmcTimeoutError("Bulk-OUT transfer timed out"))
+    entry = recorder.entries()[-1]
+    assert entry.status == tr.TIMEOUT and "timed out" in entry.detail
+    assert entry.requested == 10_000 and len(entry.data) == tr.MESSAGE_CAP_BYTES
+    assert recorder.size_bytes == sum(e.cost for e in recorder.entries())
+
+
+def test_a_query_that_fails_mid_batch_keeps_every_transfer_and_its_status(sim):
+    """The query's transfers are recorded in one call after the batch; a batch that fails
+    part-way records what ran, with the failed transfer's status."""
+    recorder = Recorder()
+    with Instrument(SAM7, backend=sim, timeout_ms=100, trace=recorder) as inst:
+        with pytest.raises(TmcTimeoutError):
+            inst.query("NOPE?")
+    entries = recorder.entries()
+    query = next(e for e in entries if e.kind == tr.MESSAGE and e.op == "query")
+    inner = [e for e in entries if e.group == query.seq and e.step == 0]
+    assert [(e.direction, e.status) for e in inner[:3]] == [("out", tr.OK), ("out", tr.OK), ("in", tr.TIMEOUT)]
+    assert query.status == tr.TIMEOUT and query.duration_ns > 0
 
 
 def test_tracing_off_records_nothing_and_changes_nothing(sim):

@@ -227,3 +227,27 @@ def test_the_event_loop_keeps_running_while_a_traced_64_mib_upload_is_shown(wind
               f"{', '.join(f'{w:.1f}' for w in worst[True])} ms, hidden {', '.join(f'{w:.1f}' for w in worst[False])} ms; "
               f"the dock's longest tick {max(tick_s) * 1e3:.1f} ms; "
               f"{len(window.trace):,} trace entries, {window.trace.size_bytes / MIB:.1f} MiB")
+
+
+def test_a_lan_sessions_packets_fold_under_its_query_decoded_and_filter_by_kind(qtbot):
+    from app.lan import open_session
+    from app.sim.lan import serve
+
+    recorder = Recorder()
+    servers = serve()
+    try:
+        entry = next(e for e in servers.resources if e.protocol == "HiSLIP" and "Loopback" in e.label)
+        with open_session(entry.resource, timeout_ms=1000, trace=recorder) as session:
+            session.query("*IDN?")
+    finally:
+        servers.close()
+    model = TraceModel(recorder)
+    model.poll(budget_s=10)
+    model.set_filters(Filters(grouped=False, kind=(tr.TCP,)))
+    texts = [model.data(model.index(r, DESCRIPTION)) for r in range(model.rowCount())]
+    assert texts and all(t.strip().startswith(("HiSLIP", "DATA_END payload", "ASYNC_")) for t in texts)
+    assert any("DATA_END payload, 6 bytes: *IDN?\\n" in t for t in texts)
+    model.set_filters(Filters())  # grouped: the query folds its packets away
+    grouped = [model.data(model.index(r, DESCRIPTION)) for r in range(model.rowCount())]
+    assert any(t.startswith("▸ query *IDN?") for t in grouped)
+    assert not any("DATA_END payload" in t for t in grouped)
