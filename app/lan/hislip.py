@@ -1,8 +1,8 @@
 """HiSLIP sessions (``TCPIP::host::hislipN[,port]::INSTR``, IVI-6.1) in synchronized mode.
 
 Two connections: the synchronous channel carries Data/DataEnd messages and Trigger, each
-with a MessageID (IVI-6.1 3.1.2); the asynchronous one carries status queries, device clear
-and the instrument's AsyncServiceRequest, which this session keeps for :meth:`poll_srq`
+with a MessageID (IVI-6.1 3.1.2); the asynchronous one carries status queries, device clear,
+locks and the instrument's AsyncServiceRequest, which this session keeps for :meth:`poll_srq`
 whenever it meets one.
 """
 
@@ -11,11 +11,12 @@ from __future__ import annotations
 import select
 import struct
 import time
+from dataclasses import dataclass
 
 from app.protocol import hislip
-from app.protocol.hislip import MsgType
+from app.protocol.hislip import LockControl, LockResponse, MsgType
 from app.usbtmc import trace as tr
-from app.usbtmc.errors import AbortedError, DeviceNotFoundError, TmcError
+from app.usbtmc.errors import AbortedError, DeviceNotFoundError, ProtocolError, TmcError, TmcTimeoutError, UsageError
 
 from .errors import ConnectionLostError, LanProtocolError, LanRecovery
 from .session import LanSession
@@ -24,6 +25,25 @@ from .stream import Stream
 CLIENT_MAX_MESSAGE_BYTES = 64 << 20  # what this session accepts per Data message
 VENDOR_ID = b"TC"
 DATA_MESSAGE_BYTES = 1 << 20
+MAX_LOCK_TIMEOUT_MS = 0xFFFF_FFFF  # the request's 32-bit message parameter
+
+
+class LockTimeoutError(TmcTimeoutError):
+    """The lock was not granted within the request's timeout: another client holds it."""
+
+
+class LockRefusedError(ProtocolError):
+    """The instrument refused a lock request or release as invalid (IVI-6.1 AsyncLockResponse
+    "error"): the session holds that lock already, or holds none to release."""
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """IVI-6.1 AsyncLockInfoResponse: whether any client holds the exclusive lock, and how many
+    clients hold a lock (shared or exclusive)."""
+
+    exclusive: bool
+    holders: int
 
 
 class HislipSession(LanSession):
@@ -243,6 +263,81 @@ class HislipSession(LanSession):
         self._message_id = hislip.FIRST_MESSAGE_ID
         self._last_id = hislip.UNKNOWN_MESSAGE_ID
         self._rmt = 0
+
+    # --- locks (IVI-6.1 AsyncLock, AsyncLockInfo) ---
+
+    def lock(self, timeout_ms: int = 0, shared_key: str = "") -> str:
+        """Take the instrument's exclusive lock (``shared_key`` ""), or a shared lock under
+        ``shared_key`` (other sessions with the same key share it), waiting at most ``timeout_ms``
+        for another client to release it. Returns "exclusive" or "shared".
+
+        Raises :class:`LockTimeoutError` when it is not granted in time and
+        :class:`LockRefusedError` when this session holds that lock already; the session stays
+        usable after either. A session holding the shared lock may also take the exclusive one.
+        """
+        self._check_open()
+        if not 0 <= timeout_ms <= MAX_LOCK_TIMEOUT_MS:
+            raise UsageError(f"a lock timeout is 0 to {MAX_LOCK_TIMEOUT_MS} ms, not {timeout_ms}")
+        try:
+            key = shared_key.encode("ascii")
+        except UnicodeEncodeError:
+            raise UsageError(f"a shared lock key is ASCII text, not {shared_key!r}") from None
+        kind = "shared" if key else "exclusive"
+
+        def request() -> str:
+            # The answer comes when the lock is granted or the timeout has passed: allow both.
+            response = self._lock_exchange(LockControl.REQUEST, timeout_ms, key, (timeout_ms + self.timeout_ms) / 1000)
+            if response == LockResponse.SUCCESS:
+                return kind
+            usable = LanRecovery("nothing to recover: the request was answered", usable=True)
+            if response == LockResponse.FAILURE:
+                raise LockTimeoutError(f"{self.resource}: the {kind} lock was not granted within {timeout_ms} ms: "
+                                       "another client holds it", usable)
+            raise LockRefusedError(f"{self.resource}: the instrument refused the {kind} lock request "
+                                   f"(AsyncLockResponse {response}): this session holds it already", usable)
+
+        return self._traced("lock", key, request)
+
+    def unlock(self) -> str:
+        """Release this session's exclusive lock, else its shared one, once the instrument has
+        handled the messages sent before; returns "exclusive" or "shared". Raises
+        :class:`LockRefusedError` when the session holds no lock."""
+        self._check_open()
+
+        def release() -> str:
+            response = self._lock_exchange(LockControl.RELEASE, self._last_id, b"", self.timeout_ms / 1000)
+            if response == LockResponse.SUCCESS:
+                return "exclusive"
+            if response == LockResponse.SUCCESS_SHARED:
+                return "shared"
+            raise LockRefusedError(f"{self.resource}: the instrument refused the lock release (AsyncLockResponse "
+                                   f"{response}): this session holds no lock",
+                                   LanRecovery("nothing to recover: the release was answered", usable=True))
+
+        return self._traced("unlock", b"", release)
+
+    def lock_info(self) -> LockInfo:
+        """Who holds the instrument's locks (IVI-6.1 AsyncLockInfo)."""
+        self._check_open()
+        deadline = time.monotonic() + self.timeout_ms / 1000
+        try:
+            self._async.send_all(hislip.message(MsgType.ASYNC_LOCK_INFO), self.timeout_ms)
+            header, _ = self._expect_async(MsgType.ASYNC_LOCK_INFO_RESPONSE, deadline)
+        except TmcError as exc:
+            raise self._fail(exc, "the lock information request failed") from None
+        return LockInfo(bool(header.control & 1), header.parameter)
+
+    def _lock_exchange(self, control: int, parameter: int, payload: bytes, wait_s: float) -> int:
+        deadline = time.monotonic() + wait_s
+        try:
+            self._async.send_all(hislip.message(MsgType.ASYNC_LOCK, control, parameter, payload), self.timeout_ms)
+            header, _ = self._expect_async(MsgType.ASYNC_LOCK_RESPONSE, deadline)
+        except TmcError as exc:
+            # No answer: the asynchronous channel is out of step, and only a new connection (which
+            # holds no locks) puts it right.
+            raise self._fail(exc, "the lock request went unanswered; the locks this session held are released "
+                                  "with its connection") from None
+        return header.control
 
     def _trigger(self) -> None:
         """Trigger (IVI-6.1 6.10), the equivalent of GET, with its own MessageID."""

@@ -47,6 +47,25 @@ class MsgType(IntEnum):
     ASYNC_LOCK_INFO_RESPONSE = 25
 
 
+class LockControl(IntEnum):
+    """IVI-6.1 AsyncLock: the control code says what the client asks. A request's message
+    parameter is its timeout in ms and its payload the lock string (empty: the exclusive lock,
+    else a shared lock under that string); a release's parameter is the MessageID of the last
+    message the client sent on the synchronous channel."""
+
+    RELEASE = 0
+    REQUEST = 1
+
+
+class LockResponse(IntEnum):
+    """IVI-6.1 AsyncLockResponse: the control code answering an AsyncLock."""
+
+    FAILURE = 0  # a request whose timeout passed with the lock held by another client
+    SUCCESS = 1  # a request granted; a release of the exclusive lock
+    SUCCESS_SHARED = 2  # a release of the shared lock
+    ERROR = 3  # an invalid request: a lock the client holds already, a release of none
+
+
 class FatalCode(IntEnum):
     """IVI-6.1 Table 14: FatalError codes."""
 

@@ -1,6 +1,7 @@
-"""Regenerate the LAN screenshots: the browser's LAN group beside the virtual instruments, and the
-loopback's console on a HiSLIP session after an upload, a status read and an SRQ, at 1024x700 and
-1600x1000, light and dark.
+"""Regenerate the LAN screenshots: the virtual loopback as one instrument with its USB and LAN
+connections (a LAN instrument added by hand that cannot be reached below it), and the loopback's
+console on a HiSLIP session after an upload, a status read and an SRQ, at 1024x700 and 1600x1000,
+light and dark.
 
     Xvfb :99 -screen 0 1600x1000x24 &
     DISPLAY=:99 QT_QPA_PLATFORM=xcb python docs/screenshots/make_lan_screenshots.py [--dark]
@@ -84,9 +85,13 @@ def main() -> int:
             wait(lambda: tab.session.outstanding == 0, 10)
         tab.console.actions_by_name["read_stb"].trigger()
         wait(lambda: tab.session.outstanding == 0, 10)
-        item = window.browser._device_items[ref]
-        item.setExpanded(True)
-        window.browser.tree.scrollToItem(item)
+        browser = window.browser
+        wait(lambda: len(browser.connections(ref)) == 4)
+        entry = browser._instrument_items[browser.connections(ref)[0]]
+        entry.setExpanded(True)
+        browser._device_items[ref].setExpanded(True)  # the HiSLIP connection's own facts
+        browser.select(ref)  # the HiSLIP connection's row, the session's
+        browser.tree.scrollToItem(entry)
         pump(1.0)
         save(window, f"lan-{size[0]}x{size[1]}{suffix}.png")
         window.shutdown(5000)

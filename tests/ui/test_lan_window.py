@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
-from app.ui.browser import DeviceRef
+from app.ui.browser import TITLE_ROLE, DeviceRef
 
 
 def transcript_has(console, kind: str, text: str) -> bool:
@@ -84,14 +84,28 @@ def test_the_console_runs_on_each_lan_protocol(lan_window, qtbot, protocol):
     assert not actions["indicator_pulse"].isEnabled()
 
 
-def test_the_lan_group_lists_the_virtual_instruments_and_matches_their_usb_twin(lan_window, qtbot):
+def test_demo_mode_shows_each_virtual_instrument_once_with_its_usb_and_lan_connections(lan_window, qtbot):
+    browser = lan_window.browser
     ref = lan_ref(lan_window, qtbot, "HiSLIP", "Loopback")
-    info = lan_window.browser.device(ref)
-    assert info.serial == "LOOP-0001"  # from *IDN?, as on the USB descriptor
-    item = lan_window.browser._device_items[ref]
-    rows = {item.child(i).text(0): item.child(i).text(1) for i in range(item.childCount())}
-    assert rows["Protocol"] == "HiSLIP (IVI-6.1)"
-    assert rows["Also reachable"] == "SOCKET, USB (Virtual instruments), VXI-11"
+    assert browser.device(ref).serial == "LOOP-0001"  # from *IDN?, as on the USB descriptor
+    sam7 = lan_ref(lan_window, qtbot, "HiSLIP", "SAM7")
+    # The SAM7's *IDN? gives serial 0 (none); the virtual server names the model it serves.
+    assert browser.device(sam7).serial == "SAM7-0001"
+    qtbot.waitUntil(lambda: len(browser.connections(sam7)) == 4, timeout=5000)
+    conns = browser.connections(sam7)
+    assert [r.source for r in conns] == ["virtual", "lan", "lan", "lan"]
+    assert [browser.device(r).protocol for r in conns[1:]] == ["HiSLIP", "VXI-11", "SOCKET"]
+    group = browser._groups["virtual"]
+    titles = [group.child(i).data(0, TITLE_ROLE) for i in range(group.childCount())]
+    assert titles.count("SAM7-EK") == 1
+    lan_group = browser._groups["lan"]
+    assert not any(lan_group.child(i).data(0, TITLE_ROLE) for i in range(lan_group.childCount()))
+    entry = browser._instrument_items[conns[0]]
+    assert entry.text(0).endswith("USB + 3 LAN")
+    # Its HiSLIP row opens a session on HiSLIP; the instrument's row stays one entry.
+    tab = open_lan(lan_window, qtbot, sam7)
+    assert tab.ref == sam7 and tab.console.idn.startswith("XYZ Company Ltd, SAM7-EK")
+    assert "open (HiSLIP)" in entry.text(0)
 
 
 def test_an_added_lan_instrument_is_remembered_and_bad_strings_are_refused(lan_window, qtbot, settings):

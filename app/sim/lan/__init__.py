@@ -38,6 +38,13 @@ class LanResource:
     def label(self) -> str:
         return f"{self.device.strings.get(1, '')} {self.device.strings.get(2, '')}".strip()
 
+    @property
+    def identity(self) -> tuple[str, str, str]:
+        """Manufacturer, product and serial of the model served: its USB descriptor strings,
+        since it is the same object the virtual USB bus lists (the SAM7's ``*IDN?`` says serial 0)."""
+        strings = self.device.strings
+        return strings.get(1, ""), strings.get(2, ""), strings.get(3, "")
+
 
 class LanServers:
     """The running servers; :meth:`close` stops them and resets their connections."""

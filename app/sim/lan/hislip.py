@@ -6,6 +6,11 @@ AsyncDeviceClear, AsyncLock/AsyncLockInfo, AsyncRemoteLocalControl; the server s
 AsyncServiceRequest there). Replies carry the MessageID of the message they answer
 (IVI-6.1 3.1.2).
 
+Locks are kept per instrument (:class:`_Locks`): one client at a time holds the exclusive
+lock, any number the shared lock under one lock string; a request waits up to its timeout for
+the lock, and a client's locks go when its connection ends. It arbitrates the locks between
+the clients that ask for them; it does not hold back the messages of a client that holds none.
+
 Standard library only.
 """
 
@@ -18,7 +23,7 @@ import struct
 import threading
 
 from app.protocol import hislip
-from app.protocol.hislip import ErrorCode, FatalCode, MsgType
+from app.protocol.hislip import ErrorCode, FatalCode, LockControl, LockResponse, MsgType
 
 from .port import MessagePort
 from .server import TcpServer
@@ -56,6 +61,26 @@ class _Session:
             self.async_sock.sendall(data)
 
 
+class _Locks:
+    """Who holds one instrument's locks (IVI-6.1 AsyncLock)."""
+
+    def __init__(self) -> None:
+        self.exclusive: _Session | None = None
+        self.shared: set[_Session] = set()
+        self.key = ""  # the lock string the shared holders share
+
+    def grantable(self, session: _Session, key: str) -> bool:
+        if self.exclusive not in (None, session):
+            return False
+        if key:  # shared: under the holders' lock string
+            return not self.shared or self.key == key
+        # Exclusive: no one else shares the lock, unless the asker does too (VISA's nested locks).
+        return session in self.shared or not self.shared
+
+    def holders(self) -> set[_Session]:
+        return self.shared | ({self.exclusive} if self.exclusive is not None else set())
+
+
 class HislipServer:
     """Listens on one TCP port (0: any free one; the standard one is :data:`hislip.PORT`)."""
 
@@ -64,6 +89,8 @@ class HislipServer:
         self._sessions: dict[int, _Session] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._locks = {id(port): _Locks() for port in devices.values()}
+        self._locks_changed = threading.Condition()
         self.server = TcpServer(_Handler, host, tcp_port).start()
         self.server.hislip = self
         self._stop_listening = [port.listen_srq(self._make_listener(port)) for port in devices.values()]
@@ -76,6 +103,51 @@ class HislipServer:
         for stop in self._stop_listening:
             stop()
         self.server.close()
+        with self._locks_changed:
+            self._locks_changed.notify_all()  # lock requests still waiting give up
+
+    # --- locks ---
+
+    def request_lock(self, session: _Session, key: str, timeout_ms: int) -> LockResponse:
+        """Grant ``session`` the exclusive lock (``key`` "") or the shared one under ``key``, waiting
+        up to ``timeout_ms`` while another client holds it."""
+        locks = self._locks[id(session.port)]
+        with self._locks_changed:
+            if (not key and locks.exclusive is session) or (key and session in locks.shared):
+                return LockResponse.ERROR  # it holds that lock already
+            granted = self._locks_changed.wait_for(
+                lambda: session.done.is_set() or self.server.closing.is_set() or locks.grantable(session, key),
+                timeout=timeout_ms / 1000)
+            if not granted or session.done.is_set() or not locks.grantable(session, key):
+                return LockResponse.FAILURE
+            if key:
+                locks.shared.add(session)
+                locks.key = key
+            else:
+                locks.exclusive = session
+            return LockResponse.SUCCESS
+
+    def release_lock(self, session: _Session) -> LockResponse:
+        """Release ``session``'s exclusive lock, else its shared one."""
+        locks = self._locks[id(session.port)]
+        with self._locks_changed:
+            try:
+                if locks.exclusive is session:
+                    locks.exclusive = None
+                    return LockResponse.SUCCESS
+                if session in locks.shared:
+                    locks.shared.discard(session)
+                    locks.key = locks.key if locks.shared else ""
+                    return LockResponse.SUCCESS_SHARED
+                return LockResponse.ERROR  # it holds none
+            finally:
+                self._locks_changed.notify_all()
+
+    def lock_info(self, port: MessagePort) -> tuple[bool, int]:
+        """Whether a client holds the exclusive lock, and how many clients hold a lock."""
+        locks = self._locks[id(port)]
+        with self._locks_changed:
+            return locks.exclusive is not None, len(locks.holders())
 
     def _make_listener(self, port: MessagePort):
         def on_srq(stb: int) -> None:
@@ -102,6 +174,13 @@ class HislipServer:
         session.done.set()
         with self._lock:
             self._sessions.pop(session.session_id, None)
+        locks = self._locks[id(session.port)]
+        with self._locks_changed:  # a client that goes loses its locks
+            if locks.exclusive is session:
+                locks.exclusive = None
+            locks.shared.discard(session)
+            locks.key = locks.key if locks.shared else ""
+            self._locks_changed.notify_all()
 
 
 def _read_message(sock: socket.socket, limit: int) -> tuple[hislip.Header, bytes]:
@@ -208,10 +287,29 @@ class _Handler(socketserver.BaseRequestHandler):
                     session.reply_undelivered = False
                     port.clear()
                     reply = hislip.message(MsgType.ASYNC_DEVICE_CLEAR_ACKNOWLEDGE, 0)
+                elif kind == MsgType.ASYNC_LOCK and header.control == LockControl.REQUEST:
+                    try:
+                        key = payload.decode("ascii")
+                    except UnicodeDecodeError:
+                        key = None
+                    if key is None:
+                        reply = hislip.message(MsgType.ASYNC_LOCK_RESPONSE, LockResponse.ERROR)
+                    else:
+                        response = server.request_lock(session, key, header.parameter)
+                        if session.done.is_set() or self.server.closing.is_set():
+                            break
+                        reply = hislip.message(MsgType.ASYNC_LOCK_RESPONSE, response)
+                elif kind == MsgType.ASYNC_LOCK and header.control == LockControl.RELEASE:
+                    # The release follows the message it names (its parameter), as a status query does.
+                    with session.processed:
+                        session.processed.wait_for(lambda: header.parameter in (
+                            session.message_id, hislip.UNKNOWN_MESSAGE_ID) or session.done.is_set(), timeout=2)
+                    reply = hislip.message(MsgType.ASYNC_LOCK_RESPONSE, server.release_lock(session))
                 elif kind == MsgType.ASYNC_LOCK:
-                    reply = hislip.message(MsgType.ASYNC_LOCK_RESPONSE, 1)  # success: one client, no contention
+                    reply = hislip.message(MsgType.ERROR, ErrorCode.UNRECOGNIZED_CONTROL_CODE)
                 elif kind == MsgType.ASYNC_LOCK_INFO:
-                    reply = hislip.message(MsgType.ASYNC_LOCK_INFO_RESPONSE, 0, 0)
+                    exclusive, holders = server.lock_info(port)
+                    reply = hislip.message(MsgType.ASYNC_LOCK_INFO_RESPONSE, int(exclusive), holders)
                 elif kind == MsgType.ASYNC_REMOTE_LOCAL_CONTROL:
                     reply = hislip.message(MsgType.ASYNC_REMOTE_LOCAL_RESPONSE, 0)
                 else:
