@@ -140,7 +140,9 @@ class MessageWriter:
                 self.raise_out_failure(outcome.error or TmcTimeoutError("cancelled"), failed_btag, size,
                                        first_of_message=failed_index == 0 and not reached, frame_bytes=length)
             now = time.perf_counter()
-            if abort_latency_ms is not None:
+            if abort_latency_ms is not None and size >= _FIRST_PACED_TRANSFER_BYTES:
+                # A message's short last transfer is mostly turnaround: its rate would start the
+                # next upload from 64 KiB again, so only full-size transfers measure the rate.
                 rate = size / max(now - max(started, last_done_at[0]), 1e-6)
                 chunk = min(2 * size, self.paced_transfer_bytes(rate, abort_latency_ms))
                 self.paced_rate = rate

@@ -144,6 +144,22 @@ def test_abort_latency_sizes_transfers_from_the_measured_rate(sim, awg_device, t
         assert inst.query("DATA:ATTR:POIN? lat") == "262144"
 
 
+def test_a_short_last_transfer_does_not_reset_the_rate_the_next_upload_starts_from(sim, awg_device, transfer_log):
+    # Unpaced device, a message a little over the largest transfer: once the rate is known an
+    # upload is one full transfer and a short tail, and the tail's rate (mostly turnaround) must
+    # not send the next upload back to 64 KiB transfers.
+    with Instrument(AWG, backend=sim, timeout_ms=2000) as inst:
+        most = inst.quirks.max_out_transfer_bytes
+        message = [b"DATA:ARB:DAC fast,#9%09d" % most, bytes(most), b"\n"]
+        for _ in range(2):
+            inst.write_stream(message, abort=threading.Event(), abort_latency_ms=50)
+        transfer_log.writes.clear()
+        inst.write_stream(message, abort=threading.Event(), abort_latency_ms=50)
+        sizes = [n for n, _eom in transfer_log.message_transfers()]
+        assert sizes[0] > 64 * 1024, sizes
+        assert inst.query("DATA:ATTR:POIN? fast") == str(most // 2)
+
+
 def test_a_large_upload_keeps_one_copy_of_the_waveform(awg, awg_device):
     plan = UploadPlan(ShapeSource("triangle", 16 * MIB), TEMPLATES["awg-dac"], name="big")  # 32 MiB of int16
     tracemalloc.start()
