@@ -136,26 +136,9 @@ class Stream:
                   what: str = "the read", done: int = 0, total: int = 0) -> bytes:
         """At least one byte (at most ``max_bytes``) by ``deadline`` (time.monotonic seconds)."""
         while True:
-            trace = self.trace
-            start = trace.now() if trace is not None else 0
-            try:
-                self._wait(True, deadline, abort, what, done, total)
-                try:
-                    data = self.sock.recv(max_bytes)
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    raise ConnectionLostError(f"{self.name}: the connection broke during {what} "
-                                              f"({exc.strerror or exc})") from None
-                if not data:
-                    raise ConnectionLostError(f"{self.name}: the instrument closed the connection during {what}")
-            except TmcError as exc:
-                if trace is not None:
-                    trace.packet(self.channel, "in", max_bytes, 0, tr.status_of(exc), None, start)
-                raise
-            if trace is not None:
-                trace.packet(self.channel, "in", max_bytes, len(data), tr.OK, data, start)
-            return data
+            data = self._receive(self.sock.recv, max_bytes, max_bytes, deadline, abort, what, done, total)
+            if data is not None:
+                return data
 
     def recv_exact(self, size: int, deadline: float, *, abort: threading.Event | None = None,
                    what: str = "the read") -> bytes:
@@ -163,27 +146,34 @@ class Stream:
         view = memoryview(buf)
         got = 0
         while got < size:
-            trace = self.trace
-            start = trace.now() if trace is not None else 0
-            try:
-                self._wait(True, deadline, abort, what, got, size)
-                try:
-                    n = self.sock.recv_into(view[got:])
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    raise ConnectionLostError(f"{self.name}: the connection broke during {what} "
-                                              f"({exc.strerror or exc})") from None
-                if not n:
-                    raise ConnectionLostError(f"{self.name}: the instrument closed the connection during {what}")
-            except TmcError as exc:
-                if trace is not None:
-                    trace.packet(self.channel, "in", size - got, 0, tr.status_of(exc), None, start)
-                raise
-            if trace is not None:
-                trace.packet(self.channel, "in", size - got, n, tr.OK, view[got:got + n], start)
-            got += n
+            got += self._receive(self.sock.recv_into, view[got:], size - got, deadline, abort, what, got, size) or 0
         return bytes(buf)
+
+    def _receive(self, receive, target, want: int, deadline: float, abort, what: str, done: int, total: int):
+        """One traced receive by ``deadline``: ``receive(target)`` is ``sock.recv`` with a size
+        (giving bytes) or ``sock.recv_into`` with a view (giving a count). None when the socket
+        turned out to have nothing after all; a closed or broken connection raises."""
+        trace = self.trace
+        start = trace.now() if trace is not None else 0
+        try:
+            self._wait(True, deadline, abort, what, done, total)
+            try:
+                result = receive(target)
+            except BlockingIOError:
+                return None
+            except OSError as exc:
+                raise ConnectionLostError(f"{self.name}: the connection broke during {what} "
+                                          f"({exc.strerror or exc})") from None
+            if not result:
+                raise ConnectionLostError(f"{self.name}: the instrument closed the connection during {what}")
+        except TmcError as exc:
+            if trace is not None:
+                trace.packet(self.channel, "in", want, 0, tr.status_of(exc), None, start)
+            raise
+        if trace is not None:
+            data = result if isinstance(result, bytes) else target[:result]
+            trace.packet(self.channel, "in", want, len(data), tr.OK, data, start)
+        return result
 
     def pending(self) -> bool:
         """Whether bytes (or an end of stream) wait to be read now."""

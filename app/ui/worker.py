@@ -125,13 +125,15 @@ class SessionWorker(QObject):
         return max(0.0, min(due) - time.monotonic()) if due else None
 
     def _run_due_polls(self) -> None:
+        # The next due time is set before a poll runs: a poll that fails turns polling off
+        # (polling_changed -> _apply_polling) and that must stand.
         data = self.runner.session
         now = time.monotonic()
         if self._srq_due is not None and now >= self._srq_due:
-            self._srq_due = now + data.srq_poll_ms / 1000 if data.srq_poll_ms else None
+            self._srq_due = _due(now, data.srq_poll_ms)
             self.runner.poll_srq()
         if self._stb_due is not None and now >= self._stb_due:
-            self._stb_due = now + data.stb_poll_ms / 1000 if data.stb_poll_ms else None
+            self._stb_due = _due(now, data.stb_poll_ms)
             self.runner.poll_stb()
 
     def _apply_polling(self) -> None:
@@ -139,8 +141,7 @@ class SessionWorker(QObject):
         a settings change or a failed poll); a poll that goes on restarts its interval."""
         data = self.runner.session
         now = time.monotonic()
-        self._srq_due = now + data.srq_poll_ms / 1000 if data.srq_poll_ms else None
-        self._stb_due = now + data.stb_poll_ms / 1000 if data.stb_poll_ms else None
+        self._srq_due, self._stb_due = _due(now, data.srq_poll_ms), _due(now, data.stb_poll_ms)
 
     # --- events to the GUI thread ------------------------------------------------
 
@@ -161,6 +162,11 @@ class SessionWorker(QObject):
         if self.outbox and not self.wake_pending:
             self.wake_pending = True
             self.wake.emit()
+
+
+def _due(now: float, interval_ms: int) -> float | None:
+    """When a poll every ``interval_ms`` (0: off) is next due, counted from ``now``."""
+    return now + interval_ms / 1000 if interval_ms else None
 
 
 def _wakes(event: Event) -> bool:
