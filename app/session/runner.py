@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import threading
 import time
 from collections.abc import Callable
 
@@ -45,33 +44,34 @@ class AbortFlag:
 
 
 class AbortFlags:
-    """An :class:`AbortFlag` per outstanding command, shared by the submitting thread and the runner."""
+    """An :class:`AbortFlag` per outstanding command, shared by the submitting thread and the runner.
+
+    No lock: each method is one dict operation, which the interpreter lock makes atomic, and
+    ``abort()`` walks a copy of the flags, taken in one step. A command's flag is registered
+    before the command is sent and released by the runner when it is done, on every command.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._flags: dict[int, AbortFlag] = {}
 
     def register(self, command_id: int) -> AbortFlag:
-        with self._lock:
-            flag = self._flags.get(command_id)
-            if flag is None:
-                flag = self._flags[command_id] = AbortFlag()
-            return flag
+        flag = self._flags.get(command_id)
+        if flag is None:
+            flag = self._flags.setdefault(command_id, AbortFlag())
+        return flag
 
     def get(self, command_id: int) -> AbortFlag:
         return self.register(command_id)
 
     def abort(self, command_id: int | None = None) -> None:
         """Abort one command, or every outstanding one (None)."""
-        with self._lock:
-            flags = self._flags.values() if command_id is None else [self._flags.get(command_id)]
-            for flag in flags:
-                if flag is not None:
-                    flag.set()
+        flags = list(self._flags.values()) if command_id is None else [self._flags.get(command_id)]
+        for flag in flags:
+            if flag is not None:
+                flag.set()
 
     def release(self, command_id: int) -> None:
-        with self._lock:
-            self._flags.pop(command_id, None)
+        self._flags.pop(command_id, None)
 
 
 def _ms_since(started: float) -> float:

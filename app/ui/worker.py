@@ -231,6 +231,7 @@ class Session(QObject):
         self._tracker = SessionTracker(self.state_changed.emit)
         self._flags = self._tracker.flags
         self._closing = False
+        self._started = False  # the thread was started (it ends only on Close, after _closing is set)
         self.trace = trace  # the I/O trace Recorder its transfers go to, or None
         # The worker object stays in this thread (its wake signal is queued here from the
         # session thread); only its serve() runs in the session thread.
@@ -247,6 +248,8 @@ class Session(QObject):
         self._frame_timer = QTimer(self)
         self._frame_timer.setInterval(FRAME_MS)
         self._frame_timer.timeout.connect(self._collect)
+        self._framing = False  # the frame timer runs
+        self._put = self.worker.inbox.put
         self.worker.wake.connect(self._on_wake)
         self.thread.finished.connect(self._on_thread_finished)
 
@@ -254,7 +257,8 @@ class Session(QObject):
 
     def open(self) -> int:
         """Start the worker thread (once) and open, or reopen, the instrument."""
-        if not self.thread.isRunning() and not self._closing:
+        if not self._started and not self._closing:
+            self._started = True
             self.thread.start()
         self._tracker.set_state(SessionState.OPENING)
         return self.submit(Open(self.resource, timeout_ms=self.timeout_ms, use_quirks=self.use_quirks),
@@ -262,11 +266,14 @@ class Session(QObject):
 
     def submit(self, command: Command, origin: str = "") -> int:
         """Queue ``command`` for the worker; returns its id (0 when the session is closing)."""
-        if self._closing or not self.thread.isRunning():
+        # Python flags, not the thread's and timer's own state: a typed query's round trip pays
+        # for every call here, and each call into Qt costs more than the test it makes.
+        if self._closing or not self._started:
             return 0
-        if not self._frame_timer.isActive():
+        if not self._framing:
+            self._framing = True
             self._frame_timer.start()
-        return self._tracker.submit(command, origin, self.worker.inbox.put)
+        return self._tracker.submit(command, origin, self._put)
 
     def abort(self, command_id: int | None = None) -> None:
         """Abort one command, or everything outstanding; takes effect between transfers."""
@@ -342,7 +349,8 @@ class Session(QObject):
         """Take the worker's events into this thread and handle them (in slices)."""
         outbox = self.worker.outbox
         if not outbox:
-            if not self._tracker.outstanding:
+            if self._framing and not self._tracker.outstanding:
+                self._framing = False
                 self._frame_timer.stop()
             return
         while outbox:
