@@ -120,6 +120,15 @@ class Peer:
     def query(self, text: str) -> str:
         raise NotImplementedError
 
+    def uploads(self, message: bytes, count: int) -> None:
+        """Upload ``message`` ``count`` times, one after the other."""
+        for _ in range(count):
+            self.upload(message)
+
+    def queries(self, text: str, count: int) -> list[str]:
+        """Ask ``text`` ``count`` times, one after the other; the replies."""
+        return [self.query(text) for _ in range(count)]
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -149,8 +158,13 @@ class ConsolePeer(Peer):
     thread, driven as the GUI drives it. A query is the console's typed ``Query`` command
     (the core's batched query, the line shown as sent when the command has left); an upload
     is the cancellable ``WriteStream`` command, with an abort flag and paced for a 50 ms
-    Cancel as the waveform panel's uploads are. Commands go to the worker's inbox
-    and its events come back to this thread's event loop, as to the window's."""
+    Cancel as the waveform panel's uploads are.
+
+    The event loop runs throughout, as the window's does: commands go to the worker's inbox,
+    its events come back to this thread's loop, and each next command is submitted from the
+    handler of the previous one's ``Finished`` event, as the console's script runner sends
+    its next line. (A nested event loop per command, which the GUI never runs, would measure
+    Qt entering and leaving a loop rather than the session.)"""
 
     name = CONSOLE
 
@@ -161,44 +175,65 @@ class ConsolePeer(Peer):
         from app.session.events import Failed, Finished, Reply
 
         self._app = QCoreApplication.instance() or QCoreApplication([])
-        self._loop_type, self._finished, self._failed, self._reply = QEventLoop, Finished, Failed, Reply
+        self._finished, self._failed, self._reply = Finished, Failed, Reply
         from app.ui.worker import Session
 
         self.session = Session(RESOURCE, backend, timeout_ms=TIMEOUT_MS)
-        self._waiting: int | None = None
-        self._events: list = []
         self._loop = QEventLoop()
+        self._next = None  # submits the next command, or None after the last
+        self._left = 0
+        self._waiting = 0
+        self._replies: list[bytes] = []
+        self._problem = ""
         self.session.event.connect(self._on_event)
-        self._run(lambda: self.session.open())
+        self._chain(lambda: self.session.open(), 1)
 
     def _on_event(self, event) -> None:
-        if event.command_id == self._waiting:
-            self._events.append(event)
-            if isinstance(event, self._finished):
-                self._loop.quit()
+        if event.command_id != self._waiting:
+            return
+        if isinstance(event, self._reply):
+            self._replies.append(event.data)
+        elif isinstance(event, self._failed):
+            self._problem = event.message
+        elif isinstance(event, self._finished):
+            self._left -= 1
+            if self._left and not self._problem:
+                self._waiting = self._next()
+                if self._waiting:
+                    return
+                self._problem = "the console's session refused the command (it is closed)"
+            self._loop.quit()
 
-    def _run(self, submit) -> list:
-        self._events = []
+    def _chain(self, submit, count: int) -> list[bytes]:
+        """Run ``count`` commands, each ``submit()``-ed when the one before has finished."""
+        self._replies, self._problem, self._left, self._next = [], "", count, submit
         self._waiting = submit()
         if not self._waiting:
             raise BenchError("the console's session refused the command (it is closed)")
         self._loop.exec()
-        failed = [e for e in self._events if isinstance(e, self._failed)]
-        if failed:
-            raise BenchError(f"console: {failed[0].message}")
-        return self._events
+        if self._problem:
+            raise BenchError(f"console: {self._problem}")
+        return self._replies
 
-    def upload(self, message: bytes) -> None:
+    def uploads(self, message: bytes, count: int) -> None:
         from app.session.events import WriteStream
 
-        self._run(lambda: self.session.submit(WriteStream((message,), len(message)), origin="console"))
+        command = WriteStream((message,), len(message))
+        self._chain(lambda: self.session.submit(command, origin="console"), count)
 
-    def query(self, text: str) -> str:
+    def upload(self, message: bytes) -> None:
+        self.uploads(message, 1)
+
+    def queries(self, text: str, count: int) -> list[str]:
         from app.session.events import Query
 
-        events = self._run(lambda: self.session.submit(Query(text.encode() + b"\n"), origin="console"))
-        reply = next(e for e in events if isinstance(e, self._reply))
-        return reply.data.decode(errors="replace").rstrip("\n")
+        data = text.encode() + b"\n"
+        # A typed line becomes a new Query each time, as in the console.
+        replies = self._chain(lambda: self.session.submit(Query(data), origin="console"), count)
+        return [reply.decode(errors="replace").rstrip("\n") for reply in replies]
+
+    def query(self, text: str) -> str:
+        return self.queries(text, 1)[0]
 
     def close(self) -> None:
         self.session.close()
@@ -302,8 +337,7 @@ def _measure_upload(peer: Peer, size: int, message: bytes, points: int, crc: int
     repeats = 1
     while True:
         cpu0, dev0, t0 = time.thread_time(), _device_cpu(awg), time.perf_counter()
-        for _ in range(repeats):
-            peer.upload(message)
+        peer.uploads(message, repeats)
         seconds = time.perf_counter() - t0
         cpu, dev = time.thread_time() - cpu0, _device_cpu(awg) - dev0
         if seconds >= SETTLE_UPLOAD_S or repeats >= 256:
@@ -321,11 +355,14 @@ def _measure_upload(peer: Peer, size: int, message: bytes, points: int, crc: int
 
 
 def _measure_queries(peer: Peer, count: int, awg, samples: dict) -> None:
-    peer.query("*IDN?")
+    identity = peer.query("*IDN?")
     cpu0, dev0, t0 = time.thread_time(), _device_cpu(awg), time.perf_counter()
-    for _ in range(count):
-        peer.query("*IDN?")
+    replies = peer.queries("*IDN?", count)
     seconds = time.perf_counter() - t0
+    wrong = [reply for reply in replies if reply != identity]
+    if len(replies) != count or wrong:
+        raise BenchError(f"{peer.name}: {len(replies)} replies to {count} *IDN? queries, "
+                         f"{len(wrong)} unlike the first ({identity!r})")
     entry = samples.setdefault((peer.name, "query", None), {"ms": [], "cpu": []})
     entry["ms"].append(seconds * 1e3 / count)
     entry["cpu"].append((time.thread_time() - cpu0 - (_device_cpu(awg) - dev0)) * 1e3 / count

@@ -85,3 +85,51 @@ def test_a_smoke_run_prints_figures_without_verdicts():
     figures = bench.report(records, options, targets=False)
     assert "Upload of DATA:ARB:DAC" in figures and "Targets" not in figures and "MISSED" not in figures
     assert "Targets: " in bench.report(records, options)
+
+
+@pytest.fixture
+def awg_backend():
+    import app.sim
+    from app.sim.awg import VirtualAwg
+
+    bus = app.sim.VirtualBus()
+    bus.plug(VirtualAwg(ingest_bytes_per_s=None, memory_points=1 << 16))
+    backend = app.sim.backend(bus)
+    with bench.default_backend_for_peers(backend):
+        yield backend
+
+
+def test_the_console_peer_chains_commands_from_each_finished_and_returns_every_reply(awg_backend):
+    peer = bench.ConsolePeer(awg_backend)
+    try:
+        replies = peer.queries("*IDN?", 25)
+        assert len(replies) == 25 and len(set(replies)) == 1 and "Virtual AWG" in replies[0]
+        # Ids keep counting: each query was its own command, submitted after the last had finished.
+        assert peer.session.outstanding == 0
+        assert peer.query("SYST:ERR?").startswith("0,")
+    finally:
+        peer.close()
+
+
+def test_a_failed_command_stops_the_console_peers_chain_and_names_the_device_error(awg_backend, monkeypatch):
+    monkeypatch.setattr(bench, "TIMEOUT_MS", 300)
+    peer = bench.ConsolePeer(awg_backend)
+    try:
+        with pytest.raises(bench.BenchError, match="console: "):
+            peer.queries("NO:SUCH:QUERY?", 3)  # the AWG never answers: the read times out
+        # The chain stopped at the first failure: the session is usable for the next command.
+        assert "Virtual AWG" in peer.query("*IDN?")
+    finally:
+        peer.close()
+
+
+def test_replies_unlike_the_first_fail_the_query_measure():
+    class Drifting(bench.Peer):
+        name = "drifting"
+        answers = iter(["A", "A", "A", "B"])
+
+        def query(self, text):
+            return next(self.answers)
+
+    with pytest.raises(bench.BenchError, match="1 unlike the first"):
+        bench._measure_queries(Drifting(), 3, None, {})
