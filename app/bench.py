@@ -16,7 +16,7 @@ Optional pacing of the device (:mod:`app.sim.wire`): ``--wire full|high`` (USB 2
 limits, 1.216 and 53.248 MB/s) and ``--ingest 33622a|<bytes/s>`` (an instrument that takes
 data at that rate). Figures: MB/s (10^6 bytes/s), the query round trip in ms, host CPU time
 per MB (the benchmarking thread's CPU time minus the device model's own), the ratios of
-TMC Console's core to each peer, and with a wire model the share of the wire's limit.
+TMC Console's core to each peer (the median of each round's own ratio), and with a wire model the share of the wire's limit.
 
 This is a measurement, never a timed test: tests only check that it runs and reports sane records.
 """
@@ -436,13 +436,25 @@ def summarize(samples: dict, options: BenchOptions, transport: str) -> list[Reco
             other = by_key.get((peer, record.measure, record.size_bytes))
             if peer == CORE or other is None:
                 continue
-            if record.measure == "upload":
-                record.vs[peer] = record.MBps / other.MBps
-            else:
-                record.vs[peer] = other.round_trip_ms / record.round_trip_ms
+            record.vs[peer] = _paired_ratio(record, other)
     order = {name: i for i, name in enumerate(IMPLEMENTATIONS)}
     records.sort(key=lambda r: (r.measure != "upload", r.size_bytes or 0, order.get(r.implementation, 9)))
     return records
+
+
+def _paired_ratio(core: Record, other: Record) -> float:
+    """How many times faster the core is than ``other``: the median over rounds of the ratio
+    within each round, where both ran minutes apart at most under the same load. On a shared
+    machine the load drifts between rounds by more than the differences measured; a ratio of
+    the two medians would mix rounds run under different loads. (Without one sample per round
+    on both sides, the ratio of the medians.)"""
+    if core.measure == "upload":
+        pairs = [a / b for a, b in zip(core.rounds, other.rounds)]
+        whole = core.MBps / other.MBps
+    else:
+        pairs = [b / a for a, b in zip(core.rounds, other.rounds)]
+        whole = other.round_trip_ms / core.round_trip_ms
+    return statistics.median(pairs) if len(core.rounds) == len(other.rounds) and pairs else whole
 
 
 def run(options: BenchOptions) -> list[Record]:
@@ -580,16 +592,9 @@ def trace_costs(records: list[Record]) -> dict[str, float]:
         base = core.get((r.measure, r.size_bytes))
         if r.implementation != CORE_TRACED or base is None:
             continue
-        # Each round measures both, one right after the other: the median of the rounds' own
-        # ratios leaves out what the machine's load did between rounds, which a ratio of the
-        # two medians keeps (on a shared machine that swings a few per cent either way).
-        pairs = list(zip(base.rounds, r.rounds))
-        if r.measure == "upload":
-            costs[f"upload {format_size(r.size_bytes)}"] = (
-                statistics.median(b / t for b, t in pairs) - 1 if pairs else base.MBps / r.MBps - 1)
-        else:
-            costs["query"] = (statistics.median(t / b for b, t in pairs) - 1 if pairs
-                              else r.round_trip_ms / base.round_trip_ms - 1)
+        # Each round measures both, one right after the other (see _paired_ratio).
+        label = f"upload {format_size(r.size_bytes)}" if r.measure == "upload" else "query"
+        costs[label] = _paired_ratio(base, r) - 1
     return costs
 
 

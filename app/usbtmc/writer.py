@@ -103,10 +103,19 @@ class MessageWriter:
     def write_stream(self, pieces: Iterable, total_bytes: int | None = None, *, abort: threading.Event | None = None,
                      progress: Progress | None = None, abort_latency_ms: int | None = None) -> None:
         """The concatenation of ``pieces`` as one message; see :meth:`Instrument.write_stream`."""
-        chunk = self.session.quirks.max_out_transfer_bytes
+        most = chunk = self.session.quirks.max_out_transfer_bytes
         pipelined = self.session.pipelined
         if abort_latency_ms is not None:
             chunk = self.paced_transfer_bytes(self.paced_rate, abort_latency_ms)
+        if total_bytes and type(pieces) in (tuple, list) and len(pieces) == 1 \
+                and total_bytes <= min(chunk + chunk // 4, most):
+            # The whole message in hand, and one transfer by the rules below: sent as write_raw
+            # sends a command, without the regrouping machinery (every cancellable upload
+            # from the GUI of a waveform up to a paced transfer's size comes this way).
+            view = memoryview(pieces[0]).cast("B")
+            if len(view) == total_bytes:
+                self._send_whole(view, abort, progress, abort_latency_ms)
+                return
         transport = self.link.transport
         pending: list[memoryview] = []
         pending_bytes = 0
@@ -222,6 +231,16 @@ class MessageWriter:
             # An error from the caller's generator (or ours) must not leave transfers behind.
             for item in list(in_flight):
                 transport.finish_bulk_out(item[0])
+
+    def _send_whole(self, view: memoryview, abort, progress: Progress | None, abort_latency_ms: int | None) -> None:
+        """A stream that is one transfer; paced, a full-size one measures the rate as in write_stream."""
+        size = len(view)
+        started = time.perf_counter()
+        self.send_transfer((view,), size, True, abort)
+        if abort_latency_ms is not None and size >= _FIRST_PACED_TRANSFER_BYTES:
+            self.paced_rate = size / max(time.perf_counter() - started, 1e-6)
+        if progress is not None:
+            progress(size, size)
 
     def raise_aborted(self, done_bytes: int, *, started_message: bool):
         """The user aborted between transfers: the device holds a partial message unless

@@ -160,6 +160,29 @@ def test_a_short_last_transfer_does_not_reset_the_rate_the_next_upload_starts_fr
         assert inst.query("DATA:ATTR:POIN? fast") == str(most // 2)
 
 
+def test_a_cancellable_upload_that_fits_one_transfer_is_one_transfer_and_measures_the_rate(sim, transfer_log):
+    # The GUI's uploads always pass an abort flag; one that is one transfer anyway goes out as a
+    # command does, still learns the rate the next paced upload starts from, and still stops
+    # before anything is sent when the flag is already set.
+    with Instrument(AWG, backend=sim, timeout_ms=2000) as inst:
+        block = bytes(64 * 1024)
+        message = b"DATA:ARB:DAC one,#6%06d" % len(block) + block + b"\n"
+        done = []
+        inst.write_stream((message,), len(message), abort=threading.Event(), abort_latency_ms=50,
+                          progress=lambda sent, total: done.append((sent, total)))
+        assert [(n, eom) for n, eom in transfer_log.message_transfers()] == [(len(message), True)]
+        assert done == [(len(message), len(message))]
+        assert inst._writer.paced_rate is not None and inst._writer.paced_rate > 0
+        assert inst.query("DATA:ATTR:POIN? one") == str(len(block) // 2)
+        transfer_log.writes.clear()
+        stop = threading.Event()
+        stop.set()
+        with pytest.raises(AbortedError, match="before it was sent"):
+            inst.write_stream((message,), len(message), abort=stop, abort_latency_ms=50)
+        assert transfer_log.message_transfers() == []
+        assert errors(inst) == []
+
+
 def test_a_large_upload_keeps_one_copy_of_the_waveform(awg, awg_device):
     plan = UploadPlan(ShapeSource("triangle", 16 * MIB), TEMPLATES["awg-dac"], name="big")  # 32 MiB of int16
     tracemalloc.start()
