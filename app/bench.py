@@ -185,7 +185,7 @@ class ConsolePeer(Peer):
         self._waiting = 0
         self._replies: list[bytes] = []
         self._problem = ""
-        self.session.event.connect(self._on_event)
+        self.session.listen(self._on_event)  # as the console panel does
         self._chain(lambda: self.session.open(), 1)
 
     def _on_event(self, event) -> None:

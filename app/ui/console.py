@@ -189,7 +189,7 @@ class ConsolePanel(QWidget):
         # False once app.ui.srq watches this session: it writes rate-limited SRQ entries itself.
         self.srq_entries = True
         self._build()
-        session.event.connect(self.handle_event)
+        session.listen(self.handle_event)
         session.state_changed.connect(self._on_state)
         self._on_state(session.state)
 

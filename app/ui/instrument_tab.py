@@ -146,7 +146,7 @@ class InstrumentTab(QWidget):
         layout.addWidget(self.panels, 1)
 
         session.state_changed.connect(self._on_state)
-        session.event.connect(self._on_event)
+        session.listen(self._on_event)
         self._on_state(session.state)
 
     # --- panels ---

@@ -269,7 +269,7 @@ class Sam7Panel(QWidget):
         self.demo_timer.timeout.connect(self._demo_next)
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
-        session.event.connect(self._on_event)
+        session.listen(self._on_event)
         session.state_changed.connect(self._on_session_state)  # a bound slot: disconnected when the panel goes
         if status_view is not None:
             status_view.register_changed.connect(self._on_register)

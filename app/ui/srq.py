@@ -176,7 +176,7 @@ class SrqMonitor(QObject):
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
         self._flush_timer.timeout.connect(self.flush)
-        self.session.event.connect(self._on_event)
+        self.session.listen(self._on_event)
 
     # --- settings ---
 

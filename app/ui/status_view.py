@@ -248,7 +248,7 @@ class StatusView(QWidget):
         self._live_wanted: set[str] = set()  # other panels showing the live status byte
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
-        session.event.connect(self._on_event)
+        session.listen(self._on_event)
         session.state_changed.connect(self._on_session_state)  # a bound slot: disconnected when the view goes
         if monitor is not None:
             monitor.counted.connect(self._on_srq_count)

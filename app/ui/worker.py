@@ -32,8 +32,10 @@ import logging
 import queue
 import time
 import weakref
+from collections.abc import Callable
 
-from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+import shiboken6
+from PySide6.QtCore import SIGNAL, QObject, QThread, QTimer, Signal, Slot
 
 from app.session import AbortFlags, Origin, SessionData, SessionRunner, SessionState
 from app.session.events import Close, Command, Event, Open, Progress
@@ -201,10 +203,11 @@ FRAME_MS = 16
 class Session(QObject):
     """The GUI's handle on one instrument session and its worker thread.
 
-    ``event`` re-emits every worker event in the GUI thread (panels connect to it), in order,
-    in slices of EVENT_SLICE_S; ``state_changed`` follows the ``app.session.SessionState``
-    members (opening, idle, busy, gone, failed, closing, closed), as its
-    ``app.session.tracker.SessionTracker`` follows them from the commands and events.
+    Every worker event is handed, in the GUI thread, in order and in slices of
+    EVENT_SLICE_S, to the session's panels (:meth:`listen`) and then re-emitted as ``event``
+    for anything connected to the signal; ``state_changed`` follows the
+    ``app.session.SessionState`` members (opening, idle, busy, gone, failed, closing, closed),
+    as its ``app.session.tracker.SessionTracker`` follows them from the commands and events.
     """
 
     event = Signal(object)
@@ -250,8 +253,27 @@ class Session(QObject):
         self._frame_timer.timeout.connect(self._collect)
         self._framing = False  # the frame timer runs
         self._put = self.worker.inbox.put
+        # Panels' event handlers, called directly (see listen()); whether the ``event`` signal
+        # has receivers is asked once per slice of events, not per event.
+        self._listeners: list[tuple[Callable[[Event], None], QObject | None]] = []
+        self._signal_receivers = 0
         self.worker.wake.connect(self._on_wake)
         self.thread.finished.connect(self._on_thread_finished)
+
+    def listen(self, handler: Callable[[Event], None]) -> None:
+        """Have ``handler(event)`` called for every event, in order, in the GUI thread.
+
+        What connecting to ``event`` does, for a panel that lives as long as the session's tab:
+        a direct call per event instead of a signal emission, which costs several times as
+        much for every panel on every event of every command. A handler that is a method of a
+        QObject is forgotten once that object is deleted; an exception in one is logged and
+        the other handlers still get the event.
+        """
+        owner = getattr(handler, "__self__", None)
+        self._listeners.append((handler, owner if isinstance(owner, QObject) else None))
+
+    def unlisten(self, handler: Callable[[Event], None]) -> None:
+        self._listeners = [(h, o) for h, o in self._listeners if h != handler]
 
     # --- commands ---
 
@@ -371,6 +393,7 @@ class Session(QObject):
         # the one it is handling is done.
         if new_slice:
             self._slice_end = time.monotonic() + EVENT_SLICE_S
+        self._count_receivers()
         self._draining = True
         try:
             while self._arrived:
@@ -384,6 +407,7 @@ class Session(QObject):
     def drain_events(self) -> None:
         """Handle every event that has arrived from the worker now (for shutdown)."""
         self._drain_timer.stop()
+        self._count_receivers()
         outbox = self.worker.outbox
         while outbox:
             self._arrived.append(outbox.popleft())
@@ -391,7 +415,22 @@ class Session(QObject):
             self._on_event(self._arrived.popleft())
 
     def _on_event(self, event: Event) -> None:
-        self._tracker.handle(event, self.event.emit)
+        self._tracker.handle(event, self._deliver)
+
+    def _deliver(self, event: Event) -> None:
+        for handler, owner in self._listeners:
+            if owner is not None and not shiboken6.isValid(owner):
+                self.unlisten(handler)  # its panel is gone (the list iterated is the old one)
+                continue
+            try:
+                handler(event)
+            except Exception:  # one panel's bug must not keep the event from the others
+                log.exception("event handler %r failed on %r", handler, event)
+        if self._signal_receivers:
+            self.event.emit(event)
+
+    def _count_receivers(self) -> None:
+        self._signal_receivers = self.receivers(SIGNAL("event(PyObject)"))
 
     @Slot()
     def _on_thread_finished(self) -> None:

@@ -285,3 +285,49 @@ def test_idle_polls_run_at_the_interval_asked_and_stop_when_turned_off(session, 
     qtbot.waitUntil(lambda: rec.finished(marker), timeout=3000)
     qtbot.wait(150)  # seven intervals of the poll that was turned off
     assert len(polled()) == count
+
+
+def test_listeners_get_every_event_in_order_beside_the_signal_and_one_failing_spoils_nothing(session, qtbot, caplog):
+    s, rec = session
+    heard, after_broken = [], []
+
+    def broken(event):
+        raise ValueError("a panel's bug")
+
+    s.listen(heard.append)
+    s.listen(broken)
+    s.listen(after_broken.append)
+    cid = s.submit(Query(b"*IDN?\n"))
+    qtbot.waitUntil(lambda: rec.finished(cid), timeout=3000)
+    mine = [e for e in heard if e.command_id == cid]
+    assert [type(e) for e in mine] == [Started, Sent, Reply, Finished]
+    assert [e for e in after_broken if e.command_id == cid] == mine == rec.of(cid)  # the signal's receivers too
+    assert "a panel's bug" in caplog.text and "event handler" in caplog.text
+    s.unlisten(broken)
+    caplog.clear()
+    cid = s.submit(Query(b"*IDN?\n"))
+    qtbot.waitUntil(lambda: rec.finished(cid), timeout=3000)
+    assert "event handler" not in caplog.text and rec.of(cid, Reply)
+
+
+def test_a_deleted_panels_handler_is_forgotten_not_called(session, qtbot, caplog):
+    from PySide6.QtWidgets import QWidget
+
+    s, rec = session
+    calls = []
+
+    class Panel(QWidget):
+        def on_event(self, event):
+            calls.append(self.objectName())  # touching a deleted widget would raise
+
+    panel = Panel()
+    s.listen(panel.on_event)
+    cid = s.submit(Query(b"*IDN?\n"))
+    qtbot.waitUntil(lambda: rec.finished(cid), timeout=3000)
+    assert len(calls) == 4
+    import shiboken6
+
+    shiboken6.delete(panel)
+    cid = s.submit(Query(b"*IDN?\n"))
+    qtbot.waitUntil(lambda: rec.finished(cid), timeout=3000)
+    assert len(calls) == 4 and "event handler" not in caplog.text

@@ -183,7 +183,7 @@ class WaveformPanel(QWidget):
             console.identified.connect(self._on_identified)
             if getattr(console, "idn", None):
                 self._on_identified(console.idn)
-        session.event.connect(self._on_event)
+        session.listen(self._on_event)
         session.state_changed.connect(self._on_state)
 
     def _remembered_controls(self) -> dict[str, QWidget]:
