@@ -15,11 +15,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from app.usbtmc import ieee488
+from app.usbtmc import trace as tr
 from app.usbtmc.text import TextMessages
 from app.usbtmc.trace import MESSAGE_CAP_BYTES
-from app.usbtmc.errors import AbortedError, NotSupportedError, TmcError, TmcTimeoutError, UsageError
+from app.usbtmc.errors import AbortedError, NotSupportedError, ProtocolError, TmcError, TmcTimeoutError, UsageError
 
-from .errors import ConnectionLostError, LanRecovery
+from .errors import ConnectionLostError, LanRecovery, SendTimeoutError
 from .resource import LanAddress
 
 Progress = Callable[[int, int], None]
@@ -161,22 +162,50 @@ class LanSession(TextMessages):
     def active_term_char(self) -> int | None:
         return self.term_char
 
-    def _reconnect(self, what: str) -> LanRecovery:
-        """Drop the connection and open a new one: the recovery of a stream that is out of step."""
-        self._disconnect()
-        try:
-            self._connect()
-        except TmcError as exc:
-            self._closed = True
-            return LanRecovery(f"{what}; reconnecting failed ({exc})", usable=False)
-        return LanRecovery(f"{what}; the connection was reopened", usable=True)
+    def _recovering(self, why: str):
+        """The I/O trace's record of a recovery (``why``: which one, after what), yielding its entry
+        (None when not traced, or inside another recovery, which it then joins). The sends and
+        receives inside are marked as its steps, as a USB session's aborts and clears are; the
+        caller ends it with :meth:`_outcome`."""
+        return contextlib.nullcontext() if self._trace is None else self._trace.recovery(why)
+
+    @staticmethod
+    def _outcome(entry, recovery: LanRecovery) -> LanRecovery:
+        """``recovery`` as the outcome of the trace's recovery ``entry`` (what ran, and whether
+        the session is usable); returns it."""
+        if entry is not None:
+            entry.detail = str(recovery)
+            entry.status = tr.OK if recovery.usable else tr.ERROR
+        return recovery
+
+    def _reconnect(self, what: str, why: str) -> LanRecovery:
+        """Drop the connection and open a new one: the recovery of a stream that is out of step.
+        ``what`` says what the failure left behind, ``why`` names the recovery in the trace."""
+        with self._recovering(why) as entry:
+            self._disconnect()
+            try:
+                self._connect()
+            except TmcError as exc:
+                self._closed = True
+                return self._outcome(entry, LanRecovery(f"{what}; reconnecting failed ({exc})", usable=False))
+            return self._outcome(entry, LanRecovery(f"{what}; the connection was reopened", usable=True))
 
     def _fail(self, exc: TmcError, what: str) -> TmcError:
         """``exc`` with the recovery that ran after it: a new connection (subclasses may do better)."""
-        recovery = self._reconnect(what)
-        if isinstance(exc, AbortedError):
-            return AbortedError(exc.args[0], exc.transferred_bytes, recovery)
-        return type(exc)(exc.args[0] if exc.args else str(exc), recovery)
+        recovery = self._reconnect(what, f"reconnect, {after(exc)}")
+        return with_recovery(exc, recovery)
+
+    def _cleared(self, exc: TmcError, what: str, name: str, clear: Callable[[], None]) -> TmcError:
+        """``exc`` with the recovery that ran after it: ``clear()``, the protocol's device clear
+        (``name`` in texts), or a new connection when the clear fails."""
+        with self._recovering(f"{name}, {after(exc)}") as entry:
+            try:
+                clear()
+                recovery = LanRecovery(f"{what}; {name} discarded it", usable=True)
+            except TmcError as clear_exc:
+                recovery = self._reconnect(f"{what}; {name} failed ({clear_exc})", "reconnect")  # joins this record
+            self._outcome(entry, recovery)
+        return with_recovery(exc, recovery)
 
     # --- writing ---
 
@@ -301,3 +330,30 @@ class LanSession(TextMessages):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.resource}{' closed' if self._closed else ''}>"
+
+
+def after(exc: BaseException) -> str:
+    """The failure a recovery answers, as its record in the trace names it ("after the reply
+    timed out"); the trace adds the failed send or receive when there is one."""
+    if isinstance(exc, AbortedError):
+        return "after the user aborted"
+    if getattr(exc, "in_step", False):
+        return "after the instrument reported an I/O timeout"
+    if isinstance(exc, SendTimeoutError):
+        return "after the instrument stopped taking data"
+    if isinstance(exc, TmcTimeoutError):
+        return "after the reply timed out"
+    if isinstance(exc, ConnectionLostError):
+        return "after the connection was lost"
+    if isinstance(exc, ProtocolError):
+        return "after a protocol error"
+    return f"after {type(exc).__name__}"
+
+
+def with_recovery(exc: TmcError, recovery: LanRecovery) -> TmcError:
+    """A copy of ``exc`` that carries ``recovery`` (and what ``exc`` had received)."""
+    if isinstance(exc, AbortedError):
+        return AbortedError(exc.args[0], exc.transferred_bytes, recovery)
+    result = type(exc)(exc.args[0] if exc.args else str(exc), recovery)
+    result.received = exc.received
+    return result

@@ -563,6 +563,8 @@ class SessionTrace:
             yield None
             return
         failure = self._last_failure
+        if failure is not None and failure[0] < self._group_seq:
+            failure = None  # an earlier message's: this recovery answers no failed transfer of its own
         if failure is not None and why and "after" in why:
             _seq, kind, direction, setup, status = failure
             why = f"{why} ({_transfer_name(kind, direction, setup)} {status})"
