@@ -108,6 +108,8 @@ class LanSession(TextMessages):
         # of its connections (app.lan.stream.Stream.traced), as a USB session its transfers.
         self._trace = trace.open_session(f"{self.resource} ({self.protocol})", timeout_ms=timeout_ms) \
             if trace is not None else None
+        if self._trace is not None:
+            self._trace.info.resource = self.resource  # what a script export opens
         self._connect()
 
     # --- lifetime ---
@@ -273,15 +275,24 @@ class LanSession(TextMessages):
         return found
 
     def wait_srq(self, timeout_ms: int | None = None) -> int:
+        """Wait for the next service request (at most ``timeout_ms``, default the session's timeout)
+        and return its status byte."""
         self._check_open()
-        if not self.has_interrupt_in:
-            raise NotSupportedError(f"{self.protocol} has no service request signal; poll *STB? instead")
-        deadline = time.monotonic() + (self.timeout_ms if timeout_ms is None else timeout_ms) / 1000
-        while not self._srq:
-            if time.monotonic() >= deadline:
-                raise TmcTimeoutError("no service request arrived in time")
-            self._collect_srq(min(0.05, max(0.0, deadline - time.monotonic())))
-        return self._srq.popleft()
+        wait_ms = self.timeout_ms if timeout_ms is None else timeout_ms
+        with self._message("wait_srq") as entry:
+            if entry is not None:
+                entry.requested = wait_ms  # a script export waits as long
+            if not self.has_interrupt_in:
+                raise NotSupportedError(f"{self.protocol} has no service request signal; poll *STB? instead")
+            deadline = time.monotonic() + wait_ms / 1000
+            while not self._srq:
+                if time.monotonic() >= deadline:
+                    raise TmcTimeoutError("no service request arrived in time")
+                self._collect_srq(min(0.05, max(0.0, deadline - time.monotonic())))
+            stb = self._srq.popleft()
+            if entry is not None:
+                entry.reply, entry.actual = bytes([stb]), 1
+            return stb
 
     def clear(self) -> None:
         self._check_open()

@@ -168,6 +168,8 @@ class SessionInfo:
     timeout_ms: int = 5000
     #: A LAN session's TCP connections, oldest first (none for USB).
     connections: list[Connection] = field(default_factory=list)
+    #: The VISA resource string a script export opens again ("": the same as ``name``).
+    resource: str = ""
 
 
 class Recorder:
