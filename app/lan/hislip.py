@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from app.protocol import hislip
 from app.protocol.hislip import LockControl, LockResponse, MsgType
 from app.usbtmc import trace as tr
-from app.usbtmc.errors import AbortedError, DeviceNotFoundError, ProtocolError, TmcError, TmcTimeoutError, UsageError
+from app.usbtmc.errors import DeviceNotFoundError, ProtocolError, TmcError, TmcTimeoutError, UsageError
 
 from .errors import ConnectionLostError, LanProtocolError, LanRecovery
 from .session import LanSession
@@ -202,16 +202,7 @@ class HislipSession(LanSession):
         """Device clear when both channels still work (it resynchronises the MessageIDs), else reconnect."""
         if isinstance(exc, (ConnectionLostError, LanProtocolError)):
             return self._fail(exc, what)
-        try:
-            self._clear()
-            recovery = LanRecovery(f"{what}; a device clear discarded it", usable=True)
-        except TmcError as clear_exc:
-            recovery = self._reconnect(f"{what}; the device clear failed ({clear_exc})")
-        if isinstance(exc, AbortedError):
-            return AbortedError(exc.args[0], exc.transferred_bytes, recovery)
-        result = type(exc)(exc.args[0] if exc.args else str(exc), recovery)
-        result.received = exc.received
-        return result
+        return self._cleared(exc, what, "device clear (AsyncDeviceClear)", self._clear)
 
     def _read_stb(self) -> int:
         """AsyncStatusQuery (IVI-6.1 6.14): the status byte, MAV as the server keeps it."""

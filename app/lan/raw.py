@@ -15,7 +15,7 @@ from app.protocol.raw_socket import MessageSplitter
 from app.usbtmc import trace as tr
 from app.usbtmc.errors import AbortedError, NotSupportedError, TmcError
 
-from .session import LanSession
+from .session import LanSession, after
 from .stream import Stream
 
 RECV_BYTES = 1 << 20
@@ -50,7 +50,7 @@ class RawSocketSession(LanSession):
             if not ends:
                 self._stream.send_all(b"\n", self.timeout_ms, abort=abort)
         except AbortedError as exc:
-            recovery = self._reconnect("the instrument may hold part of the message")
+            recovery = self._reconnect("the instrument may hold part of the message", f"reconnect, {after(exc)}")
             raise AbortedError(str(exc.args[0]), exc.transferred_bytes, recovery) from None
         except TmcError as exc:
             raise self._fail(exc, "the instrument may hold part of the message") from None
@@ -76,7 +76,7 @@ class RawSocketSession(LanSession):
                 deadline = time.monotonic() + self.timeout_ms / 1000  # the timeout runs from the last byte
                 self._chunks.extend(self._splitter.feed(data))
         except AbortedError as exc:
-            recovery = self._reconnect("the rest of the reply may still come")
+            recovery = self._reconnect("the rest of the reply may still come", f"reconnect, {after(exc)}")
             raise AbortedError(str(exc.args[0]), len(out), recovery) from None
         except TmcError as exc:
             err = self._fail(exc, "a late reply would be taken for the next one's")
@@ -84,7 +84,8 @@ class RawSocketSession(LanSession):
             raise err from None
 
     def _clear(self) -> None:
-        recovery = self._reconnect("a raw socket has no device clear: unread reply bytes were dropped")
+        recovery = self._reconnect("a raw socket has no device clear: unread reply bytes were dropped",
+                                   "reconnect, in place of a device clear (a raw socket has none)")
         raise NotSupportedError("a raw SCPI socket has no device clear (VXI-11 and HiSLIP have one)", recovery)
 
     def _collect_srq(self, wait_s: float = 0.0) -> None:

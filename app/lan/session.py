@@ -15,11 +15,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from app.usbtmc import ieee488
+from app.usbtmc import trace as tr
 from app.usbtmc.text import TextMessages
 from app.usbtmc.trace import MESSAGE_CAP_BYTES
-from app.usbtmc.errors import AbortedError, NotSupportedError, TmcError, TmcTimeoutError, UsageError
+from app.usbtmc.errors import AbortedError, NotSupportedError, ProtocolError, TmcError, TmcTimeoutError, UsageError
 
-from .errors import ConnectionLostError, LanRecovery
+from .errors import ConnectionLostError, LanRecovery, SendTimeoutError
 from .resource import LanAddress
 
 Progress = Callable[[int, int], None]
@@ -107,6 +108,8 @@ class LanSession(TextMessages):
         # of its connections (app.lan.stream.Stream.traced), as a USB session its transfers.
         self._trace = trace.open_session(f"{self.resource} ({self.protocol})", timeout_ms=timeout_ms) \
             if trace is not None else None
+        if self._trace is not None:
+            self._trace.info.resource = self.resource  # what a script export opens
         self._connect()
 
     # --- lifetime ---
@@ -161,22 +164,50 @@ class LanSession(TextMessages):
     def active_term_char(self) -> int | None:
         return self.term_char
 
-    def _reconnect(self, what: str) -> LanRecovery:
-        """Drop the connection and open a new one: the recovery of a stream that is out of step."""
-        self._disconnect()
-        try:
-            self._connect()
-        except TmcError as exc:
-            self._closed = True
-            return LanRecovery(f"{what}; reconnecting failed ({exc})", usable=False)
-        return LanRecovery(f"{what}; the connection was reopened", usable=True)
+    def _recovering(self, why: str):
+        """The I/O trace's record of a recovery (``why``: which one, after what), yielding its entry
+        (None when not traced, or inside another recovery, which it then joins). The sends and
+        receives inside are marked as its steps, as a USB session's aborts and clears are; the
+        caller ends it with :meth:`_outcome`."""
+        return contextlib.nullcontext() if self._trace is None else self._trace.recovery(why)
+
+    @staticmethod
+    def _outcome(entry, recovery: LanRecovery) -> LanRecovery:
+        """``recovery`` as the outcome of the trace's recovery ``entry`` (what ran, and whether
+        the session is usable); returns it."""
+        if entry is not None:
+            entry.detail = str(recovery)
+            entry.status = tr.OK if recovery.usable else tr.ERROR
+        return recovery
+
+    def _reconnect(self, what: str, why: str) -> LanRecovery:
+        """Drop the connection and open a new one: the recovery of a stream that is out of step.
+        ``what`` says what the failure left behind, ``why`` names the recovery in the trace."""
+        with self._recovering(why) as entry:
+            self._disconnect()
+            try:
+                self._connect()
+            except TmcError as exc:
+                self._closed = True
+                return self._outcome(entry, LanRecovery(f"{what}; reconnecting failed ({exc})", usable=False))
+            return self._outcome(entry, LanRecovery(f"{what}; the connection was reopened", usable=True))
 
     def _fail(self, exc: TmcError, what: str) -> TmcError:
         """``exc`` with the recovery that ran after it: a new connection (subclasses may do better)."""
-        recovery = self._reconnect(what)
-        if isinstance(exc, AbortedError):
-            return AbortedError(exc.args[0], exc.transferred_bytes, recovery)
-        return type(exc)(exc.args[0] if exc.args else str(exc), recovery)
+        recovery = self._reconnect(what, f"reconnect, {after(exc)}")
+        return with_recovery(exc, recovery)
+
+    def _cleared(self, exc: TmcError, what: str, name: str, clear: Callable[[], None]) -> TmcError:
+        """``exc`` with the recovery that ran after it: ``clear()``, the protocol's device clear
+        (``name`` in texts), or a new connection when the clear fails."""
+        with self._recovering(f"{name}, {after(exc)}") as entry:
+            try:
+                clear()
+                recovery = LanRecovery(f"{what}; {name} discarded it", usable=True)
+            except TmcError as clear_exc:
+                recovery = self._reconnect(f"{what}; {name} failed ({clear_exc})", "reconnect")  # joins this record
+            self._outcome(entry, recovery)
+        return with_recovery(exc, recovery)
 
     # --- writing ---
 
@@ -244,15 +275,24 @@ class LanSession(TextMessages):
         return found
 
     def wait_srq(self, timeout_ms: int | None = None) -> int:
+        """Wait for the next service request (at most ``timeout_ms``, default the session's timeout)
+        and return its status byte."""
         self._check_open()
-        if not self.has_interrupt_in:
-            raise NotSupportedError(f"{self.protocol} has no service request signal; poll *STB? instead")
-        deadline = time.monotonic() + (self.timeout_ms if timeout_ms is None else timeout_ms) / 1000
-        while not self._srq:
-            if time.monotonic() >= deadline:
-                raise TmcTimeoutError("no service request arrived in time")
-            self._collect_srq(min(0.05, max(0.0, deadline - time.monotonic())))
-        return self._srq.popleft()
+        wait_ms = self.timeout_ms if timeout_ms is None else timeout_ms
+        with self._message("wait_srq") as entry:
+            if entry is not None:
+                entry.requested = wait_ms  # a script export waits as long
+            if not self.has_interrupt_in:
+                raise NotSupportedError(f"{self.protocol} has no service request signal; poll *STB? instead")
+            deadline = time.monotonic() + wait_ms / 1000
+            while not self._srq:
+                if time.monotonic() >= deadline:
+                    raise TmcTimeoutError("no service request arrived in time")
+                self._collect_srq(min(0.05, max(0.0, deadline - time.monotonic())))
+            stb = self._srq.popleft()
+            if entry is not None:
+                entry.reply, entry.actual = bytes([stb]), 1
+            return stb
 
     def clear(self) -> None:
         self._check_open()
@@ -301,3 +341,30 @@ class LanSession(TextMessages):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.resource}{' closed' if self._closed else ''}>"
+
+
+def after(exc: BaseException) -> str:
+    """The failure a recovery answers, as its record in the trace names it ("after the reply
+    timed out"); the trace adds the failed send or receive when there is one."""
+    if isinstance(exc, AbortedError):
+        return "after the user aborted"
+    if getattr(exc, "in_step", False):
+        return "after the instrument reported an I/O timeout"
+    if isinstance(exc, SendTimeoutError):
+        return "after the instrument stopped taking data"
+    if isinstance(exc, TmcTimeoutError):
+        return "after the reply timed out"
+    if isinstance(exc, ConnectionLostError):
+        return "after the connection was lost"
+    if isinstance(exc, ProtocolError):
+        return "after a protocol error"
+    return f"after {type(exc).__name__}"
+
+
+def with_recovery(exc: TmcError, recovery: LanRecovery) -> TmcError:
+    """A copy of ``exc`` that carries ``recovery`` (and what ``exc`` had received)."""
+    if isinstance(exc, AbortedError):
+        return AbortedError(exc.args[0], exc.transferred_bytes, recovery)
+    result = type(exc)(exc.args[0] if exc.args else str(exc), recovery)
+    result.received = exc.received
+    return result

@@ -21,8 +21,8 @@ from app.protocol.vxi11 import CoreProc, Error, Flags, Reason
 from app.usbtmc import trace as tr
 from app.usbtmc.errors import AbortedError, DeviceNotFoundError, TmcError
 
-from .errors import ConnectionLostError, LanProtocolError, LanRecovery, ReplyTimeoutError, SendTimeoutError
-from .session import LanCapabilities, LanSession
+from .errors import ConnectionLostError, LanProtocolError, ReplyTimeoutError, SendTimeoutError
+from .session import LanCapabilities, LanSession, after
 from .stream import Stream
 
 RPC_MARGIN_MS = 2000  # how much longer than the io_timeout a reply may take to come back
@@ -166,9 +166,13 @@ class Vxi11Session(LanSession):
         deadline = time.monotonic() + (io_timeout_ms + RPC_MARGIN_MS) / 1000
         try:
             return self._core.receive_reply(xid, deadline, abort)
-        except AbortedError:
-            self._device_abort()
-            return self._core.receive_reply(xid, time.monotonic() + RPC_MARGIN_MS / 1000)
+        except AbortedError as exc:
+            with self._recovering(f"device_abort on the abort channel, {after(exc)}") as entry:
+                self._device_abort()
+                reply = self._core.receive_reply(xid, time.monotonic() + RPC_MARGIN_MS / 1000)
+                if entry is not None:
+                    entry.detail = "device_abort sent; the aborted call was answered"
+            return reply
 
     def _device_abort(self) -> None:
         if self._abort_channel is None:
@@ -186,19 +190,9 @@ class Vxi11Session(LanSession):
     def _recovered(self, exc: TmcError, what: str) -> TmcError:
         """After a failed transfer: device_clear when the stream is still in step, else reconnect."""
         if not (isinstance(exc, AbortedError) or getattr(exc, "in_step", False)):
-            result = self._fail(exc, what)  # the RPC stream is out of step: a new connection and link
-            result.received = exc.received
-            return result
-        try:
-            self._generic(CoreProc.DEVICE_CLEAR, "device_clear")
-            recovery = LanRecovery(f"{what}; device_clear discarded it", usable=True)
-        except TmcError as clear_exc:
-            recovery = self._reconnect(f"{what}; device_clear failed ({clear_exc})")
-        if isinstance(exc, AbortedError):
-            return AbortedError(exc.args[0], exc.transferred_bytes, recovery)
-        result = type(exc)(exc.args[0] if exc.args else str(exc), recovery)
-        result.received = exc.received
-        return result
+            return self._fail(exc, what)  # the RPC stream is out of step: a new connection and link
+        return self._cleared(exc, what, "device_clear",
+                             lambda: self._generic(CoreProc.DEVICE_CLEAR, "device_clear"))
 
     # --- the session interface ---
 

@@ -168,6 +168,8 @@ class SessionInfo:
     timeout_ms: int = 5000
     #: A LAN session's TCP connections, oldest first (none for USB).
     connections: list[Connection] = field(default_factory=list)
+    #: The VISA resource string a script export opens again ("": the same as ``name``).
+    resource: str = ""
 
 
 class Recorder:
@@ -563,6 +565,8 @@ class SessionTrace:
             yield None
             return
         failure = self._last_failure
+        if failure is not None and failure[0] < self._group_seq:
+            failure = None  # an earlier message's: this recovery answers no failed transfer of its own
         if failure is not None and why and "after" in why:
             _seq, kind, direction, setup, status = failure
             why = f"{why} ({_transfer_name(kind, direction, setup)} {status})"

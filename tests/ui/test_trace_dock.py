@@ -251,3 +251,31 @@ def test_a_lan_sessions_packets_fold_under_its_query_decoded_and_filter_by_kind(
     grouped = [model.data(model.index(r, DESCRIPTION)) for r in range(model.rowCount())]
     assert any(t.startswith("▸ query *IDN?") for t in grouped)
     assert not any("DATA_END payload" in t for t in grouped)
+
+
+def test_the_export_menu_writes_a_lan_sessions_scripts_on_app_lan_and_pyvisa(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMainWindow
+
+    from app.lan import open_session
+    from app.sim.lan import serve
+    from app.ui import trace_dock
+    from app.ui.trace_dock import TraceDock
+
+    recorder = Recorder()
+    with serve() as servers:
+        resource = next(e.resource for e in servers.resources if e.protocol == "VXI-11" and "Loopback" in e.label)
+        with open_session(resource, timeout_ms=1000, trace=recorder) as session:
+            session.query("*IDN?")
+    window = QMainWindow()
+    qtbot.addWidget(window)
+    dock = TraceDock(recorder, window)
+    window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+    actions = {a.text(): a for a in dock.panel.export_button.menu().actions()}
+    for label, file_name, opening in (("Session as a Python script…", "replay.py", "with open_session(args.resource"),
+                                      ("Session as a PyVISA script…", "replay_pyvisa.py", "rm.open_resource(args.resource)")):
+        path = tmp_path / file_name
+        monkeypatch.setattr(trace_dock.QFileDialog, "getSaveFileName", lambda *a, p=path, **k: (str(p), ""))
+        actions[label].trigger()
+        text = path.read_text()
+        assert f"RESOURCE = {resource!r}" in text and opening in text
+        assert "query_raw(b'*IDN?\\n')" in text or "inst.write_raw(b'*IDN?\\n')" in text
