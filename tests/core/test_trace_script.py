@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.replay import exercise
 
 from app.trace_export.script import default_session, pyvisa_script, python_script
-from app.usbtmc import Instrument, TmcTimeoutError
+from app.usbtmc import Instrument
 from app.usbtmc.trace import Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,22 +20,8 @@ SAM7 = "USB0::0x1209::0x0001::SAM7-0001::INSTR"
 @pytest.fixture
 def session(sim):
     recorder = Recorder()
-    replies = []
     with Instrument(SAM7, backend=sim, timeout_ms=300, trace=recorder) as inst:
-        replies.append(inst.query_raw(b"*IDN?\n"))
-        inst.write_raw(b"*CLS\r\n")  # an unusual termination, repeated exactly
-        inst.write("PARAM:SET 1,2")
-        replies.append(inst.query_raw(b"PARAM:ENQ?\n"))
-        inst.write("*ESR?")
-        replies.append(inst.read_raw())
-        inst.clear()
-        with pytest.raises(TmcTimeoutError):
-            inst.query("NO:SUCH:QUERY?")
-        inst.read_stb()
-        inst.write("*ESE 32;*SRE 32")
-        inst.write("BOGUS")
-        inst.wait_srq(1000)
-        replies.append(inst.query_raw(b"*ESR?\n"))
+        replies = exercise(inst)
     return recorder, replies
 
 

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.replay import exercise
 
 from app.lan import open_session
 from app.sim.lan import serve
 from app.trace_export.script import default_session, pyvisa_script, python_script
-from app.usbtmc.errors import NotSupportedError, TmcTimeoutError
 from app.usbtmc.trace import Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,31 +28,8 @@ def sam7(servers, protocol: str) -> str:
 def record(servers, protocol: str) -> tuple[Recorder, list[bytes]]:
     """The USB replay test's session, over ``protocol``; a raw socket has no clear and no SRQ."""
     recorder = Recorder()
-    replies = []
     with open_session(sam7(servers, protocol), timeout_ms=300, trace=recorder) as session:
-        replies.append(session.query_raw(b"*IDN?\n"))
-        session.write_raw(b"*CLS\r\n")  # an unusual termination, repeated exactly
-        session.write("PARAM:SET 1,2")
-        replies.append(session.query_raw(b"PARAM:ENQ?\n"))
-        session.write("*ESR?")
-        replies.append(session.read_raw())
-        if protocol == "SOCKET":
-            with pytest.raises(NotSupportedError):
-                session.clear()
-        else:
-            session.clear()
-        with pytest.raises(TmcTimeoutError):
-            session.query("NO:SUCH:QUERY?")
-        session.read_stb()
-        session.write("*ESE 32;*SRE 32")
-        session.write("BOGUS")
-        if protocol == "SOCKET":
-            with pytest.raises(NotSupportedError):
-                session.wait_srq(1000)
-        else:
-            session.wait_srq(1000)
-        replies.append(session.query_raw(b"*ESR?\n"))
-        session.trigger()
+        replies = exercise(session, lacks=("clear", "wait_srq") if protocol == "SOCKET" else (), trigger=True)
     return recorder, replies
 
 
