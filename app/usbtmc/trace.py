@@ -80,6 +80,11 @@ ENTRY_OVERHEAD_BYTES = 300
 #: and replies whole; a waveform upload only in part (a script then says it cannot repeat it),
 #: since copying every upload whole would cost the upload a measurable share of its speed.
 MESSAGE_CAP_BYTES = 4096
+#: What is kept of a sent message longer than :data:`MESSAGE_CAP_BYTES` (a waveform upload,
+#: which no script repeats): its header and the first points, enough for the trace's line and
+#: detail pane. The first transfer under it keeps more of the same bytes. Keeping 4 KiB of every
+#: upload took fresh memory for each one and cost a 64 KiB upload about 5 % (docs/benchmarks.md).
+MESSAGE_PREVIEW_BYTES = 256
 #: Ends the text of a message the session sent by itself while opening (a quirk's clear, *IDN?).
 ON_OPEN = " (while opening the session)"
 
@@ -472,8 +477,9 @@ class SessionTrace:
         if type(sent) is memoryview and (sent.format != "B" or sent.ndim != 1):
             sent = sent.cast("B")
         t_ns = _perf_counter_ns() + self._offset_ns
-        entry = Entry(0, self.number, MESSAGE, t_ns, 0, 0, "", len(sent) if sent else 0, 0,
-                      OK, bytes(sent[:MESSAGE_CAP_BYTES]) if sent else b"", b"", 0, 0, "", b"", "", op)
+        size = len(sent) if sent else 0
+        kept = bytes(sent[:MESSAGE_CAP_BYTES if size <= MESSAGE_CAP_BYTES else MESSAGE_PREVIEW_BYTES]) if sent else b""
+        entry = Entry(0, self.number, MESSAGE, t_ns, 0, 0, "", size, 0, OK, kept, b"", 0, 0, "", b"", "", op)
         entry.command = self.command_id
         if self.opening:
             entry.text = message_text(entry) + ON_OPEN
@@ -516,10 +522,11 @@ class SessionTrace:
         if type(sent) is bytes:
             size = len(sent)
             if size > MESSAGE_CAP_BYTES:
-                sent = sent[:MESSAGE_CAP_BYTES]
+                sent = sent[:MESSAGE_PREVIEW_BYTES]
         else:
             view = memoryview(sent).cast("B")
-            size, sent = len(view), bytes(view[:MESSAGE_CAP_BYTES])
+            size = len(view)
+            sent = bytes(view[:MESSAGE_CAP_BYTES if size <= MESSAGE_CAP_BYTES else MESSAGE_PREVIEW_BYTES])
         cost = len(sent) + ENTRY_OVERHEAD_BYTES
         recorder = self.recorder
         with recorder._lock:

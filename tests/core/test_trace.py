@@ -1,5 +1,7 @@
 """The I/O trace: what the transport records, how it is grouped and decoded, and its bounds."""
 
+from array import array
+
 import pytest
 
 from app.usbtmc import Instrument, TmcTimeoutError, open_interface
@@ -174,8 +176,41 @@ def test_a_message_read_while_it_runs_is_completed_in_place_when_it_ends():
     trace.close_message(failed, None, TmcTimeoutError("Bulk-OUT transfer timed out"))
     entry = recorder.entries()[-1]
     assert entry.status == tr.TIMEOUT and "timed out" in entry.detail
-    assert entry.requested == 10_000 and len(entry.data) == tr.MESSAGE_CAP_BYTES
+    assert entry.requested == 10_000 and entry.data == b"x" * tr.MESSAGE_PREVIEW_BYTES
     assert recorder.size_bytes == sum(e.cost for e in recorder.entries())
+
+
+@pytest.mark.parametrize("opened", ["open_message", "begin"])
+def test_a_message_is_kept_whole_up_to_the_cap_and_as_a_preview_beyond_it(opened):
+    """A SCPI message up to MESSAGE_CAP_BYTES is kept whole (a script repeats it); a longer one
+    (a waveform block) keeps its first MESSAGE_PREVIEW_BYTES and its true length, whether it
+    came as bytes or as a memoryview of another format."""
+    recorder = Recorder()
+    trace = recorder.open_session("x")
+    whole = bytes(range(256)) * (tr.MESSAGE_CAP_BYTES // 256)
+    longer = memoryview(array("h", range(5000)))  # 10,000 bytes of int16
+    for sent in (whole, longer):
+        token = getattr(trace, opened)("write", sent)
+        if opened == "begin":
+            trace.end(token)
+        else:
+            trace.close_message(token, None)
+    kept, preview = [e for e in recorder.entries() if e.kind == tr.MESSAGE]
+    assert kept.data == whole and kept.requested == len(whole)
+    assert preview.data == longer.tobytes()[: tr.MESSAGE_PREVIEW_BYTES] and preview.requested == 10_000
+    assert tr.message_text(preview).endswith("…")
+    assert recorder.size_bytes == sum(e.cost for e in recorder.entries())
+
+
+def test_an_upload_through_the_core_keeps_its_preview_and_its_first_transfer(sim):
+    recorder = Recorder()
+    block = b"DATA:ARB:DAC #510000" + bytes(10_000) + b"\n"
+    with Instrument(AWG, backend=sim, timeout_ms=2000, trace=recorder) as inst:
+        inst.write_raw(block)
+    (write,) = [e for e in recorder.entries() if e.kind == tr.MESSAGE and e.op == "write"]
+    assert write.data == block[: tr.MESSAGE_PREVIEW_BYTES] and write.requested == len(block)
+    first = next(e for e in recorder.entries() if e.group == write.seq)
+    assert first.data[12:32] == block[:20] and first.requested > tr.MESSAGE_PREVIEW_BYTES
 
 
 def test_a_query_that_fails_mid_batch_keeps_every_transfer_and_its_status(sim):
