@@ -20,6 +20,7 @@ Nothing here touches pyusb or Qt; a LAN transport can record through the same
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import struct
@@ -87,6 +88,9 @@ MESSAGE_CAP_BYTES = 4096
 MESSAGE_PREVIEW_BYTES = 256
 #: Ends the text of a message the session sent by itself while opening (a quirk's clear, *IDN?).
 ON_OPEN = " (while opening the session)"
+#: Marks a ring item that holds a query's three transfers (message, read request, reply) in one
+#: tuple: written with the query's end, expanded into its entries when read.
+_QUERY = "query transfers"
 
 
 class Entry:
@@ -194,6 +198,8 @@ class Recorder:
         self._lock = threading.Lock()
         self._ring: deque[Entry] = deque()
         self._bytes = 0
+        # Entries the ring holds beyond one per item: a query's transfers are one item (_QUERY).
+        self._packed_extra = 0
         self._seq = itertools.count(1)
         self._session_numbers = itertools.count(1)
         self.sessions: dict[int, SessionInfo] = {}
@@ -247,6 +253,9 @@ class Recorder:
             old = ring.popleft()
             if type(old) is tuple:
                 self._bytes -= old[-1]
+                if old[2] is _QUERY:
+                    self._packed_extra -= 2
+                    self.dropped += 2
             elif type(old) is list:
                 self._bytes -= old[19]
                 old[19] = -1  # gone from the ring
@@ -273,19 +282,25 @@ class Recorder:
     def since(self, seq: int, limit: int | None = None) -> list[Entry]:
         """Entries with a ``seq`` above ``seq``, oldest first (at most ``limit``)."""
         with self._lock:
-            if not self._ring or _seq_of(self._ring[-1]) <= seq:
+            ring = self._ring
+            if not ring or _last_seq_of(ring[-1]) <= seq:
                 return []
-            first = _seq_of(self._ring[0])
-            start = max(0, seq + 1 - first) if seq >= first else 0
-            # seqs in the ring are consecutive, so the position is the difference
+            # Items are in seq order: the first that starts above seq, or the packed query before it
+            # when that one ends above seq.
+            start = bisect.bisect_right(ring, seq, key=_seq_of)
+            if start and _last_seq_of(ring[start - 1]) > seq:
+                start -= 1
             items = [_listed(item) if type(item) is list else item
-                     for item in itertools.islice(self._ring, start, None if limit is None else start + limit)]
-        return [_entry(item) if type(item) is tuple else item for item in items]
+                     for item in itertools.islice(ring, start, None if limit is None else start + limit)]
+        entries = _expanded(items)
+        if entries[0].seq <= seq:
+            entries = [entry for entry in entries if entry.seq > seq]
+        return entries if limit is None else entries[:limit]
 
     def entries(self) -> list[Entry]:
         with self._lock:
             items = [_listed(item) if type(item) is list else item for item in self._ring]
-        return [_entry(item) if type(item) is tuple else item for item in items]
+        return _expanded(items)
 
     @property
     def first_seq(self) -> int:
@@ -296,20 +311,20 @@ class Recorder:
     @property
     def last_seq(self) -> int:
         with self._lock:
-            return _seq_of(self._ring[-1]) if self._ring else 0
+            return _last_seq_of(self._ring[-1]) if self._ring else 0
 
     @property
     def size_bytes(self) -> int:
         return self._bytes
 
     def __len__(self) -> int:
-        return len(self._ring)
+        return len(self._ring) + self._packed_extra
 
     def clear(self) -> None:
         """Forget every entry (the sessions and their descriptors stay)."""
         with self._lock:
             if self._ring:
-                self.cleared_before = _seq_of(self._ring[-1]) + 1
+                self.cleared_before = _last_seq_of(self._ring[-1]) + 1
             for entry in self._ring:
                 if type(entry) is list:
                     entry[19] = -1
@@ -319,6 +334,7 @@ class Recorder:
                     entry.cost = -1
             self._ring.clear()
             self._bytes = 0
+            self._packed_extra = 0
 
 
 class SessionTrace:
@@ -340,6 +356,9 @@ class SessionTrace:
         self._group_seq = 0
         self._step_seq = 0
         self._last_failure: tuple | None = None  # (seq, kind, direction, setup, status) of the last failed transfer
+        # A query's transfers waiting for its end (batch() inside open_message()), to be written
+        # under the lock that ends it, as the packed item's fields (see _unpacked).
+        self._pending: tuple | None = None
         self._offset_ns = recorder._epoch_offset_ns
         #: Interrupt-IN reads that timed out with nothing (idle SRQ polls) are counted, not recorded.
         self.idle_polls = 0
@@ -358,6 +377,8 @@ class SessionTrace:
         if kind == INTERRUPT and status == TIMEOUT and actual == 0:
             self.idle_polls += 1
             return
+        if self._pending is not None:
+            self._flush()
         kept = bytes(data[: self._cap]) if data else b""
         cost = len(kept) + ENTRY_OVERHEAD_BYTES
         recorder = self.recorder
@@ -378,6 +399,8 @@ class SessionTrace:
         :meth:`now` reading): :meth:`transfer` for the hot path of every query and upload,
         with the fewest operations (the end time is read here; status ok, no setup)."""
         end_ns = _perf_counter_ns()
+        if self._pending is not None:
+            self._flush()
         kept = data[: self._cap] if type(data) is bytes else bytes(data[: self._cap])
         cost = len(kept) + ENTRY_OVERHEAD_BYTES
         recorder = self.recorder
@@ -394,6 +417,8 @@ class SessionTrace:
         and first read): ``records`` holds ``(endpoint, direction, requested, actual, status,
         data, start_ns, end_ns)`` tuples. One call and one lock for all of them, which is what
         keeps a traced query within a few per cent of an untraced one."""
+        if self._pending is not None:
+            self._flush()
         cap, offset, group, step, command, number = (self._cap, self._offset_ns, self._group_seq, self._step_seq,
                                                      self.command_id, self.number)
         recorder = self.recorder
@@ -419,11 +444,29 @@ class SessionTrace:
               times: list[int]) -> None:
         """Record Bulk-OUT transfers ``outs`` (``(data, timeout_ms)``; ``counts`` bytes taken) and
         the Bulk-IN read of ``in_length`` that brought ``reply``, all ended well: a query's
-        message, read request and first read, in one call and one lock (the hot path of every
-        query). ``times`` holds :meth:`now` readings: each transfer's start, then the last end."""
-        cap, offset, group, step, command, number = (self._cap, self._offset_ns, self._group_seq, self._step_seq,
-                                                     self.command_id, self.number)
+        message, read request and first read, in one call (the hot path of every query).
+        ``times`` holds :meth:`now` readings: each transfer's start, then the last end.
+
+        Inside a message from :meth:`open_message`, the three are kept as one ring item and
+        written by :meth:`close_message` under the lock that ends the message (or earlier, when
+        anything else of the session is recorded first); a reader gets them as three entries."""
+        cap = self._cap
         kept = reply if len(reply) <= cap else reply[:cap]
+        if len(outs) == 2 and type(self._group) is list and self._step is None:
+            # A query's message and read request inside open_message(): kept as they are and written
+            # as one ring item with the query's end (close_message), one lock for both.
+            if self._pending is not None:
+                self._flush()
+            (message, _), (request, _) = outs
+            self._pending = (self._offset_ns, times, self._group_seq, 0, self.command_id, out_endpoint,
+                             bytes(message) if len(message) <= cap else bytes(message[:cap]), len(message),
+                             request if type(request) is bytes and len(request) <= cap else bytes(request[:cap]),
+                             len(request), counts, in_endpoint, in_length, kept, len(reply))
+            return
+        if self._pending is not None:
+            self._flush()
+        offset, group, step, command, number = (self._offset_ns, self._group_seq, self._step_seq, self.command_id,
+                                                self.number)
         recorder = self.recorder
         with recorder._lock:
             ring, seqs, added = recorder._ring, recorder._seq, 0
@@ -474,6 +517,8 @@ class SessionTrace:
         message's entry (None when nested), to be passed to :meth:`end` however it ends."""
         if self._group is not None:
             return None
+        if self._pending is not None:
+            self._flush()
         if type(sent) is memoryview and (sent.format != "B" or sent.ndim != 1):
             sent = sent.cast("B")
         t_ns = _perf_counter_ns() + self._offset_ns
@@ -550,7 +595,10 @@ class SessionTrace:
             kept, actual = reply or b"", len(reply) if reply is not None else 0
         status, detail = (OK, "") if exc is None else (_error_status(exc), str(exc))
         recorder = self.recorder
+        pending, self._pending = self._pending, None
         with recorder._lock:
+            if pending is not None:
+                self._write_pending(pending, recorder)
             # Under the lock: a reader may be turning the list into its Entry right now.
             item[4], item[8], item[9], item[15], item[16] = duration_ns or 1, actual, status, kept, detail
             if item[19] >= 0:
@@ -561,6 +609,25 @@ class SessionTrace:
                 entry.actual, entry.status, entry.reply, entry.detail = actual, status, kept, detail
                 entry.cost = item[19]
                 entry.duration_ns = item[4]  # last: a duration says the message has ended
+
+    def _flush(self) -> None:
+        """Write the query's pending transfers now (something else is recorded before its end)."""
+        pending, self._pending = self._pending, None
+        with self.recorder._lock:
+            self._write_pending(pending, self.recorder)
+
+    def _write_pending(self, pending: tuple, recorder: Recorder) -> None:
+        # Under the recorder's lock: the three transfers as one ring item, three seqs.
+        seqs = recorder._seq
+        seq = next(seqs)
+        next(seqs)
+        next(seqs)
+        cost = len(pending[6]) + len(pending[8]) + len(pending[13]) + 3 * ENTRY_OVERHEAD_BYTES
+        recorder._ring.append((seq, self.number, _QUERY, pending, cost))
+        recorder._packed_extra += 2
+        recorder._bytes += cost
+        if recorder._bytes > recorder.total_cap_bytes:
+            recorder._evict()
 
     @contextlib.contextmanager
     def recovery(self, why: str) -> Iterator[Entry | None]:
@@ -577,6 +644,8 @@ class SessionTrace:
         if failure is not None and why and "after" in why:
             _seq, kind, direction, setup, status = failure
             why = f"{why} ({_transfer_name(kind, direction, setup)} {status})"
+        if self._pending is not None:
+            self._flush()
         start = time.perf_counter_ns()
         entry = Entry(0, self.number, RECOVERY, self.recorder.wall_ns(start), text=why,
                       group=self._group_seq)
@@ -655,6 +724,41 @@ def _transfer_name(kind: str, direction: str, setup: bytes) -> str:
 
 def _seq_of(item) -> int:
     return item.seq if type(item) is Entry else item[0]
+
+
+def _last_seq_of(item) -> int:
+    if type(item) is tuple and item[2] is _QUERY:
+        return item[0] + 2
+    return item.seq if type(item) is Entry else item[0]
+
+
+def _expanded(items: list) -> list[Entry]:
+    """Ring items (transfer tuples, packed queries, entries) as the entries they hold, in seq order."""
+    out: list[Entry] = []
+    for item in items:
+        if type(item) is not tuple:
+            out.append(item)
+        elif item[2] is _QUERY:
+            out.extend(_unpacked(item))
+        else:
+            out.append(_entry(item))
+    return out
+
+
+def _unpacked(t: tuple) -> list[Entry]:
+    """A query's three transfers kept as one tuple (:meth:`SessionTrace.close_message`) as their entries."""
+    seq, session, _, pending, _cost = t
+    (offset, times, group, step, command, out_endpoint, message, message_bytes, request, request_bytes, counts,
+     in_endpoint, in_length, reply, reply_bytes) = pending
+    entries = [Entry(seq, session, BULK, times[0] + offset, times[1] - times[0], out_endpoint, "out", message_bytes,
+                     counts[0], OK, message, b"", group, step),
+               Entry(seq + 1, session, BULK, times[1] + offset, times[2] - times[1], out_endpoint, "out",
+                     request_bytes, counts[1], OK, request, b"", group, step),
+               Entry(seq + 2, session, BULK, times[2] + offset, times[3] - times[2], in_endpoint, "in", in_length,
+                     reply_bytes, OK, reply, b"", group, step)]
+    for entry in entries:
+        entry.command, entry.cost = command, len(entry.data) + ENTRY_OVERHEAD_BYTES
+    return entries
 
 
 def _listed(item: list) -> Entry:

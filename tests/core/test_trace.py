@@ -157,6 +157,84 @@ def test_since_hands_a_reader_only_new_entries(sim):
         assert len(recorder) == 0 and recorder.since(0) == []
 
 
+def _query(trace, extra_read: bool = False):
+    """One query on the hot path: its message, the batch of three transfers and, for a long reply,
+    a further Bulk-IN read before the message ends."""
+    start = trace.now()
+    item = trace.open_message("query", b"*IDN?\n")
+    trace.batch(0x01, [(array("B", bytes(20)), 100), (bytes(12), 100)], [20, 12], 0x82, 64, b"r" * 64,
+                [start, start + 10, start + 20, start + 30])
+    if extra_read:
+        trace.bulk(0x82, "in", 64, 40, b"s" * 40, trace.now())
+    trace.close_message(item, b"r" * 52 + b"s" * 40)
+    return item[0]
+
+
+def test_a_querys_transfers_read_back_as_entries_in_order_from_any_seq():
+    """A query's three transfers are kept together and read back as three entries with their
+    own seqs: since() from a seq inside them hands over only the later ones, a limit counts
+    entries, and a reader taking one entry at a time sees each exactly once."""
+    recorder = Recorder()
+    trace = recorder.open_session("x")
+    first = _query(trace)
+    second = _query(trace, extra_read=True)
+    entries = recorder.entries()
+    assert [e.seq for e in entries] == list(range(first, first + 9)) and len(recorder) == 9
+    assert [(e.kind, e.direction, e.group) for e in entries[:4]] == [
+        (tr.MESSAGE, "", 0), (tr.BULK, "out", first), (tr.BULK, "out", first), (tr.BULK, "in", first)]
+    assert [e.duration_ns for e in entries[1:4]] == [10, 10, 10] and entries[3].data == b"r" * 64
+    assert [e.requested for e in entries[1:4]] == [20, 12, 64] and entries[3].actual == 64
+    # The long reply's further read comes after the batch it follows, under the same message.
+    assert entries[4].seq == second and [e.group for e in entries[5:]] == [second] * 4
+    assert entries[8].data == b"s" * 40
+    assert [e.seq for e in recorder.since(first + 1)] == list(range(first + 2, first + 9))
+    assert [e.seq for e in recorder.since(first + 2, limit=2)] == [first + 3, first + 4]
+    seen, last = [], 0
+    while batch := recorder.since(last, limit=1):
+        seen.append(batch[0].seq)
+        last = batch[0].seq
+    assert seen == [e.seq for e in entries]
+    assert recorder.first_seq == first and recorder.last_seq == first + 8
+    assert recorder.size_bytes == sum(e.cost for e in entries)
+
+
+def test_a_querys_transfers_wait_for_its_end_but_not_for_anything_else():
+    """While a query runs its message is in the ring at once (a reader sees it pending); its
+    batch's transfers are written when the message ends, or as soon as anything else of the
+    session is recorded first (a recovery, a failed transfer), so the order stays the bus's."""
+    recorder = Recorder()
+    trace = recorder.open_session("x")
+    start = trace.now()
+    item = trace.open_message("query", b"MEAS?\n")
+    trace.batch(0x01, [(bytes(20), 100), (bytes(12), 100)], [20, 12], 0x82, 64, b"x" * 20,
+                [start, start + 1, start + 2, start + 3])
+    (pending,) = recorder.since(0)
+    assert pending.kind == tr.MESSAGE and pending.duration_ns == 0
+    trace.transfer(tr.BULK, 0x82, "in", 64, 0, tr.TIMEOUT, None, start + 3, start + 9)
+    with trace.recovery("after the read timed out"):
+        trace.transfer(tr.CONTROL, 0xA2, "in", 2, 2, tr.OK, b"\x01\x00", start + 10, start + 11,
+                       b"\xa2\x03\x00\x00\x82\x00\x02\x00")
+    trace.close_message(item, None, TmcTimeoutError("the reply did not come"))
+    kinds = [(e.kind, e.status) for e in recorder.entries()]
+    assert kinds == [(tr.MESSAGE, tr.TIMEOUT), (tr.BULK, tr.OK), (tr.BULK, tr.OK), (tr.BULK, tr.OK),
+                     (tr.BULK, tr.TIMEOUT), (tr.RECOVERY, tr.OK), (tr.CONTROL, tr.OK)]
+    assert "Bulk-IN timeout" in recorder.entries()[5].text
+
+
+def test_packed_queries_leave_the_ring_whole_and_count_as_entries():
+    recorder = Recorder(total_cap_bytes=20 * (4 * tr.ENTRY_OVERHEAD_BYTES + 200))
+    trace = recorder.open_session("x")
+    for _ in range(100):
+        _query(trace)
+    entries = recorder.entries()
+    assert recorder.dropped > 0 and len(recorder) == len(entries) == 4 * 100 - recorder.dropped
+    assert recorder.size_bytes == sum(e.cost for e in entries) <= recorder.total_cap_bytes
+    assert entries[-1].seq == recorder.last_seq and entries[0].seq == recorder.first_seq
+    assert recorder.since(entries[0].seq - 1)[0].seq == entries[0].seq
+    recorder.clear()
+    assert len(recorder) == 0 and recorder.since(0) == [] and recorder.cleared_before == entries[-1].seq + 1
+
+
 def test_a_message_read_while_it_runs_is_completed_in_place_when_it_ends():
     """A query's message is kept in the ring in a cheap form and becomes an Entry when read;
     a reader that took it while it ran (the dock) sees it end: same object, reply and duration."""
