@@ -33,7 +33,7 @@ import app.sim  # noqa: E402
 from app import bench  # noqa: E402
 from app.sim.awg import VirtualAwg  # noqa: E402
 from app.usbtmc import Instrument  # noqa: E402
-from app.usbtmc.trace import Recorder  # noqa: E402
+from app.usbtmc.trace import DEFAULT_TOTAL_CAP_BYTES, Recorder  # noqa: E402
 
 QUERIES_PER_BLOCK = 20
 UPLOADS_PER_BLOCK = 5
@@ -50,9 +50,16 @@ def _open(wire: str | None, recorder: Recorder | None) -> Instrument:
         return Instrument(bench.RESOURCE, backend=backend, timeout_ms=bench.TIMEOUT_MS, trace=recorder)
 
 
-def _round(wire: str | None, blocks: int, message: bytes) -> dict[tuple[str, str], float]:
+def _round(wire: str | None, blocks: int, message: bytes, ring_bytes: int) -> dict[tuple[str, str], float]:
     """One round: the three cores opened afresh, then ``blocks`` blocks of each, in turn."""
-    opened = {"untraced": _open(wire, None), "traced": _open(wire, Recorder()), "control (untraced)": _open(wire, None)}
+    recorder = Recorder(total_cap_bytes=ring_bytes)
+    opened = {"untraced": _open(wire, None), "traced": _open(wire, recorder), "control (untraced)": _open(wire, None)}
+    if ring_bytes < DEFAULT_TOTAL_CAP_BYTES:
+        # A ring that is full before the round starts, as after a long session: each record
+        # now also drops the oldest.
+        trace = opened["traced"].trace
+        while not recorder.dropped:
+            trace.marker("filling the ring")
     totals = {(name, measure): 0.0 for name in CORES for measure in ("query", "upload")}
     clock = time.perf_counter
     try:
@@ -79,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--blocks", type=int, default=40, help="blocks of each core per round")
     parser.add_argument("--wire", choices=["high", "full"], default=None, help="the virtual bus's wire model")
+    parser.add_argument("--ring-bytes", type=int, default=DEFAULT_TOTAL_CAP_BYTES,
+                        help="the trace ring's size; below the default it is filled before each round")
     args = parser.parse_args(argv)
 
     message = bench.waveform_message(UPLOAD_BYTES)[0]
@@ -88,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.disable()  # as tmc bench: a collection would land on whichever core runs then
     try:
         for _ in range(args.rounds):
-            totals = _round(args.wire, args.blocks, message)
+            totals = _round(args.wire, args.blocks, message, args.ring_bytes)
             gc.collect()
             for measure, count in (("query", QUERIES_PER_BLOCK), ("upload", UPLOADS_PER_BLOCK)):
                 base = totals["untraced", measure]
@@ -99,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         gc.enable()
 
-    print(f"virtual AWG, in-process bus, wire model {args.wire or 'off'}; {args.rounds} rounds of {args.blocks} "
+    ring = "" if args.ring_bytes == DEFAULT_TOTAL_CAP_BYTES else f", a full {args.ring_bytes:,}-byte trace ring"
+    print(f"virtual AWG, in-process bus, wire model {args.wire or 'off'}{ring}; {args.rounds} rounds of {args.blocks} "
           f"alternating blocks ({QUERIES_PER_BLOCK} *IDN? queries, then {UPLOADS_PER_BLOCK} uploads of 64 KiB)")
     for measure in ("query", "upload"):
         times = ", ".join(f"{name} {statistics.median(per_op[name, measure]) * 1e6:.1f} µs" for name in CORES)
