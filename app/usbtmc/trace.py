@@ -86,6 +86,13 @@ MESSAGE_CAP_BYTES = 4096
 #: detail pane. The first transfer under it keeps more of the same bytes. Keeping 4 KiB of every
 #: upload took fresh memory for each one and cost a 64 KiB upload about 5 % (docs/benchmarks.md).
 MESSAGE_PREVIEW_BYTES = 256
+
+
+def _sent_kept_bytes(size: int) -> int:
+    """How many bytes of a sent message of ``size`` bytes are kept: all up to the cap, else a preview."""
+    return MESSAGE_CAP_BYTES if size <= MESSAGE_CAP_BYTES else MESSAGE_PREVIEW_BYTES
+
+
 #: Ends the text of a message the session sent by itself while opening (a quirk's clear, *IDN?).
 ON_OPEN = " (while opening the session)"
 #: Marks a ring item that holds a query's three transfers (message, read request, reply) in one
@@ -458,21 +465,19 @@ class SessionTrace:
         Inside a message from :meth:`open_message`, the three are kept as one ring item and
         written by :meth:`close_message` under the lock that ends the message (or earlier, when
         anything else of the session is recorded first); a reader gets them as three entries."""
+        if self._pending is not None:
+            self._flush()
         cap = self._cap
         kept = reply if len(reply) <= cap else reply[:cap]
         if len(outs) == 2 and type(self._group) is list and self._step is None:
-            # A query's message and read request inside open_message(): kept as they are and written
-            # as one ring item with the query's end (close_message), one lock for both.
-            if self._pending is not None:
-                self._flush()
+            # A query's message and read request inside open_message() (outside any recovery): kept
+            # as they are and written as one ring item with the query's end (close_message).
             (message, _), (request, _) = outs
-            self._pending = (self._offset_ns, times, self._group_seq, 0, self.command_id, out_endpoint,
+            self._pending = (self._offset_ns, times, self._group_seq, self.command_id, out_endpoint,
                              bytes(message) if len(message) <= cap else bytes(message[:cap]), len(message),
                              request if type(request) is bytes and len(request) <= cap else bytes(request[:cap]),
                              len(request), counts, in_endpoint, in_length, kept, len(reply))
             return
-        if self._pending is not None:
-            self._flush()
         offset, group, step, command, number = (self._offset_ns, self._group_seq, self._step_seq, self.command_id,
                                                 self.number)
         recorder = self.recorder
@@ -531,7 +536,7 @@ class SessionTrace:
             sent = sent.cast("B")
         t_ns = _perf_counter_ns() + self._offset_ns
         size = len(sent) if sent else 0
-        kept = bytes(sent[:MESSAGE_CAP_BYTES if size <= MESSAGE_CAP_BYTES else MESSAGE_PREVIEW_BYTES]) if sent else b""
+        kept = bytes(sent[:_sent_kept_bytes(size)]) if sent else b""
         entry = Entry(0, self.number, MESSAGE, t_ns, 0, 0, "", size, 0, OK, kept, b"", 0, 0, "", b"", "", op)
         entry.command = self.command_id
         if self.opening:
@@ -575,11 +580,11 @@ class SessionTrace:
         if type(sent) is bytes:
             size = len(sent)
             if size > MESSAGE_CAP_BYTES:
-                sent = sent[:MESSAGE_PREVIEW_BYTES]
+                sent = sent[:_sent_kept_bytes(size)]
         else:
             view = memoryview(sent).cast("B")
             size = len(view)
-            sent = bytes(view[:MESSAGE_CAP_BYTES if size <= MESSAGE_CAP_BYTES else MESSAGE_PREVIEW_BYTES])
+            sent = bytes(view[:_sent_kept_bytes(size)])
         cost = len(sent) + ENTRY_OVERHEAD_BYTES
         recorder = self.recorder
         with recorder._lock:
@@ -630,7 +635,7 @@ class SessionTrace:
         seq = next(seqs)
         next(seqs)
         next(seqs)
-        cost = len(pending[6]) + len(pending[8]) + len(pending[13]) + 3 * ENTRY_OVERHEAD_BYTES
+        cost = len(pending[5]) + len(pending[7]) + len(pending[12]) + 3 * ENTRY_OVERHEAD_BYTES
         recorder._ring.append((seq, self.number, _QUERY, pending, cost))
         recorder._packed_extra += 2
         recorder._bytes += cost
@@ -735,9 +740,7 @@ def _seq_of(item) -> int:
 
 
 def _last_seq_of(item) -> int:
-    if type(item) is tuple and item[2] is _QUERY:
-        return item[0] + 2
-    return item.seq if type(item) is Entry else item[0]
+    return item[0] + 2 if type(item) is tuple and item[2] is _QUERY else _seq_of(item)
 
 
 def _expanded(items: list) -> list[Entry]:
@@ -756,14 +759,15 @@ def _expanded(items: list) -> list[Entry]:
 def _unpacked(t: tuple) -> list[Entry]:
     """A query's three transfers kept as one tuple (:meth:`SessionTrace.close_message`) as their entries."""
     seq, session, _, pending, _cost = t
-    (offset, times, group, step, command, out_endpoint, message, message_bytes, request, request_bytes, counts,
+    (offset, times, group, command, out_endpoint, message, message_bytes, request, request_bytes, counts,
      in_endpoint, in_length, reply, reply_bytes) = pending
+    # Never inside a recovery (SessionTrace.batch), so step is 0.
     entries = [Entry(seq, session, BULK, times[0] + offset, times[1] - times[0], out_endpoint, "out", message_bytes,
-                     counts[0], OK, message, b"", group, step),
+                     counts[0], OK, message, b"", group),
                Entry(seq + 1, session, BULK, times[1] + offset, times[2] - times[1], out_endpoint, "out",
-                     request_bytes, counts[1], OK, request, b"", group, step),
+                     request_bytes, counts[1], OK, request, b"", group),
                Entry(seq + 2, session, BULK, times[2] + offset, times[3] - times[2], in_endpoint, "in", in_length,
-                     reply_bytes, OK, reply, b"", group, step)]
+                     reply_bytes, OK, reply, b"", group)]
     for entry in entries:
         entry.command, entry.cost = command, len(entry.data) + ENTRY_OVERHEAD_BYTES
     return entries
