@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
 from app.usbtmc import trace as tr
 from app.usbtmc.files import save_text
 
+from .live_text import LiveText
 from .theme import colors
 from .transcript import format_ms
 
@@ -561,7 +562,8 @@ class TracePanel(QWidget):
         self.search_edit.textChanged.connect(self._on_search)
         self.search_edit.returnPressed.connect(lambda: self.find(False))
         QShortcut(QKeySequence("Shift+Return"), self.search_edit, lambda: self.find(True))
-        self.count_label = QLabel(self)
+        # Its text changes with every tick that takes entries: it must not relay the window out.
+        self.count_label = LiveText(self, sample="100,000 shown of 100,000")
         self.count_label.setObjectName("traceCount")
 
         top = QHBoxLayout()

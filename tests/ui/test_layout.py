@@ -220,3 +220,32 @@ def test_hints_in_the_console_fit_their_boxes(small_window, qtbot):
         assert edit.fontMetrics().horizontalAdvance(text) <= room, text
     small_window.resize(1600, 1000)
     qtbot.waitUntil(lambda: "escapes" in tab.console.input.placeholderText(), timeout=2000)
+
+
+def test_uploads_move_no_dock_and_resize_no_panel(small_window, qtbot):
+    """Progress texts and a new run's legend line change inside the waveform panel: the docks and
+    the panel keep their geometry across uploads. A relayout mid-upload moves the docks and
+    repaints the whole window while the upload holds the interpreter lock."""
+    win = small_window
+    win.trace_dock.show()
+    tab = open_from_browser(win, qtbot, "Virtual AWG")
+    tab.panels.setCurrentWidget(tab.waveform)
+    qtbot.waitUntil(lambda: tab.waveform.built, timeout=2000)
+    panel = tab.waveform.panel()
+    qtbot.waitUntil(lambda: panel.plan is not None and panel.upload_button.isEnabled(), timeout=5000)
+    settle(win)
+
+    def geometries():
+        # The graph may move down when a result wraps onto a second line at this width; it keeps its size.
+        return [w.geometry() for w in (win.dock, win.trace_dock, tab, panel)] + [panel.graph.size()]
+
+    before = geometries()
+    for run in range(4):  # each run adds a legend line
+        with qtbot.waitSignal(panel.upload_finished, timeout=20000) as done:
+            panel.start_upload()
+        assert done.args[0] is not None
+        qtbot.waitUntil(lambda: panel.upload_button.isEnabled(), timeout=5000)
+        settle(win)
+        after = geometries()
+        assert after == before, f"upload {run + 1} moved a dock or resized the panel: {before} -> {after}"
+    assert len(panel.graph.runs) == 4 and panel.graph.legend.text().count("<br>") == 4

@@ -61,6 +61,7 @@ from app.waveforms import (
     load_file,
 )
 
+from ..live_text import LiveText
 from ..theme import colors
 from .throughput import ThroughputGraph, style_plot
 
@@ -419,14 +420,16 @@ class WaveformPanel(QWidget):
         self.progress.setValue(0)
         self.progress.setTextVisible(True)
         self.progress.setFormat("")
-        self.rate_label = QLabel(self)
+        # Its text changes with every progress event: it must not relay the window out.
+        self.rate_label = LiveText(self)
         self.rate_label.setObjectName("waveformRate")
-        # Its text changes with every progress event: it must not relay the panel out.
-        self.rate_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.rate_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.result_label = QLabel(self)
         self.result_label.setObjectName("waveformResult")
         self.result_label.setWordWrap(True)
         self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Its line is there before the first result, so a result does not push the graph down.
+        self.result_label.setMinimumHeight(self.result_label.fontMetrics().lineSpacing())
         upload_row = QHBoxLayout()
         upload_row.addWidget(self.upload_button)
         upload_row.addWidget(self.cancel_button)

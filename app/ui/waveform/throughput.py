@@ -29,6 +29,7 @@ from ..theme import colors
 REDRAW_MS = 40  # 25 Hz at most
 RATE_WINDOW_S = 0.1  # each point is the rate over at least this long, so single transfers do not jitter it
 MAX_RUNS = 6  # runs kept for comparison, the current one included
+LEGEND_LINES = 2  # legend lines the graph's minimum height holds: a run, and the key with its average
 RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf")
 
 
@@ -169,6 +170,12 @@ class ThroughputGraph(QWidget):
         layout.addWidget(bar_widget)
         style_plot(self.plot, self.palette())
 
+        # The legend gains a line with each run. The graph's minimum height is fixed (room for
+        # LEGEND_LINES of it), so a new run squeezes the plot instead of relaying the window
+        # out, which would move the docks and repaint everything in the middle of an upload.
+        empty = self.minimumSizeHint().height()
+        self.setMinimumHeight(empty + (LEGEND_LINES - 1) * self.legend.fontMetrics().lineSpacing())
+
         self.timer = QTimer(self)
         self.timer.setInterval(REDRAW_MS)
         self.timer.timeout.connect(self._redraw)
@@ -288,11 +295,15 @@ class ThroughputGraph(QWidget):
         limits = " ".join(_unbroken(f"{line.value_MBps:g} MB/s ({line.name})") for line in self.reference_lines)
         key = f"<span style='color:{c.muted}'>{_unbroken('- - USB limits:')} {limits}</span>"
         current = self.runs[-1] if self.runs else None
-        if current is not None and self.average_line.isVisible():
+        # A running run's key names its average from the start: the legend then keeps its lines
+        # while the run draws (a line appearing would squeeze the plot mid-upload).
+        if current is not None and (self.average_line.isVisible() or not current.finished):
             key += f" <span style='color:{c.ok}'>{_unbroken(f'··· run {current.number} average')}</span>"
         entries.append(key)
         # One entry a line.
-        self.legend.setText("<br>".join(entries))
+        text = "<br>".join(entries)
+        if text != self.legend.text():
+            self.legend.setText(text)
 
     def _fit_range(self) -> None:
         """Show every run and the bus limits near it: time and rate rounded up to a step of
