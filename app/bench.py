@@ -5,6 +5,8 @@ sizes from 64 KiB to 64 MiB) and runs ``*IDN?`` queries against the same virtual
 waveform generator on the same bus, one after the other, round by round (each round in a
 different order, so none always follows the same neighbour); a figure is the median over
 rounds. After each size the instrument's length and CRC-32 of what it stored are checked.
+The untraced and the traced core, a few per cent apart, take turns in blocks of about 10 ms
+within each measure, so the machine's drift within a second does not enter their ratio.
 
 - In-process (default): the virtual bus of :mod:`app.sim` as a pyusb backend. The peers
   call ``usb.core.find()`` without a backend, so for the run ``usb.core.find`` gets the
@@ -369,12 +371,85 @@ def _measure_queries(peer: Peer, count: int, awg, samples: dict) -> None:
                         if peer.name != CONSOLE else None)
 
 
+#: The untraced and the traced core take turns in blocks of about this long (see _measure_pair).
+PAIR_BLOCK_S = 0.01
+PAIR_QUERY_BLOCK = 20  # *IDN? queries per block
+
+
+def _timed(peer: Peer, kind: str, count: int, message: bytes, awg) -> tuple[float, float, float, list[str]]:
+    """One block on ``peer``: seconds, this thread's CPU seconds, the device model's CPU seconds, replies."""
+    cpu0, dev0, t0 = time.thread_time(), _device_cpu(awg), time.perf_counter()
+    replies = peer.uploads(message, count) if kind == "upload" else peer.queries("*IDN?", count)
+    seconds = time.perf_counter() - t0
+    return seconds, time.thread_time() - cpu0, _device_cpu(awg) - dev0, replies or []
+
+
+def _measure_pair(names: tuple[str, str], kind: str, size, message_info, options: BenchOptions, backend, awg,
+                  samples: dict) -> None:
+    """The untraced and the traced core, block by block in turn, each block on a session
+    opened for it (a device takes one session at a time; opening one costs under a
+    millisecond and is not timed). What tracing costs is a few per cent, and this machine's
+    speed drifts by that much within a second: a whole round of one and then of the other
+    would carry the drift into their ratio, alternate blocks of 10 ms do not. Each peer's
+    figure for the round is its blocks' total work over their total time."""
+    message, points, crc = message_info if kind == "upload" else (b"", 0, 0)
+    first = PEERS[names[0]](backend)
+    try:
+        first.query("FORM:BORD SWAP;*OPC?")
+        identity = first.query("*IDN?")
+        if kind == "upload":
+            one = _timed(first, kind, 1, message, awg)[0]
+            per_block = max(1, round(PAIR_BLOCK_S / max(one, 1e-6)))
+            blocks = max(2, math.ceil(SETTLE_UPLOAD_S / max(one * per_block, 1e-6)))
+        else:
+            per_block = min(PAIR_QUERY_BLOCK, options.queries)
+            blocks = max(1, options.queries // per_block)
+    finally:
+        first.close()
+    totals = {name: [0.0, 0.0, 0.0] for name in names}
+    for _ in range(blocks):
+        for name in names:
+            peer = PEERS[name](backend)
+            try:
+                seconds, cpu, dev, replies = _timed(peer, kind, per_block, message, awg)
+                if kind == "query":
+                    wrong = [reply for reply in replies if reply != identity]
+                    if len(replies) != per_block or wrong:
+                        raise BenchError(f"{name}: {len(replies)} replies to {per_block} *IDN? queries, "
+                                         f"{len(wrong)} unlike the first ({identity!r})")
+            finally:
+                peer.close()
+            for i, value in enumerate((seconds, cpu, dev)):
+                totals[name][i] += value
+    for name in names:
+        seconds, cpu, dev = totals[name]
+        count = per_block * blocks
+        if kind == "upload":
+            peer = PEERS[name](backend)
+            try:
+                answer = peer.query(f"DATA:ATTR:CHEC? {WAVE_NAME}").strip()
+                errors = peer.query("SYST:ERR?").strip()
+            finally:
+                peer.close()
+            megabytes = len(message) * count / 1e6
+            entry = samples.setdefault((name, "upload", size), {"MBps": [], "cpu": [], "dev": [], "verified": True})
+            entry["MBps"].append(megabytes / seconds)
+            entry["cpu"].append((cpu - dev) * 1e3 / megabytes)
+            entry["dev"].append(dev * 1e3 / megabytes if awg is not None else None)
+            entry["verified"] &= answer == f"{points},{crc}" and errors.startswith("0,")
+        else:
+            entry = samples.setdefault((name, "query", None), {"ms": [], "cpu": []})
+            entry["ms"].append(seconds * 1e3 / count)
+            entry["cpu"].append((cpu - dev) * 1e3 / count)
+
+
 def measure(options: BenchOptions, backend, awg=None) -> dict:
     """Run every round; returns raw samples keyed by (implementation, measure, size).
 
     Implementations take turns measure by measure (each size, then the queries), each
     round in a different order, so a change in the machine's load falls on all of them
-    alike. The garbage collector is off while measuring, as in :mod:`timeit`: a collection
+    alike. The untraced and the traced core, whose difference is a few per cent, take
+    turns in short blocks within each measure (:func:`_measure_pair`). The garbage collector is off while measuring, as in :mod:`timeit`: a collection
     would land on whichever implementation happens to run then.
     """
     messages = {size: waveform_message(size) for size in options.sizes}
@@ -389,8 +464,14 @@ def measure(options: BenchOptions, backend, awg=None) -> dict:
             for round_index in range(options.rounds):
                 shift = round_index % len(names)
                 for kind, size in steps:
-                    for name in names[shift:] + names[:shift]:
+                    order = names[shift:] + names[:shift]
+                    pair = tuple(name for name in order if name in (CORE, CORE_TRACED))
+                    for name in order:
                         if kind == "upload" and name == PYVISA_PY and size > options.pyvisa_max_bytes:
+                            continue
+                        if len(pair) == 2 and name in pair:
+                            if name == pair[0]:
+                                _measure_pair(pair, kind, size, messages.get(size), options, backend, awg, samples)
                             continue
                         peer = PEERS[name](backend)
                         try:

@@ -133,3 +133,32 @@ def test_replies_unlike_the_first_fail_the_query_measure():
 
     with pytest.raises(bench.BenchError, match="1 unlike the first"):
         bench._measure_queries(Drifting(), 3, None, {})
+
+
+def test_the_untraced_and_the_traced_core_take_turns_in_blocks(monkeypatch):
+    """Tracing costs a few per cent, the machine drifts by that much within a second: the two
+    cores alternate block by block within a measure instead of running one whole round each."""
+    calls = []
+
+    def spying(cls):
+        class Spy(cls):
+            def uploads(self, message, count):
+                calls.append((self.name, "upload", count))
+                return super().uploads(message, count)
+
+            def queries(self, text, count):
+                calls.append((self.name, "query", count))
+                return super().queries(text, count)
+        return Spy
+
+    monkeypatch.setattr(bench, "PEERS", {name: spying(cls) for name, cls in bench.PEERS.items()})
+    options = bench.BenchOptions(sizes=(64 * KIB,), queries=60, rounds=1,
+                                 implementations=(bench.CORE, bench.CORE_TRACED))
+    found = bench.run(options)
+    queries = [name for name, kind, count in calls if kind == "query" and count == bench.PAIR_QUERY_BLOCK]
+    assert len(queries) == 6 and all(a != b for a, b in zip(queries, queries[1:]))
+    uploads = [(name, count) for name, kind, count in calls if kind == "upload"][1:]  # the first sizes the blocks
+    assert len(uploads) >= 4 and all(a[0] != b[0] for a, b in zip(uploads, uploads[1:]))
+    assert len({count for _, count in uploads}) == 1
+    assert all(r.verified is not False and len(r.rounds) == 1 for r in found)
+    assert {r.implementation for r in found} == {bench.CORE, bench.CORE_TRACED}
