@@ -26,6 +26,7 @@ import itertools
 import struct
 import threading
 import time
+from array import array
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -98,6 +99,8 @@ ON_OPEN = " (while opening the session)"
 #: Marks a ring item that holds a query's three transfers (message, read request, reply) in one
 #: tuple: written with the query's end, expanded into its entries when read.
 _QUERY = "query transfers"
+#: A pending single transfer is a ring tuple without its seq (a pending query has fewer fields).
+_TRANSFER_PENDING_FIELDS = 15
 
 
 class Entry:
@@ -416,8 +419,17 @@ class SessionTrace:
         end_ns = _perf_counter_ns()
         if self._pending is not None:
             self._flush()
-        kept = data[: self._cap] if type(data) is bytes else bytes(data[: self._cap])
+        kind = type(data)
+        # An upload's frame is an array('B'): its slice's own copy, without a second one.
+        kept = data[: self._cap] if kind is bytes else data[: self._cap].tobytes() if kind is array else bytes(
+            memoryview(data).cast("B")[: self._cap])
         cost = len(kept) + ENTRY_OVERHEAD_BYTES
+        if type(self._group) is list and self._step is None:
+            # Inside open_message() (a write): kept until the message ends or anything else is
+            # recorded, then written under that lock (a write of one transfer takes one lock less).
+            self._pending = (self.number, BULK, start_ns + self._offset_ns, end_ns - start_ns, endpoint, direction,
+                             requested, actual, OK, kept, b"", self._group_seq, 0, self.command_id, cost)
+            return
         recorder = self.recorder
         with recorder._lock:
             recorder._ring.append((next(recorder._seq), self.number, BULK, start_ns + self._offset_ns,
@@ -630,8 +642,15 @@ class SessionTrace:
             self._write_pending(pending, self.recorder)
 
     def _write_pending(self, pending: tuple, recorder: Recorder) -> None:
-        # Under the recorder's lock: the three transfers as one ring item, three seqs.
+        # Under the recorder's lock.
         seqs = recorder._seq
+        if len(pending) == _TRANSFER_PENDING_FIELDS:  # one transfer (bulk()): its fields but the seq
+            recorder._ring.append((next(seqs), *pending))
+            recorder._bytes += pending[-1]
+            if recorder._bytes > recorder.total_cap_bytes:
+                recorder._evict()
+            return
+        # A query's three transfers as one ring item, three seqs.
         seq = next(seqs)
         next(seqs)
         next(seqs)

@@ -221,6 +221,39 @@ def test_a_querys_transfers_wait_for_its_end_but_not_for_anything_else():
     assert "Bulk-IN timeout" in recorder.entries()[5].text
 
 
+def test_a_writes_transfer_waits_for_its_end_but_not_for_the_next_transfer():
+    """A write's Bulk-OUT transfer is written with the message's end (one lock less for a write of
+    one transfer); a second transfer, a failure or a recovery writes it first, so the ring keeps
+    the bus's order and every transfer its group, data and length."""
+    recorder = Recorder(transfer_cap_bytes=16)
+    trace = recorder.open_session("x")
+    item = trace.open_message("write", b"DATA " + bytes(40))
+    start = trace.now()
+    frame = array("B", range(60))  # a frame as the writer builds it
+    trace.bulk(0x01, "out", 60, 60, frame, start)
+    (pending,) = recorder.since(0)
+    assert pending.kind == tr.MESSAGE and pending.duration_ns == 0
+    trace.bulk(0x01, "out", 60, 60, memoryview(bytes(range(100, 160))), start + 5)
+    assert [e.kind for e in recorder.since(0)] == [tr.MESSAGE, tr.BULK]  # the first, written by the second
+    trace.transfer(tr.BULK, 0x01, "out", 60, 0, tr.TIMEOUT, bytes(60), start + 9, start + 12)
+    with trace.recovery("after the transfer timed out"):
+        pass
+    trace.close_message(item, None, TmcTimeoutError("the device took nothing"))
+    entries = recorder.entries()
+    assert [(e.kind, e.status) for e in entries] == [(tr.MESSAGE, tr.TIMEOUT), (tr.BULK, tr.OK), (tr.BULK, tr.OK),
+                                                     (tr.BULK, tr.TIMEOUT), (tr.RECOVERY, tr.OK)]
+    assert [e.seq for e in entries] == list(range(entries[0].seq, entries[0].seq + 5))
+    first, second = entries[1:3]
+    assert first.data == bytes(range(16)) and second.data == bytes(range(100, 116))
+    assert all(e.group == entries[0].seq and e.requested == 60 for e in entries[1:4])
+    assert "Bulk-OUT timeout" in entries[4].text  # the recovery names the failure it answers
+    one = recorder.open_session("y")
+    item = one.open_message("write", b"*RST\n")
+    one.bulk(0x01, "out", 16, 16, bytes(16), one.now())
+    one.close_message(item, None)
+    assert [e.kind for e in recorder.since(entries[-1].seq)] == [tr.MESSAGE, tr.BULK]
+
+
 def test_packed_queries_leave_the_ring_whole_and_count_as_entries():
     recorder = Recorder(total_cap_bytes=20 * (4 * tr.ENTRY_OVERHEAD_BYTES + 200))
     trace = recorder.open_session("x")
