@@ -27,6 +27,7 @@ from app.session.events import Closed, Disconnect, Failed
 from .browser import DeviceRef, device_title
 from .console import ConsolePanel
 from .recovery import Recovered, start_recovery
+from .live_text import hold_size
 from .settings import Settings
 from .theme import colors
 from .waveform import attach_waveform_panel
@@ -107,6 +108,7 @@ class InstrumentTab(QWidget):
         self.subtitle_label.setWordWrap(True)
         self.state_label = QLabel(self.header)
         self.state_label.setObjectName("instrumentState")
+        self.state_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)  # sized for the widest
         self.reconnect_button = QPushButton("Reconnect", self.header)
         self.reconnect_button.setToolTip("Open the session again")
         self.reconnect_button.clicked.connect(self.reconnect)
@@ -198,6 +200,8 @@ class InstrumentTab(QWidget):
     def _on_state(self, state: str) -> None:
         color = state_color(state)
         text = STATE_TEXT.get(state, state)
+        # Sized for every state: the start and the end of an upload then repaint only this label.
+        hold_size(self.state_label, [f"● {t}" for t in (*STATE_TEXT.values(), text)])
         self.state_label.setText(f"<span style='color:{color}'>●</span> {escape(text)}")
         self.reconnect_button.setVisible(SessionState(state).is_ended and not self.session.closing)
         if self.info is None and self.session.info is not None:

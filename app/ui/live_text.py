@@ -9,9 +9,11 @@ nothing else. Its width hint only grows, in steps, and only then is the layout a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QPainter
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
 HINT_STEP_CHARS = 6  # the width hint grows in steps of this many average characters
 
@@ -68,3 +70,16 @@ class LiveText(QWidget):
         text = self.fontMetrics().elidedText(self._text, Qt.TextElideMode.ElideRight, rect.width())
         painter.drawText(rect, int(self._alignment), text)
         painter.end()
+
+
+def hold_size(label: QLabel, texts: Iterable[str]) -> None:
+    """Fix ``label``'s size to fit the widest of ``texts`` (as plain text, on one line), so a
+    change among them relays nothing out: a widget of fixed size does not ask its layout again.
+    For a state shown at the start and the end of every upload. Cheap enough to call before each
+    change (the same size changes nothing), which also follows a change of font."""
+    metrics = label.fontMetrics()
+    margins = label.contentsMargins()
+    width = max(metrics.horizontalAdvance(text) for text in texts)
+    width += margins.left() + margins.right() + 2 * label.margin() + metrics.averageCharWidth()
+    height = metrics.height() + margins.top() + margins.bottom() + 2 * label.margin()
+    label.setFixedSize(width, height)

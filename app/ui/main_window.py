@@ -35,6 +35,7 @@ from .device_panels import attach_panels
 from .discovery import DEFAULT_INTERVAL_MS, BackendProvider, Discovery, Snapshot
 from .icon import app_icon
 from .instrument_tab import STATE_TEXT, InstrumentTab
+from .live_text import hold_size
 from .probe_dialog import ProbeDialog
 from .recovery import Recovered, start_recovery
 from .settings import TIMEOUT_RANGE_MS, Settings
@@ -195,6 +196,7 @@ class MainWindow(QMainWindow):
 
         self.session_label = QLabel(self)
         self.session_label.setObjectName("sessionStatus")
+        self.session_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)  # sized for the widest
         self.bus_label = QLabel(self)
         self.bus_label.setObjectName("busStatus")
         self.bus_label.setContentsMargins(self.fontMetrics().averageCharWidth() * 2, 0, 0, 0)
@@ -828,10 +830,13 @@ class MainWindow(QMainWindow):
             console_action = tab.console.actions_by_name.get(name) if has_tab else None
             action.setEnabled(bool(console_action and console_action.isEnabled()))
         if tab is None:
+            hold_size(self.session_label, ["No instrument open"])
             self.session_label.setText("No instrument open")
         else:
-            state = STATE_TEXT.get(tab.session.state, tab.session.state)
-            self.session_label.setText(f"{escape(tab.title())}: {state}")
+            title, state = tab.title(), STATE_TEXT.get(tab.session.state, tab.session.state)
+            # Sized for every state of this tab: a session's state changes relay nothing out.
+            hold_size(self.session_label, [f"{title}: {t}" for t in (*STATE_TEXT.values(), state)])
+            self.session_label.setText(f"{escape(title)}: {state}")
 
     # --- help --------------------------------------------------------------------------------
 

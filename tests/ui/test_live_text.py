@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QCoreApplication, QEvent, QObject
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
 
-from app.ui.live_text import LiveText
+from app.ui.live_text import LiveText, hold_size
 
 
 class LayoutRequests(QObject):
@@ -61,3 +61,19 @@ def test_the_width_hint_grows_in_steps_and_a_cut_text_has_a_tooltip(qtbot):
     assert text.toolTip() == "8 shown of 8"
     text.resize(grown, text.sizeHint().height())
     assert text.toolTip() == ""
+
+
+def test_a_label_held_at_its_widest_state_relays_nothing_out_when_the_state_changes(qtbot):
+    states = ["connected", "connected, busy", "device gone", "connected"]
+
+    def held(parent):
+        label = QLabel(parent)
+        hold_size(label, states)
+        return label
+
+    assert relayouts(qtbot, QLabel, states) >= 2  # the control: a plain label asks on each change
+    assert relayouts(qtbot, held, states) == 0
+    parent = QWidget()
+    qtbot.addWidget(parent)
+    label = held(parent)
+    assert label.width() >= label.fontMetrics().horizontalAdvance("connected, busy")
