@@ -245,13 +245,18 @@ class ConsolePeer(Peer):
 
 
 class TracedCorePeer(CorePeer):
+    """The core with tracing on. Every session of a run records into one trace, as every
+    session of the console records into the window's: the ring outlives the sessions."""
+
     name = CORE_TRACED
+    recorder = None  # the run's trace (measure() sets it)
 
     def __init__(self, backend) -> None:
         from app.usbtmc import Instrument
         from app.usbtmc.trace import Recorder
 
-        self.recorder = Recorder()
+        if TracedCorePeer.recorder is None:
+            TracedCorePeer.recorder = Recorder()
         self.inst = Instrument(RESOURCE, backend=backend, timeout_ms=TIMEOUT_MS, trace=self.recorder)
 
 
@@ -457,6 +462,9 @@ def measure(options: BenchOptions, backend, awg=None) -> dict:
     names = list(options.implementations)
     steps = [("upload", size) for size in options.sizes] + [("query", None)]
     collecting = gc.isenabled()
+    from app.usbtmc.trace import Recorder
+
+    TracedCorePeer.recorder = Recorder()
     gc.collect()
     gc.disable()
     try:
@@ -484,6 +492,7 @@ def measure(options: BenchOptions, backend, awg=None) -> dict:
                             peer.close()
                     gc.collect()
     finally:
+        TracedCorePeer.recorder = None
         if collecting:
             gc.enable()
     return samples
