@@ -41,6 +41,10 @@ from dataclasses import asdict, dataclass, field
 
 RESOURCE = "USB0::0x1209::0x000C::AWG-0001::INSTR"
 VID, PID, SERIAL = 0x1209, 0x000C, "AWG-0001"
+#: The traced core's own AWG: it takes turns with the untraced core block by block, and a device
+#: takes one session at a time, so each keeps its session open on a device of its own.
+TRACED_SERIAL = "AWG-0002"
+TRACED_RESOURCE = f"USB0::0x{VID:04X}::0x{PID:04X}::{TRACED_SERIAL}::INSTR"
 CORE, CONSOLE, PYTHON_USBTMC, PYVISA_PY = "app.usbtmc", "console", "python-usbtmc", "pyvisa-py"
 #: The core with its I/O trace recording every transfer (docs/trace.md): what tracing costs.
 CORE_TRACED = "app.usbtmc+trace"
@@ -257,7 +261,7 @@ class TracedCorePeer(CorePeer):
 
         if TracedCorePeer.recorder is None:
             TracedCorePeer.recorder = Recorder()
-        self.inst = Instrument(RESOURCE, backend=backend, timeout_ms=TIMEOUT_MS, trace=self.recorder)
+        self.inst = Instrument(TRACED_RESOURCE, backend=backend, timeout_ms=TIMEOUT_MS, trace=self.recorder)
 
 
 class PythonUsbtmcPeer(Peer):
@@ -389,66 +393,62 @@ def _timed(peer: Peer, kind: str, count: int, message: bytes, awg) -> tuple[floa
     return seconds, time.thread_time() - cpu0, _device_cpu(awg) - dev0, replies or []
 
 
-def _measure_pair(names: tuple[str, str], kind: str, size, message_info, options: BenchOptions, backend, awg,
-                  samples: dict) -> None:
-    """The untraced and the traced core, block by block in turn, each block on a session
-    opened for it (a device takes one session at a time; opening one costs under a
-    millisecond and is not timed). What tracing costs is a few per cent, and this machine's
-    speed drifts by that much within a second: a whole round of one and then of the other
-    would carry the drift into their ratio, alternate blocks of 10 ms do not. Each peer's
-    figure for the round is its blocks' total work over their total time."""
+def _measure_pair(names: tuple[str, str], kind: str, size, message_info, options: BenchOptions, backend,
+                  awgs: dict, samples: dict) -> None:
+    """The untraced and the traced core, each with a session on an AWG of its own (``awgs``:
+    the device model by peer name, None out of process), block by block in turn. What tracing
+    costs is a few per cent, and this machine's speed drifts by that much within a second: a
+    whole round of one and then of the other would carry the drift into their ratio, blocks of
+    10 ms in turn do not. Each peer's figure for the round is its blocks' total work over their
+    total time; the sessions stay open throughout, as a user's does."""
     message, points, crc = message_info if kind == "upload" else (b"", 0, 0)
-    first = PEERS[names[0]](backend)
+    peers = {}
     try:
-        first.query("FORM:BORD SWAP;*OPC?")
-        identity = first.query("*IDN?")
+        for name in names:
+            peers[name] = PEERS[name](backend)
+            peers[name].query("FORM:BORD SWAP;*OPC?")
+        first = peers[names[0]]
+        identity = {name: peer.query("*IDN?") for name, peer in peers.items()}  # each AWG has its serial
         if kind == "upload":
-            one = _timed(first, kind, 1, message, awg)[0]
+            one = _timed(first, kind, 1, message, awgs.get(names[0]))[0]
             per_block = max(1, round(PAIR_BLOCK_S / max(one, 1e-6)))
             blocks = max(2, math.ceil(SETTLE_UPLOAD_S / max(one * per_block, 1e-6)))
         else:
             per_block = min(PAIR_QUERY_BLOCK, options.queries)
             blocks = max(1, options.queries // per_block)
-    finally:
-        first.close()
-    totals = {name: [0.0, 0.0, 0.0] for name in names}
-    for _ in range(blocks):
-        for name in names:
-            peer = PEERS[name](backend)
-            try:
-                seconds, cpu, dev, replies = _timed(peer, kind, per_block, message, awg)
+        totals = {name: [0.0, 0.0, 0.0] for name in names}
+        for _ in range(blocks):
+            for name in names:
+                seconds, cpu, dev, replies = _timed(peers[name], kind, per_block, message, awgs.get(name))
                 if kind == "query":
-                    wrong = [reply for reply in replies if reply != identity]
+                    wrong = [reply for reply in replies if reply != identity[name]]
                     if len(replies) != per_block or wrong:
                         raise BenchError(f"{name}: {len(replies)} replies to {per_block} *IDN? queries, "
-                                         f"{len(wrong)} unlike the first ({identity!r})")
-            finally:
-                peer.close()
-            for i, value in enumerate((seconds, cpu, dev)):
-                totals[name][i] += value
-    for name in names:
-        seconds, cpu, dev = totals[name]
-        count = per_block * blocks
-        if kind == "upload":
-            peer = PEERS[name](backend)
-            try:
-                answer = peer.query(f"DATA:ATTR:CHEC? {WAVE_NAME}").strip()
-                errors = peer.query("SYST:ERR?").strip()
-            finally:
-                peer.close()
-            megabytes = len(message) * count / 1e6
-            entry = samples.setdefault((name, "upload", size), {"MBps": [], "cpu": [], "dev": [], "verified": True})
-            entry["MBps"].append(megabytes / seconds)
-            entry["cpu"].append((cpu - dev) * 1e3 / megabytes)
-            entry["dev"].append(dev * 1e3 / megabytes if awg is not None else None)
-            entry["verified"] &= answer == f"{points},{crc}" and errors.startswith("0,")
-        else:
-            entry = samples.setdefault((name, "query", None), {"ms": [], "cpu": []})
-            entry["ms"].append(seconds * 1e3 / count)
-            entry["cpu"].append((cpu - dev) * 1e3 / count)
+                                         f"{len(wrong)} unlike the first ({identity[name]!r})")
+                for i, value in enumerate((seconds, cpu, dev)):
+                    totals[name][i] += value
+        for name in names:
+            seconds, cpu, dev = totals[name]
+            count = per_block * blocks
+            if kind == "upload":
+                answer = peers[name].query(f"DATA:ATTR:CHEC? {WAVE_NAME}").strip()
+                errors = peers[name].query("SYST:ERR?").strip()
+                megabytes = len(message) * count / 1e6
+                entry = samples.setdefault((name, "upload", size), {"MBps": [], "cpu": [], "dev": [], "verified": True})
+                entry["MBps"].append(megabytes / seconds)
+                entry["cpu"].append((cpu - dev) * 1e3 / megabytes)
+                entry["dev"].append(dev * 1e3 / megabytes if awgs.get(name) is not None else None)
+                entry["verified"] &= answer == f"{points},{crc}" and errors.startswith("0,")
+            else:
+                entry = samples.setdefault((name, "query", None), {"ms": [], "cpu": []})
+                entry["ms"].append(seconds * 1e3 / count)
+                entry["cpu"].append((cpu - dev) * 1e3 / count)
+    finally:
+        for peer in peers.values():
+            peer.close()
 
 
-def measure(options: BenchOptions, backend, awg=None) -> dict:
+def measure(options: BenchOptions, backend, awg=None, traced_awg=None) -> dict:
     """Run every round; returns raw samples keyed by (implementation, measure, size).
 
     Implementations take turns measure by measure (each size, then the queries), each
@@ -479,15 +479,17 @@ def measure(options: BenchOptions, backend, awg=None) -> dict:
                             continue
                         if len(pair) == 2 and name in pair:
                             if name == pair[0]:
-                                _measure_pair(pair, kind, size, messages.get(size), options, backend, awg, samples)
+                                _measure_pair(pair, kind, size, messages.get(size), options, backend,
+                                              {CORE: awg, CORE_TRACED: traced_awg}, samples)
                             continue
                         peer = PEERS[name](backend)
                         try:
                             peer.query("FORM:BORD SWAP;*OPC?")
+                            device = traced_awg if name == CORE_TRACED else awg
                             if kind == "upload":
-                                _measure_upload(peer, size, *messages[size], awg, samples)
+                                _measure_upload(peer, size, *messages[size], device, samples)
                             else:
-                                _measure_queries(peer, options.queries, awg, samples)
+                                _measure_queries(peer, options.queries, device, samples)
                         finally:
                             peer.close()
                     gc.collect()
@@ -558,10 +560,11 @@ def run(options: BenchOptions) -> list[Record]:
     from app.sim.awg import VirtualAwg
 
     bus = app.sim.VirtualBus()
-    awg = VirtualAwg(wire=options.wire, ingest_bytes_per_s=options.ingest_bytes_per_s,
-                     memory_points=max(options.sizes) // 2 + 1024)
-    bus.plug(awg)
-    samples = measure(options, app.sim.backend(bus), awg)
+    awgs = [VirtualAwg(serial=serial, wire=options.wire, ingest_bytes_per_s=options.ingest_bytes_per_s,
+                       memory_points=max(options.sizes) // 2 + 1024) for serial in (SERIAL, TRACED_SERIAL)]
+    for awg in awgs:
+        bus.plug(awg)
+    samples = measure(options, app.sim.backend(bus), *awgs)
     return summarize(samples, options, "in-process virtual bus")
 
 
@@ -577,7 +580,8 @@ def _run_libusb(options: BenchOptions) -> list[Record]:
         raise BenchError(f"--libusb needs umockdev: {exc}") from None
     with bus:
         pacing = {"wire": options.wire, "ingest_bytes_per_s": options.ingest_bytes_per_s}
-        bus.plug("app.sim.awg:VirtualAwg", memory_points=max(options.sizes) // 2 + 1024, **pacing)
+        for serial in (SERIAL, TRACED_SERIAL):
+            bus.plug("app.sim.awg:VirtualAwg", serial=serial, memory_points=max(options.sizes) // 2 + 1024, **pacing)
         env = bus.environment()
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
@@ -621,7 +625,8 @@ def describe(options: BenchOptions, transport: str) -> str:
         ingest = f"{options.ingest_bytes_per_s / 1e6:g} MB/s"
         if options.ingest_bytes_per_s == LIKE_33622A_BYTES_PER_S:
             ingest += " (like the 33622A)"
-    return (f"virtual AWG {RESOURCE} over the {transport}; wire model {wire}; instrument ingest {ingest}; "
+    traced = f" (app.usbtmc+trace: {TRACED_SERIAL}, alike)" if CORE_TRACED in options.implementations else ""
+    return (f"virtual AWG {RESOURCE}{traced} over the {transport}; wire model {wire}; instrument ingest {ingest}; "
             f"median of {options.rounds} rounds, {options.queries} queries per round")
 
 
