@@ -454,8 +454,9 @@ def measure(options: BenchOptions, backend, awg=None, traced_awg=None) -> dict:
     Implementations take turns measure by measure (each size, then the queries), each
     round in a different order, so a change in the machine's load falls on all of them
     alike. The untraced and the traced core, whose difference is a few per cent, take
-    turns in short blocks within each measure (:func:`_measure_pair`). The garbage collector is off while measuring, as in :mod:`timeit`: a collection
-    would land on whichever implementation happens to run then.
+    turns in short blocks within each measure (:func:`_measure_pair`). The garbage
+    collector is off while measuring, as in :mod:`timeit`: a collection would land on
+    whichever implementation happens to run then.
     """
     messages = {size: waveform_message(size) for size in options.sizes}
     samples: dict = {}

@@ -26,8 +26,8 @@ from app.session.events import Closed, Disconnect, Failed
 
 from .browser import DeviceRef, device_title
 from .console import ConsolePanel
-from .recovery import Recovered, start_recovery
 from .live_text import hold_size
+from .recovery import Recovered, start_recovery
 from .settings import Settings
 from .theme import colors
 from .waveform import attach_waveform_panel
@@ -108,7 +108,8 @@ class InstrumentTab(QWidget):
         self.subtitle_label.setWordWrap(True)
         self.state_label = QLabel(self.header)
         self.state_label.setObjectName("instrumentState")
-        self.state_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)  # sized for the widest
+        # Held at the widest state's size (see _on_state), its text keeps to the right.
+        self.state_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.reconnect_button = QPushButton("Reconnect", self.header)
         self.reconnect_button.setToolTip("Open the session again")
         self.reconnect_button.clicked.connect(self.reconnect)

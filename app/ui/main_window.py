@@ -196,7 +196,8 @@ class MainWindow(QMainWindow):
 
         self.session_label = QLabel(self)
         self.session_label.setObjectName("sessionStatus")
-        self.session_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)  # sized for the widest
+        # Held at the widest state's size (see _update_actions), its text keeps to the right.
+        self.session_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.bus_label = QLabel(self)
         self.bus_label.setObjectName("busStatus")
         self.bus_label.setContentsMargins(self.fontMetrics().averageCharWidth() * 2, 0, 0, 0)
