@@ -343,18 +343,27 @@ def _device_cpu(awg) -> float:
     return awg.stats.cpu_s if awg is not None else 0.0
 
 
-def _measure_upload(peer: Peer, size: int, message: bytes, points: int, crc: int, awg, samples: dict) -> None:
-    """Upload ``message`` until the measurement lasts :data:`SETTLE_UPLOAD_S`, then verify what was stored."""
-    repeats = 1
-    while True:
-        cpu0, dev0, t0 = time.thread_time(), _device_cpu(awg), time.perf_counter()
-        peer.uploads(message, repeats)
-        seconds = time.perf_counter() - t0
-        cpu, dev = time.thread_time() - cpu0, _device_cpu(awg) - dev0
-        if seconds >= SETTLE_UPLOAD_S or repeats >= 256:
-            break
-        repeats = min(256, max(repeats * 2, math.ceil(repeats * SETTLE_UPLOAD_S / max(seconds, 1e-6))))
-    megabytes = len(message) * repeats / 1e6
+def _timed(peer: Peer, kind: str, count: int, message: bytes, awg) -> tuple[float, float, float, list[str]]:
+    """``count`` uploads or queries on ``peer``: seconds, this thread's CPU seconds, the device
+    model's CPU seconds, the replies."""
+    cpu0, dev0, t0 = time.thread_time(), _device_cpu(awg), time.perf_counter()
+    replies = peer.uploads(message, count) if kind == "upload" else peer.queries("*IDN?", count)
+    seconds = time.perf_counter() - t0
+    return seconds, time.thread_time() - cpu0, _device_cpu(awg) - dev0, replies or []
+
+
+def _check_replies(name: str, replies: list[str], count: int, identity: str) -> None:
+    wrong = [reply for reply in replies if reply != identity]
+    if len(replies) != count or wrong:
+        raise BenchError(f"{name}: {len(replies)} replies to {count} *IDN? queries, "
+                         f"{len(wrong)} unlike the first ({identity!r})")
+
+
+def _add_upload(samples: dict, peer: Peer, size: int, message: bytes, count: int, seconds: float, cpu: float,
+                dev: float, awg, points: int, crc: int) -> None:
+    """One round's upload figure for ``peer`` (``count`` uploads of ``message``), after checking
+    what the instrument stored."""
+    megabytes = len(message) * count / 1e6
     answer = peer.query(f"DATA:ATTR:CHEC? {WAVE_NAME}").strip()
     errors = peer.query("SYST:ERR?").strip()
     entry = samples.setdefault((peer.name, "upload", size), {"MBps": [], "cpu": [], "dev": [], "verified": True})
@@ -365,32 +374,33 @@ def _measure_upload(peer: Peer, size: int, message: bytes, points: int, crc: int
     entry["verified"] &= answer == f"{points},{crc}" and errors.startswith("0,")
 
 
+def _add_queries(samples: dict, name: str, count: int, seconds: float, cpu: float, dev: float) -> None:
+    entry = samples.setdefault((name, "query", None), {"ms": [], "cpu": []})
+    entry["ms"].append(seconds * 1e3 / count)
+    entry["cpu"].append((cpu - dev) * 1e3 / count if name != CONSOLE else None)
+
+
+def _measure_upload(peer: Peer, size: int, message: bytes, points: int, crc: int, awg, samples: dict) -> None:
+    """Upload ``message`` until the measurement lasts :data:`SETTLE_UPLOAD_S`, then verify what was stored."""
+    repeats = 1
+    while True:
+        seconds, cpu, dev, _ = _timed(peer, "upload", repeats, message, awg)
+        if seconds >= SETTLE_UPLOAD_S or repeats >= 256:
+            break
+        repeats = min(256, max(repeats * 2, math.ceil(repeats * SETTLE_UPLOAD_S / max(seconds, 1e-6))))
+    _add_upload(samples, peer, size, message, repeats, seconds, cpu, dev, awg, points, crc)
+
+
 def _measure_queries(peer: Peer, count: int, awg, samples: dict) -> None:
     identity = peer.query("*IDN?")
-    cpu0, dev0, t0 = time.thread_time(), _device_cpu(awg), time.perf_counter()
-    replies = peer.queries("*IDN?", count)
-    seconds = time.perf_counter() - t0
-    wrong = [reply for reply in replies if reply != identity]
-    if len(replies) != count or wrong:
-        raise BenchError(f"{peer.name}: {len(replies)} replies to {count} *IDN? queries, "
-                         f"{len(wrong)} unlike the first ({identity!r})")
-    entry = samples.setdefault((peer.name, "query", None), {"ms": [], "cpu": []})
-    entry["ms"].append(seconds * 1e3 / count)
-    entry["cpu"].append((time.thread_time() - cpu0 - (_device_cpu(awg) - dev0)) * 1e3 / count
-                        if peer.name != CONSOLE else None)
+    seconds, cpu, dev, replies = _timed(peer, "query", count, b"", awg)
+    _check_replies(peer.name, replies, count, identity)
+    _add_queries(samples, peer.name, count, seconds, cpu, dev)
 
 
 #: The untraced and the traced core take turns in blocks of about this long (see _measure_pair).
 PAIR_BLOCK_S = 0.01
 PAIR_QUERY_BLOCK = 20  # *IDN? queries per block
-
-
-def _timed(peer: Peer, kind: str, count: int, message: bytes, awg) -> tuple[float, float, float, list[str]]:
-    """One block on ``peer``: seconds, this thread's CPU seconds, the device model's CPU seconds, replies."""
-    cpu0, dev0, t0 = time.thread_time(), _device_cpu(awg), time.perf_counter()
-    replies = peer.uploads(message, count) if kind == "upload" else peer.queries("*IDN?", count)
-    seconds = time.perf_counter() - t0
-    return seconds, time.thread_time() - cpu0, _device_cpu(awg) - dev0, replies or []
 
 
 def _measure_pair(names: tuple[str, str], kind: str, size, message_info, options: BenchOptions, backend,
@@ -421,28 +431,15 @@ def _measure_pair(names: tuple[str, str], kind: str, size, message_info, options
             for name in names:
                 seconds, cpu, dev, replies = _timed(peers[name], kind, per_block, message, awgs.get(name))
                 if kind == "query":
-                    wrong = [reply for reply in replies if reply != identity[name]]
-                    if len(replies) != per_block or wrong:
-                        raise BenchError(f"{name}: {len(replies)} replies to {per_block} *IDN? queries, "
-                                         f"{len(wrong)} unlike the first ({identity[name]!r})")
+                    _check_replies(name, replies, per_block, identity[name])
                 for i, value in enumerate((seconds, cpu, dev)):
                     totals[name][i] += value
         for name in names:
-            seconds, cpu, dev = totals[name]
-            count = per_block * blocks
             if kind == "upload":
-                answer = peers[name].query(f"DATA:ATTR:CHEC? {WAVE_NAME}").strip()
-                errors = peers[name].query("SYST:ERR?").strip()
-                megabytes = len(message) * count / 1e6
-                entry = samples.setdefault((name, "upload", size), {"MBps": [], "cpu": [], "dev": [], "verified": True})
-                entry["MBps"].append(megabytes / seconds)
-                entry["cpu"].append((cpu - dev) * 1e3 / megabytes)
-                entry["dev"].append(dev * 1e3 / megabytes if awgs.get(name) is not None else None)
-                entry["verified"] &= answer == f"{points},{crc}" and errors.startswith("0,")
+                _add_upload(samples, peers[name], size, message, per_block * blocks, *totals[name], awgs.get(name),
+                            points, crc)
             else:
-                entry = samples.setdefault((name, "query", None), {"ms": [], "cpu": []})
-                entry["ms"].append(seconds * 1e3 / count)
-                entry["cpu"].append((cpu - dev) * 1e3 / count)
+                _add_queries(samples, name, per_block * blocks, *totals[name])
     finally:
         for peer in peers.values():
             peer.close()
