@@ -42,12 +42,11 @@ class LiveText(QWidget):
             step = metrics.averageCharWidth() * HINT_STEP_CHARS
             self._hint_px = wide + step - wide % step
             self.updateGeometry()
-        self._update_tooltip()
+        self._update_tooltip(wide)
         self.update()
 
-    def _update_tooltip(self) -> None:
-        cut = self.fontMetrics().horizontalAdvance(self._text) > self.contentsRect().width() - 4
-        self.setToolTip(self._text if cut else "")
+    def _update_tooltip(self, wide: int) -> None:
+        self.setToolTip(self._text if wide > self.contentsRect().width() - 4 else "")
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
         margins = self.contentsMargins()
@@ -58,7 +57,7 @@ class LiveText(QWidget):
         return QSize(self.fontMetrics().averageCharWidth() * 4, self.sizeHint().height())
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        self._update_tooltip()
+        self._update_tooltip(self.fontMetrics().horizontalAdvance(self._text))
         super().resizeEvent(event)
 
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name

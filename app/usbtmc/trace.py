@@ -374,8 +374,9 @@ class SessionTrace:
         self._group_seq = 0
         self._step_seq = 0
         self._last_failure: tuple | None = None  # (seq, kind, direction, setup, status) of the last failed transfer
-        # A query's transfers waiting for its end (batch() inside open_message()), to be written
-        # under the lock that ends it, as the packed item's fields (see _unpacked).
+        # Transfers waiting for their message's end, to be written under the lock that ends it:
+        # a query's batch (batch(), the packed item's fields, see _unpacked) or a write's
+        # transfer (bulk(), a ring tuple without its seq).
         self._pending: tuple | None = None
         self._offset_ns = recorder._epoch_offset_ns
         #: Interrupt-IN reads that timed out with nothing (idle SRQ polls) are counted, not recorded.
@@ -636,7 +637,8 @@ class SessionTrace:
                 entry.duration_ns = item[4]  # last: a duration says the message has ended
 
     def _flush(self) -> None:
-        """Write the query's pending transfers now (something else is recorded before its end)."""
+        """Write the pending transfers (a query's batch, a write's transfer) now: something else
+        of the session is recorded before the message's end."""
         pending, self._pending = self._pending, None
         with self.recorder._lock:
             self._write_pending(pending, self.recorder)
@@ -645,18 +647,15 @@ class SessionTrace:
         # Under the recorder's lock.
         seqs = recorder._seq
         if len(pending) == _TRANSFER_PENDING_FIELDS:  # one transfer (bulk()): its fields but the seq
-            recorder._ring.append((next(seqs), *pending))
-            recorder._bytes += pending[-1]
-            if recorder._bytes > recorder.total_cap_bytes:
-                recorder._evict()
-            return
-        # A query's three transfers as one ring item, three seqs.
-        seq = next(seqs)
-        next(seqs)
-        next(seqs)
-        cost = len(pending[5]) + len(pending[7]) + len(pending[12]) + 3 * ENTRY_OVERHEAD_BYTES
-        recorder._ring.append((seq, self.number, _QUERY, pending, cost))
-        recorder._packed_extra += 2
+            item, cost = (next(seqs), *pending), pending[-1]
+        else:  # a query's three transfers as one ring item, three seqs
+            seq = next(seqs)
+            next(seqs)
+            next(seqs)
+            cost = len(pending[5]) + len(pending[7]) + len(pending[12]) + 3 * ENTRY_OVERHEAD_BYTES
+            item = (seq, self.number, _QUERY, pending, cost)
+            recorder._packed_extra += 2
+        recorder._ring.append(item)
         recorder._bytes += cost
         if recorder._bytes > recorder.total_cap_bytes:
             recorder._evict()
